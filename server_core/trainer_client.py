@@ -1,0 +1,204 @@
+"""The two callbacks a rollout server makes to the trainer, over one shared pooled client.
+
+The 0.2.x SDK built an HTTP client (and a TLS context) per rollout, about 43 ms of CPU each.
+Here one ``httpx.AsyncClient`` serves every rollout of the server; its pool limits are set by
+``TrainerClientConfig`` (see benchmarks/bench_http_client.py for the figures behind them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pydantic_core
+
+from server_core.errors import LLMCallError, TrainerProtocolError
+
+logger = logging.getLogger("server_core.trainer_client")
+
+#: Bodies with more messages than this are encoded in a thread, off the event loop.
+_LARGE_BODY_MESSAGES = 400
+
+
+@dataclass(frozen=True)
+class TrainerClientConfig:
+    """Timeouts, retries and pool limits of the callbacks."""
+
+    timeout_s: float = 300.0
+    connect_timeout_s: float = 10.0
+    chat_retries: int = 3
+    completion_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 16.0
+    #: Measured: httpx's pool cost per request grows with the connections it holds, while the
+    #: number of connections beyond ~100 no longer adds throughput on one core.
+    max_connections: int = 100
+    max_keepalive_connections: int = 100
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the completion callback ended: ``delivered`` or ``failed`` with the reason."""
+
+    delivered: bool
+    status_code: int | None
+    attempts: int
+    error: str | None = None
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Capped exponential backoff with full jitter, for retry number ``attempt`` (0-based)."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return min(cap, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+def _retryable_status(code: int) -> bool:
+    return code == 429 or code >= 500
+
+
+class TrainerClient:
+    """Posts chat and completion callbacks to trainers; one instance per server process.
+
+    ``transport``/``mounts`` let an embedding process route a trainer URL in-process (the
+    workbench's local trainer), exactly as httpx does; the protocol on the wire is the same.
+    """
+
+    def __init__(
+        self,
+        config: TrainerClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        self.config = config or TrainerClientConfig()
+        self._transport = transport
+        self._mounts = mounts
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client, created on first use (inside the running loop)."""
+        if self._client is None:
+            cfg = self.config
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+                limits=httpx.Limits(
+                    max_connections=cfg.max_connections,
+                    max_keepalive_connections=cfg.max_keepalive_connections,
+                ),
+                transport=self._transport,
+                mounts=self._mounts,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the pool; a later call opens a new one."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    @staticmethod
+    def _headers(api_key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return headers
+
+    async def chat(self, server_url: str, body: dict, *, api_key: str | None) -> Any:
+        """POST one chat callback; returns the parsed JSON of the 200 answer.
+
+        4xx is final (raised as ``LLMCallError`` with the trainer's detail); 5xx, 429,
+        timeouts and transport errors are retried with jittered backoff.
+        """
+        if len(body.get("messages", ())) > _LARGE_BODY_MESSAGES:
+            content = await asyncio.to_thread(pydantic_core.to_json, body)
+        else:
+            content = pydantic_core.to_json(body)
+        url = f"{server_url}/v1/chat/completions"
+        cfg = self.config
+        last_error = ""
+        for attempt in range(cfg.chat_retries + 1):
+            delay: float | None = None
+            try:
+                response = await self.http.post(
+                    url, content=content, headers=self._headers(api_key)
+                )
+            except httpx.TimeoutException:
+                last_error = f"timed out after {cfg.timeout_s:g}s"
+            except httpx.TransportError as exc:
+                last_error = f"transport error: {exc or type(exc).__name__}"
+            else:
+                code = response.status_code
+                if code == 200:
+                    try:
+                        return pydantic_core.from_json(response.content)
+                    except ValueError:
+                        snippet = response.text[:120]
+                        raise TrainerProtocolError(
+                            f"trainer answered 200 with a body that is not JSON: {snippet!r}"
+                        ) from None
+                detail = response.text[:500]
+                if not _retryable_status(code):
+                    raise LLMCallError(
+                        f"trainer refused the chat request: HTTP {code}: {detail}",
+                        status_code=code,
+                    )
+                last_error = f"HTTP {code}: {detail}"
+                delay = _retry_after(response, cfg.backoff_cap_s)
+            if attempt < cfg.chat_retries:
+                if delay is None:
+                    delay = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s)
+                await asyncio.sleep(delay)
+        raise LLMCallError(
+            f"chat callback to {url} failed after {cfg.chat_retries + 1} attempts: {last_error}"
+        )
+
+    async def complete(self, server_url: str, body: dict, *, api_key: str | None) -> Delivery:
+        """POST the completion callback; any 2xx acknowledges it. Never raises."""
+        content = await asyncio.to_thread(pydantic_core.to_json, body) if len(
+            body.get("final_messages", ())
+        ) > _LARGE_BODY_MESSAGES else pydantic_core.to_json(body)
+        url = f"{server_url}/v1/rollout/completed"
+        cfg = self.config
+        error = ""
+        code: int | None = None
+        attempts = 0
+        for attempt in range(cfg.completion_retries + 1):
+            attempts += 1
+            delay: float | None = None
+            try:
+                response = await self.http.post(
+                    url, content=content, headers=self._headers(api_key)
+                )
+            except httpx.TimeoutException:
+                error = f"timed out after {cfg.timeout_s:g}s"
+            except httpx.TransportError as exc:
+                error = f"transport error: {exc or type(exc).__name__}"
+            except Exception as exc:  # never let delivery raise into the rollout driver
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                code = response.status_code
+                if 200 <= code < 300:
+                    return Delivery(True, code, attempts)
+                error = f"HTTP {code}: {response.text[:300]}"
+                if not _retryable_status(code):
+                    return Delivery(False, code, attempts, error)
+                delay = _retry_after(response, cfg.backoff_cap_s)
+            if attempt < cfg.completion_retries:
+                if delay is None:
+                    delay = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_cap_s)
+                await asyncio.sleep(delay)
+        return Delivery(False, code, attempts, error)
