@@ -38,9 +38,10 @@ def _key_matches(header: str | None, api_key: str) -> bool:
         return False
     scheme, _, rest = header.strip().partition(" ")
     presented = rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
-    # Header values arrive latin-1 decoded; compare bytes in constant time.
+    # Header values arrive latin-1 decoded: encoding back gives the raw bytes, which a client
+    # sends as UTF-8. Encoding the key with "replace" would let '?' match any non-latin-1 char.
     return hmac.compare_digest(
-        presented.encode("latin-1", "replace"), api_key.encode("latin-1", "replace")
+        presented.encode("latin-1", "replace"), api_key.encode("utf-8")
     )
 
 
@@ -134,6 +135,8 @@ def create_app(
         except ValidationError as exc:
             # FastAPI's 422 shape, without echoing inputs (they may hold the api_key).
             errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            for error in errors:
+                error["loc"] = ("body", *error["loc"])
             return _json({"detail": errors}, 422)
         try:
             body = await manager.init(rollout)
@@ -155,7 +158,8 @@ def create_app(
             return _json(_UNAUTHORIZED, 401)
         return _json(manager.health())
 
-    @app.get("/v1/rollout/{rollout_id}")
+    # ``:path`` so that ids holding "/" (allowed on the wire) can be addressed too.
+    @app.get("/v1/rollout/{rollout_id:path}")
     async def rollout_status(rollout_id: str, request: Request) -> Response:
         """State of one rollout: queued/running/completed/error/cancelled, and its delivery."""
         if not authorized(request):
@@ -165,7 +169,7 @@ def create_app(
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
         return _json(record.describe())
 
-    @app.post("/v1/rollout/{rollout_id}/cancel", status_code=202)
+    @app.post("/v1/rollout/{rollout_id:path}/cancel", status_code=202)
     async def cancel_rollout(rollout_id: str, request: Request) -> Response:
         """Cancel a rollout; it ends with an ERROR completion, category ``cancelled``."""
         if not authorized(request):

@@ -125,6 +125,10 @@ class CompletedRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class InvalidToolsError(ValueError):
+    """The tools an agent returned are not valid OpenAI function tools."""
+
+
 def validate_tool(tool: Any) -> list[str]:
     """Problems that keep ``tool`` from being a valid OpenAI function tool (empty when valid).
 
@@ -134,7 +138,7 @@ def validate_tool(tool: Any) -> list[str]:
     if not isinstance(tool, dict):
         return [f"a tool must be a dict, got {type(tool).__name__}"]
     problems: list[str] = []
-    if tool.get("type", "function") != "function":
+    if tool.get("type") not in (None, "function"):  # a null type is dropped, then filled in
         problems.append(f"tool type must be 'function', got {tool.get('type')!r}")
     function = tool.get("function")
     if not isinstance(function, dict):
@@ -167,15 +171,18 @@ def drop_nulls(value: Any) -> Any:
 def normalize_tools(tools: Any) -> list[dict[str, Any]]:
     """Check the tools an agent returned and give the list sent in InitResponse.
 
-    Raises ``ValueError`` naming every problem. Tools are passed through losslessly apart
-    from null-valued keys; a missing ``type`` is filled in as ``"function"``.
+    Raises ``InvalidToolsError`` (a ``ValueError``) naming every problem. Tools are passed
+    through losslessly apart from null-valued keys; a missing ``type`` is filled in as
+    ``"function"``.
     """
     if tools is None:
         return []
     if isinstance(tools, tuple):
         tools = list(tools)
     if not isinstance(tools, list):
-        raise ValueError(f"get_tools() must return a list of tools, got {type(tools).__name__}")
+        raise InvalidToolsError(
+            f"get_tools() must return a list of tools, got {type(tools).__name__}"
+        )
     problems: list[str] = []
     out: list[dict[str, Any]] = []
     for index, tool in enumerate(tools):
@@ -186,5 +193,5 @@ def normalize_tools(tools: Any) -> list[dict[str, Any]]:
         if not found:
             out.append({"type": "function", **drop_nulls(tool)})
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InvalidToolsError("; ".join(problems))
     return out

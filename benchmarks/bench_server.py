@@ -1,0 +1,719 @@
+"""Load benchmark: our rollout server (server_core.create_app) against the thinnest baseline.
+
+Run with `uv run python benchmarks/bench_server.py [--quick]`; it prints one table.
+
+Processes (this machine has 2 cores; each role gets a realistic core budget):
+- the rollout server under test: a real uvicorn server on 127.0.0.1 (log_config=None, access log
+  off), serving either ``server_core.create_app(agent)`` ("ours") or the baseline, pinned to core 0;
+- the load process, pinned to core 1: the fake trainer (uvicorn + a raw ASGI app answering
+  /v1/chat/completions and counting /v1/rollout/completed) and the load generator (a minimal
+  keep-alive HTTP/1.1 client over asyncio streams) in one uvloop event loop;
+- this orchestrator, also on core 1, mostly asleep: it polls GET /health every 20 ms on its own
+  keep-alive connection (so the generator's loop delays do not leak into the latency figures).
+
+Every rollout is the same exchange for both servers: init -> 202 {rollout_id, tools} -> chat
+callback -> completed callback. The baseline is FastAPI + uvicorn + one shared httpx.AsyncClient
+with the same pool limits as ours (TrainerClientConfig's, or --pool).
+"""
+
+import argparse
+import asyncio
+import gc
+import itertools
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+import _benchkit as kit  # noqa: E402
+
+SERVER_CPU = 0
+LOAD_CPU = 1
+STEADY_NS = (16, 128, 1024)
+
+# ---- the servers under test ------------------------------------------------------------------
+
+
+def build_ours(max_concurrent: int | None, pool: int | None) -> Any:
+    """``server_core.create_app`` serving the one-chat benchmark agent (library defaults)."""
+    from server_core import RolloutAgentLoop, TrainerClientConfig, create_app
+
+    class BenchAgent(RolloutAgentLoop):
+        name = "bench"
+
+        def get_tools(self, request: Any) -> list[dict]:
+            return kit.BENCH_TOOLS
+
+        async def run(self, ctx: Any) -> Any:
+            messages = list(ctx.request.messages)
+            answer = await ctx.chat(messages)
+            return ctx.complete(messages + [answer.message])
+
+    kwargs: dict[str, Any] = {}
+    if max_concurrent is not None:
+        kwargs["max_concurrent"] = max_concurrent
+    if pool is not None:
+        kwargs["client_config"] = TrainerClientConfig(
+            max_connections=pool, max_keepalive_connections=pool
+        )
+    return create_app(BenchAgent(), **kwargs)
+
+
+def default_pool() -> int:
+    from server_core import TrainerClientConfig
+
+    return TrainerClientConfig().max_connections
+
+
+def build_baseline(pool: int) -> Any:
+    """The thinnest FastAPI + uvicorn + httpx server doing the same exchanges."""
+    from contextlib import asynccontextmanager
+
+    import httpx
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    state = {"active": 0, "completed": 0}
+    tasks: set[asyncio.Task] = set()
+    holder: dict[str, httpx.AsyncClient] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        holder["client"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(300.0, connect=10.0),
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+        )
+        yield
+        await holder["client"].aclose()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def run(req: dict) -> None:
+        client = holder["client"]
+        url = req["server_url"].rstrip("/")
+        messages = req["messages"]
+        try:
+            chat = {
+                "model": "default",
+                "messages": messages,
+                "rollout_id": req["rollout_id"],
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "logprobs": True,
+                **req.get("completion_params", {}),
+            }
+            response = await client.post(f"{url}/v1/chat/completions", json=chat)
+            answer = response.json()["choices"][0]["message"]
+            await client.post(
+                f"{url}/v1/rollout/completed",
+                json={
+                    "rollout_id": req["rollout_id"],
+                    "status": "COMPLETED",
+                    "final_messages": messages + [answer],
+                    "finish_reason": "stop",
+                    "metrics": {},
+                },
+            )
+        finally:
+            state["active"] -= 1
+            state["completed"] += 1
+
+    @app.post("/v1/rollout/init", status_code=202)
+    async def init(request: Request) -> JSONResponse:
+        req = await request.json()
+        state["active"] += 1
+        task = asyncio.create_task(run(req))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return JSONResponse({"rollout_id": req["rollout_id"], "tools": kit.BENCH_TOOLS}, 202)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "healthy",
+                "agent_loop": "baseline",
+                "active_rollouts": state["active"],
+                "completed_rollouts": state["completed"],
+            }
+        )
+
+    return app
+
+
+def server_main(args: argparse.Namespace) -> None:
+    kit.pin_to_cpu(args.cpu)
+    kit.raise_fd_limit()
+    import uvicorn
+
+    pool = args.pool if args.pool else default_pool()
+    if args.kind == "ours":
+        app = build_ours(args.max_concurrent, args.pool)
+    else:
+        app = build_baseline(pool)
+    uvicorn.run(
+        app,
+        host=kit.HOST,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        log_level="warning",
+        backlog=8192,
+    )
+
+
+# ---- the load process: fake trainer + load generator ------------------------------------------
+
+
+def init_body_factory(trainer_port: int):
+    prefix = b'{"rollout_id":"'
+    suffix = (
+        b'","server_url":"http://' + f"{kit.HOST}:{trainer_port}".encode() + b'",'
+        b'"messages":[{"role":"user","content":"What is 2 + 2?"}],'
+        b'"completion_params":{"temperature":1.0,"max_tokens":64},'
+        b'"max_turns":1,"metadata":{"ground_truth":"4"}}'
+    )
+    return lambda rollout_id: prefix + rollout_id.encode() + suffix
+
+
+class Generator:
+    """Keeps rollouts in flight against the server; learns of completions from the trainer."""
+
+    def __init__(self, server_port: int, trainer_port: int, connections: int) -> None:
+        self.pool = kit.RawPool(kit.HOST, server_port, connections)
+        self.body = init_body_factory(trainer_port)
+        self.waiters: dict[str, asyncio.Future] = {}
+        self.accepted: list[str] = []
+        self.completion_times: list[float] = []
+        self.refused: dict[int, int] = {}
+        self.init_errors = 0
+        self.stop = False
+        self._seq = itertools.count()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.init_latencies: list[float] = []
+
+    def on_completed(self, rollout_id: str) -> None:
+        self.completion_times.append(time.monotonic())
+        future = self.waiters.pop(rollout_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def one_rollout(self, tag: str) -> bool:
+        """Init one rollout and wait for its completion; False if it was never accepted."""
+        loop = asyncio.get_running_loop()
+        rollout_id = f"{tag}{next(self._seq):08d}"
+        body = self.body(rollout_id)
+        for _ in range(50):
+            future = loop.create_future()
+            self.waiters[rollout_id] = future
+            started = time.monotonic()
+            try:
+                status, _ = await self.pool.request("POST", "/v1/rollout/init", body)
+            except kit.HTTPError:
+                self.init_errors += 1
+                self.waiters.pop(rollout_id, None)
+                await asyncio.sleep(0.05)
+                continue
+            if status != 202:
+                self.refused[status] = self.refused.get(status, 0) + 1
+                self.waiters.pop(rollout_id, None)
+                await asyncio.sleep(0.05)
+                continue
+            self.init_latencies.append(time.monotonic() - started)
+            self.accepted.append(rollout_id)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                await future
+            finally:
+                self.in_flight -= 1
+            return True
+        return False
+
+    async def worker(self, tag: str) -> None:
+        while not self.stop:
+            await self.one_rollout(tag)
+
+
+async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    gen = Generator(args.server_port, args.trainer_port, args.connections)
+    trainer = kit.FakeTrainer(0.0, gen.on_completed)
+    await kit.start_uvicorn(kit.trainer_config(trainer, args.trainer_port))
+    await kit.wait_healthy(kit.HOST, args.server_port)
+    result: dict[str, Any] = {}
+    if args.mode == "steady":
+        trainer.chat_latency_s = args.latency
+        workers = [loop.create_task(gen.worker("s")) for _ in range(args.inflight)]
+        await asyncio.sleep(args.warmup)
+        t0, c0 = time.monotonic(), len(gen.completion_times)
+        cpu0, scpu0 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        await asyncio.sleep(args.duration)
+        t1, c1 = time.monotonic(), len(gen.completion_times)
+        cpu1, scpu1 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        gen.stop = True
+        _, pending = await asyncio.wait(workers, timeout=args.drain)
+        for task in pending:
+            task.cancel()
+        window = t1 - t0
+        result.update(
+            rollouts_per_s=(c1 - c0) / window,
+            window=[t0, t1],
+            load_cpu_pct=100 * (cpu1 - cpu0) / window,
+            server_cpu_pct=100 * (scpu1 - scpu0) / window,
+            server_rss_mb=kit.rss_bytes(args.server_pid) / 2**20,
+        )
+    else:  # burst: exactly args.total rollouts at once
+        # Warm the server's code paths and its callback pool at zero latency first.
+        warm = [loop.create_task(gen.one_rollout("w")) for _ in range(200)]
+        await asyncio.wait(warm)
+        await asyncio.sleep(0.5)
+        rss_before = kit.rss_bytes(args.server_pid)
+        trainer.chat_latency_s = args.latency
+        peak = {"rss": rss_before, "in_flight_at_peak": 0}
+        done = asyncio.Event()
+
+        async def sample_rss() -> None:
+            while not done.is_set():
+                rss = kit.rss_bytes(args.server_pid)
+                if rss > peak["rss"]:
+                    peak["rss"], peak["in_flight_at_peak"] = rss, gen.in_flight
+                await asyncio.sleep(0.05)
+
+        sampler = loop.create_task(sample_rss())
+        gen.accepted.clear()
+        t0 = time.monotonic()
+        cpu0, scpu0 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        tasks = [loop.create_task(gen.one_rollout("b")) for _ in range(args.total)]
+        all_accepted_at = None
+        while True:
+            finished, _ = await asyncio.wait(tasks, timeout=0.05)
+            if all_accepted_at is None and len(gen.accepted) >= args.total:
+                all_accepted_at = time.monotonic() - t0
+            if len(finished) == len(tasks) or time.monotonic() - t0 > args.drain:
+                break
+        t1 = time.monotonic()
+        cpu1, scpu1 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        done.set()
+        await sampler
+        for task in tasks:
+            task.cancel()
+        result.update(
+            wall_s=t1 - t0,
+            all_accepted_s=all_accepted_at,
+            window=[t0, t1],
+            rss_before_mb=rss_before / 2**20,
+            rss_peak_mb=peak["rss"] / 2**20,
+            in_flight_at_rss_peak=peak["in_flight_at_peak"],
+            load_cpu_pct=100 * (cpu1 - cpu0) / (t1 - t0),
+            server_cpu_pct=100 * (scpu1 - scpu0) / (t1 - t0),
+        )
+    completions = trainer.completions
+    accepted = gen.accepted
+    result.update(
+        accepted=len(accepted),
+        completed=sum(1 for r in accepted if completions.get(r, 0) > 0),
+        lost=sum(1 for r in accepted if completions.get(r, 0) == 0),
+        duplicates=sum(c - 1 for c in completions.values() if c > 1),
+        error_completions=trainer.bad_completions,
+        refused=gen.refused,
+        init_errors=gen.init_errors,
+        reconnects=gen.pool.reconnects,
+        peak_in_flight=gen.peak_in_flight,
+        init_p50_ms=1000 * kit.percentile(gen.init_latencies, 0.5),
+        init_p99_ms=1000 * kit.percentile(gen.init_latencies, 0.99),
+    )
+    return result
+
+
+def load_main(args: argparse.Namespace) -> None:
+    kit.pin_to_cpu(args.cpu)
+    kit.raise_fd_limit()
+    kit.install_uvloop()
+    gc.freeze()
+    result = asyncio.run(load_main_async(args))
+    print("RESULT " + json.dumps(result), flush=True)
+    os._exit(0)  # skip uvicorn's graceful shutdown of the trainer
+
+
+# ---- the orchestrator -----------------------------------------------------------------------
+
+
+async def probe_health(port: int, stop: asyncio.Event, samples: list, period: float = 0.02):
+    """GET /health every ``period`` s on one keep-alive connection: (t, latency_s, active)."""
+    conn = kit.RawConnection(kit.HOST, port)
+    next_at = time.monotonic()
+    while not stop.is_set():
+        sent = time.monotonic()
+        try:
+            status, body = await conn.request("GET", "/health")
+            latency = time.monotonic() - sent
+            active = None
+            if status == 200:
+                try:
+                    active = json.loads(body).get("active_rollouts")
+                except ValueError:
+                    pass
+            samples.append((sent, latency, active, status))
+        except kit.HTTPError:
+            samples.append((sent, time.monotonic() - sent, None, 0))
+            await asyncio.sleep(period)
+        next_at += period
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            next_at = time.monotonic()
+    conn.close()
+
+
+def _child_cmd(*extra: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *extra]
+
+
+async def run_case(
+    kind: str,
+    *,
+    mode: str,
+    inflight: int = 0,
+    total: int = 0,
+    latency: float = 0.0,
+    warmup: float = 2.0,
+    duration: float = 10.0,
+    drain: float = 20.0,
+    max_concurrent: int | None = None,
+    pool: int | None = None,
+    connections: int | None = None,
+    logdir: Path,
+) -> dict[str, Any]:
+    """One server process + one load process; returns the load process's figures + /health."""
+    sport, tport = kit.free_port(), kit.free_port()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    server_log = open(logdir / f"server-{kind}-{mode}-{inflight or total}.log", "wb")
+    server_args = ["--role", "server", "--kind", kind, "--port", str(sport),
+                   "--cpu", str(SERVER_CPU)]
+    if max_concurrent is not None:
+        server_args += ["--max-concurrent", str(max_concurrent)]
+    if pool is not None:
+        server_args += ["--pool", str(pool)]
+    server = subprocess.Popen(_child_cmd(*server_args), cwd=ROOT, env=env,
+                              stdout=server_log, stderr=subprocess.STDOUT)
+    if connections is None:
+        connections = min(max(inflight, 1), 256) if mode == "steady" else 256
+    conns = connections
+    load_args = [
+        "--role", "load", "--mode", mode, "--server-port", str(sport),
+        "--trainer-port", str(tport), "--server-pid", str(server.pid),
+        "--inflight", str(inflight), "--total", str(total), "--latency", str(latency),
+        "--warmup", str(warmup), "--duration", str(duration), "--drain", str(drain),
+        "--connections", str(conns), "--cpu", str(LOAD_CPU),
+    ]
+    load_log = logdir / f"load-{kind}-{mode}-{inflight or total}.log"
+    load = await asyncio.create_subprocess_exec(
+        *_child_cmd(*load_args), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=open(load_log, "wb"),
+    )
+    samples: list = []
+    stop = asyncio.Event()
+    prober = None
+    try:
+        await kit.wait_healthy(kit.HOST, sport, timeout_s=60)
+        prober = asyncio.create_task(probe_health(sport, stop, samples))
+        out, _ = await load.communicate()
+    finally:
+        stop.set()
+        if prober is not None:
+            await prober
+        if load.returncode is None:
+            load.kill()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server_log.close()
+    line = next((x for x in out.decode().splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(
+            f"load process for {kind}/{mode} printed no result; see {load_log}:\n"
+            + load_log.read_text()[-2000:]
+        )
+    result = json.loads(line[len("RESULT "):])
+    t0, t1 = result["window"]
+    window = [s for s in samples if t0 <= s[0] <= t1]
+    lat = [s[1] for s in window]
+    actives = [s[2] for s in samples if s[2] is not None]
+    result.update(
+        health_n=len(lat),
+        health_p50_ms=1000 * kit.percentile(lat, 0.5),
+        health_p99_ms=1000 * kit.percentile(lat, 0.99),
+        health_max_ms=1000 * max(lat) if lat else float("nan"),
+        health_errors=sum(1 for s in window if s[3] != 200),
+        health_peak_active=max(actives) if actives else None,
+    )
+    return result
+
+
+# ---- start-up time --------------------------------------------------------------------------
+
+_STANDIN = (
+    "import sys, uvicorn\n"
+    "from sample_project.server import app\n"
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_config=None,"
+    " access_log=False, log_level='warning')\n"
+)
+
+
+def _osmosis_cli() -> Path | None:
+    exe = Path(sys.executable).parent / "osmosis"
+    if exe.exists() and (ROOT / "osmosis_workbench" / "cli.py").exists():
+        return exe
+    return None
+
+
+async def time_to_health(cmd: list[str], port: int) -> float | None:
+    """Seconds from spawning ``cmd`` to its first 200 on /health (None if it never answers)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - started < 20:
+            if proc.poll() is not None:
+                return None
+            conn = kit.RawConnection(kit.HOST, port)
+            try:
+                status, _ = await conn.request("GET", "/health")
+                if status == 200:
+                    return time.perf_counter() - started
+            except kit.HTTPError:
+                pass
+            finally:
+                conn.close()
+            await asyncio.sleep(0.005)
+        return None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def measure_startup(reps: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    python_only = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        python_only.append(time.perf_counter() - t)
+    out["python_pass_s"] = kit.percentile(python_only, 0.5)
+    cli = _osmosis_cli()
+    if cli is not None:
+        times = []
+        for _ in range(reps):
+            port = kit.free_port()
+            times.append(await time_to_health(
+                [str(cli), "serve", "-m", "sample_project.server:agent_loop", "--local",
+                 "--host", kit.HOST, "--port", str(port)], port))
+        if all(t is not None for t in times):
+            out["osmosis_serve"] = times
+    standin = []
+    for _ in range(reps):
+        port = kit.free_port()
+        standin.append(await time_to_health([sys.executable, "-c", _STANDIN, str(port)], port))
+    out["standin"] = standin
+    return out
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+
+def _f(value: Any, fmt: str = "{:.0f}") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return fmt.format(value)
+
+
+def machine_line() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: dict) -> None:
+    print()
+    print(machine_line())
+    print(f"server on core {SERVER_CPU}; fake trainer + load generator + /health prober on core "
+          f"{LOAD_CPU}; window {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured; "
+          f"callback pool {meta['pool']} connections for both servers; ours with "
+          f"create_app defaults (max_concurrent={meta['max_concurrent']})")
+    print()
+    head = ("| in flight | baseline r/s | ours r/s | ours/baseline | /health p50 / p99 ms "
+            "(baseline) | /health p50 / p99 ms (ours) | lost (b / o) | server CPU % (b / o) "
+            "| load CPU % (b / o) |")
+    print(head)
+    print("|" + "---:|" * (head.count("|") - 1))
+    for n, pair in steady.items():
+        b, o = pair.get("baseline"), pair.get("ours")
+        ratio = (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o else None
+        print(
+            f"| {n} | {_f(b and b['rollouts_per_s'])} | {_f(o and o['rollouts_per_s'])} | "
+            f"{_f(ratio and 100 * ratio, '{:.0f}%')} | "
+            f"{_f(b and b['health_p50_ms'], '{:.1f}')} / {_f(b and b['health_p99_ms'], '{:.1f}')}"
+            f" | {_f(o and o['health_p50_ms'], '{:.1f}')} / "
+            f"{_f(o and o['health_p99_ms'], '{:.1f}')} | "
+            f"{_f(b and b['lost'])} / {_f(o and o['lost'])} | "
+            f"{_f(b and b['server_cpu_pct'])} / {_f(o and o['server_cpu_pct'])} | "
+            f"{_f(b and b['load_cpu_pct'])} / {_f(o and o['load_cpu_pct'])} |"
+        )
+    if burst:
+        print()
+        print(f"{meta['total']:,} rollouts at once, trainer chat latency {meta['latency']:g} s, "
+              f"ours with create_app(agent, max_concurrent={meta['total']}), callback pool "
+              f"{meta['pool']}:")
+        print("| server | accepted | completed | lost | dup | wall s | all accepted after s | "
+              "peak in flight | RSS before / peak MB | KiB per in-flight rollout | "
+              "/health p50 / p99 / max ms |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for kind, r in burst.items():
+            per = (r["rss_peak_mb"] - r["rss_before_mb"]) * 1024 / max(1, meta["total"])
+            peak_in_flight = max(r["peak_in_flight"], r.get("health_peak_active") or 0)
+            print(
+                f"| {kind} | {r['accepted']} | {r['completed']} | {r['lost']} | "
+                f"{r['duplicates']} | {r['wall_s']:.1f} | {_f(r['all_accepted_s'], '{:.1f}')} | "
+                f"{peak_in_flight} | {r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} | "
+                f"{per:.1f} | {r['health_p50_ms']:.1f} / {r['health_p99_ms']:.1f} / "
+                f"{r['health_max_ms']:.0f} |"
+            )
+    if startup:
+        print()
+        print(f"start-up to first /health 200 (python -c pass alone: "
+              f"{startup['python_pass_s']:.2f} s):")
+        print("| command | runs s | median s | max s |")
+        print("|---|---|---:|---:|")
+        rows = []
+        if "osmosis_serve" in startup:
+            rows.append(("osmosis serve -m sample_project.server:agent_loop --local",
+                         startup["osmosis_serve"]))
+        rows.append(("stand-in: python -c uvicorn.run(sample_project.server.app)",
+                     startup["standin"]))
+        for name, times in rows:
+            ok = [t for t in times if t is not None]
+            runs = ", ".join("-" if t is None else f"{t:.2f}" for t in times)
+            print(f"| {name} | {runs} | {_f(kit.percentile(ok, 0.5), '{:.2f}')} | "
+                  f"{_f(max(ok) if ok else None, '{:.2f}')} |")
+        if "osmosis_serve" not in startup:
+            print("(`osmosis serve` not available yet: stand-in measured)")
+
+
+async def orchestrate(args: argparse.Namespace) -> None:
+    kit.pin_to_cpu(LOAD_CPU)
+    kit.raise_fd_limit()
+    warmup, duration = (1.0, 4.0) if args.quick else (args.warmup, args.duration)
+    total = args.total if args.total else (2_000 if args.quick else 10_000)
+    pool = args.pool or default_pool()
+    kinds = args.kinds.split(",")
+    ns = [int(n) for n in args.ns.split(",")] if args.ns else list(STEADY_NS)
+    logdir = Path(tempfile.mkdtemp(prefix="bench_server-"))
+    meta = {"warmup": warmup, "duration": duration, "pool": pool, "total": total,
+            "latency": args.latency, "max_concurrent": args.max_concurrent or 100}
+    steady: dict[int, dict] = {}
+    raw: dict[str, Any] = {"meta": meta, "steady": steady}
+    for n in ns:
+        steady[n] = {}
+        for kind in kinds:
+            r = await run_case(kind, mode="steady", inflight=n, warmup=warmup,
+                               duration=duration, max_concurrent=args.max_concurrent,
+                               pool=args.pool, logdir=logdir)
+            steady[n][kind] = r
+            print(f"  {kind:8s} N={n:5d}: {r['rollouts_per_s']:7.0f} rollouts/s, /health p99 "
+                  f"{r['health_p99_ms']:.1f} ms, lost {r['lost']}, server CPU "
+                  f"{r['server_cpu_pct']:.0f}%, load CPU {r['load_cpu_pct']:.0f}%",
+                  file=sys.stderr, flush=True)
+    burst = None
+    if not args.skip_burst:
+        burst = {}
+        burst_kinds = kinds if args.burst_baseline else [k for k in kinds if k == "ours"]
+        for kind in burst_kinds:
+            r = await run_case(kind, mode="burst", total=total, latency=args.latency,
+                               drain=args.burst_timeout, max_concurrent=total,
+                               pool=args.pool, logdir=logdir)
+            burst[kind] = r
+            print(f"  {kind:8s} burst {total}: completed {r['completed']}/{r['accepted']}, "
+                  f"wall {r['wall_s']:.1f} s, RSS {r['rss_before_mb']:.0f} -> "
+                  f"{r['rss_peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+        raw["burst"] = burst
+    startup = None
+    if not args.skip_startup:
+        startup = await measure_startup(3 if args.quick else 5)
+        raw["startup"] = startup
+    print_tables(steady, burst, startup, meta)
+    (logdir / "results.json").write_text(json.dumps(raw, indent=1))
+    print(f"\n(raw figures and process logs: {logdir})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short windows, 2,000-rollout burst")
+    parser.add_argument("--role", choices=["main", "server", "load"], default="main",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--kinds", default="baseline,ours", help="servers to run")
+    parser.add_argument("--ns", default="", help="rollouts in flight, comma-separated")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--pool", type=int, default=None,
+                        help="callback pool size for both servers (default: ours)")
+    parser.add_argument("--max-concurrent", type=int, default=None,
+                        help="ours: create_app max_concurrent for the steady runs")
+    parser.add_argument("--total", type=int, default=0, help="burst size (default 10,000)")
+    parser.add_argument("--latency", type=float, default=1.0, help="burst: trainer chat latency")
+    parser.add_argument("--burst-timeout", type=float, default=240.0)
+    parser.add_argument("--burst-baseline", action="store_true",
+                        help="also run the burst against the baseline")
+    parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--skip-startup", action="store_true")
+    # child roles
+    parser.add_argument("--kind", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["steady", "burst"], help=argparse.SUPPRESS)
+    parser.add_argument("--server-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--trainer-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--inflight", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--drain", type=float, default=20.0, help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=256, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "server":
+        server_main(args)
+    elif args.role == "load":
+        load_main(args)
+    else:
+        kit.install_uvloop()
+        asyncio.run(orchestrate(args))
+
+
+if __name__ == "__main__":
+    main()

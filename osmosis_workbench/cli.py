@@ -1,0 +1,67 @@
+"""The ``osmosis`` and ``osmosis-workbench`` commands.
+
+Only argparse is imported at start-up; each command imports what it needs when it runs, so
+``osmosis --help`` answers at once (litellm alone costs ~10 s of CPU here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from osmosis_workbench import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``osmosis`` parser with every subcommand."""
+    from osmosis_workbench.commands.platform_cmds import (
+        add_login_parser,
+        add_logout_parser,
+        add_whoami_parser,
+    )
+    from osmosis_workbench.commands.serve_cmd import add_serve_parser
+    from osmosis_workbench.commands.test_cmd import add_rescore_parser, add_test_parser
+    from osmosis_workbench.commands.validate_cmd import add_validate_parser
+
+    parser = argparse.ArgumentParser(
+        prog="osmosis",
+        description="Write, test and serve remote rollout servers for LLM RL training.",
+    )
+    parser.add_argument("--version", action="version", version=f"osmosis {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_serve_parser(subparsers)
+    add_validate_parser(subparsers)
+    add_test_parser(subparsers)
+    add_rescore_parser(subparsers)
+    add_login_parser(subparsers)
+    add_whoami_parser(subparsers)
+    add_logout_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``osmosis``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+def workbench_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``osmosis-workbench``: the Textual app."""
+    from osmosis_workbench.commands.workbench_cmd import build_workbench_parser, run_workbench
+
+    parser = build_workbench_parser()
+    return int(run_workbench(parser.parse_args(argv)) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

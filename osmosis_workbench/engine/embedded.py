@@ -1,0 +1,52 @@
+"""The embedded rollout server: the user's agent served by ``server_core`` inside this process.
+
+Rollouts the workbench runs on it take the one protocol path (init, chat callbacks, completion)
+over httpx's ASGI transport in both directions: the same HTTP requests and the same app code as
+over a socket, without the socket. The TUI can also serve the same agent on a real port for
+external trainers (``server_core.serve.EmbeddedServer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from osmosis_workbench.engine.trainer import IN_PROCESS_TRAINER_URL, LocalTrainer, ServerTarget
+from server_core import RolloutAgentLoop, TrainerClient, create_app
+
+#: The base URL the local trainer reaches the embedded server at, in-process.
+IN_PROCESS_SERVER_URL = "http://embedded-server.invalid"
+
+
+class EmbeddedRolloutServer:
+    """An agent's rollout app wired to a local trainer in-process; use as an async context."""
+
+    def __init__(self, agent: RolloutAgentLoop, trainer: LocalTrainer, **app_kwargs: Any):
+        self.agent = agent
+        self.trainer = trainer
+        app_kwargs.setdefault("max_concurrent", 10_000)
+        app_kwargs.setdefault("max_queued", 1_000_000)
+        self.callback_client = TrainerClient(mounts={IN_PROCESS_TRAINER_URL: trainer.transport()})
+        self.app = create_app(agent, client=self.callback_client, **app_kwargs)
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), timeout=None)
+        self.target = ServerTarget(
+            url=IN_PROCESS_SERVER_URL,
+            client=self._client,
+            trainer_url=IN_PROCESS_TRAINER_URL,
+        )
+        self._lifespan: Any = None
+
+    async def __aenter__(self) -> EmbeddedRolloutServer:
+        # ASGITransport does not run the lifespan; run it here so shutdown drains rollouts.
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            if self._lifespan is not None:
+                await self._lifespan.__aexit__(*exc_info)
+        finally:
+            self._lifespan = None
+            await self._client.aclose()

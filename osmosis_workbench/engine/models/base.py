@@ -1,0 +1,111 @@
+"""What every model backend shares: the reply, the error, the backend protocol.
+
+A model backend answers the local trainer's ``POST /v1/chat/completions``: it takes the JSON
+body the rollout server sent and returns an OpenAI chat completion. The trainer only ever
+sees ``ModelReply`` and ``ModelError``, whichever backend (live, replay, scripted) is behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+#: The failure kinds a backend reports; the trainer and the UI switch on these.
+ErrorKind = Literal[
+    "authentication",
+    "rate_limit",
+    "context_window",
+    "timeout",
+    "unknown_model",
+    "server_error",
+    "bad_request",
+    "replay_miss",
+    "connection",
+]
+
+ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
+
+#: Body keys that belong to the protocol or to one particular run, not to the model's input:
+#: they are never sent to a provider as sampling params, nor part of a cassette key.
+PROTOCOL_KEYS = frozenset(
+    {"model", "rollout_id", "logprobs", "stream", "api_key", "user", "metadata"}
+)
+
+
+class ModelError(Exception):
+    """A model backend failure, one clear line.
+
+    ``message`` names what happened and the fix. ``retryable`` says the same call may
+    succeed later; ``systemic`` says every further call will fail the same way (bad key,
+    unknown model), so a batch should stop early instead of failing row after row.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind | str,
+        message: str,
+        *,
+        retryable: bool = False,
+        systemic: bool = False,
+    ) -> None:
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown ModelError kind {kind!r}; expected one of {ERROR_KINDS}")
+        # One line, always: the message lands in a table cell and a log pane.
+        message = " ".join(message.split())
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+        self.systemic = systemic
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelError({self.kind!r}, {self.message!r}, retryable={self.retryable}, "
+            f"systemic={self.systemic})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only flags would otherwise be lost by pickle/copy (Exception's default).
+        return (_rebuild_model_error, (type(self), self.kind, self.message, self.__dict__))
+
+
+def _rebuild_model_error(
+    cls: type[ModelError], kind: str, message: str, state: dict[str, Any]
+) -> ModelError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    err.kind, err.message = kind, message
+    return err
+
+
+@dataclass
+class ModelReply:
+    """One answer of a backend: an OpenAI chat completion plus what it cost and took.
+
+    ``completion`` has ``id``, ``object``, ``created``, ``model``, ``choices`` and ``usage``,
+    and top-level ``token_ids`` / ``logprobs`` only when the backend has them.
+    """
+
+    completion: dict[str, Any]
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """Answers chat callbacks; see ``create_backend`` for the ones the workbench ships."""
+
+    #: Shown to the user, e.g. "openai/gpt-4o-mini" or "replay:sample_project/cassette.jsonl".
+    name: str
+
+    async def complete(self, body: dict[str, Any]) -> ModelReply:
+        """Answer one chat-callback body ("messages", "tools", sampling params, ...)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files; the backend is not used afterwards."""
+        ...

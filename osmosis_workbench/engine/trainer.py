@@ -1,0 +1,512 @@
+"""The local trainer: the trainer side of the rollout protocol, run by the workbench.
+
+It serves ``POST /v1/chat/completions`` (answered by a model backend, through an optional
+per-rollout *gate* that can hold, show, replace or abort each answer) and
+``POST /v1/rollout/completed`` (collects results), and drives rollouts against any rollout
+server: the embedded one (routed in-process over ASGI, the same HTTP exchange without a socket)
+or a remote one by URL. It checks what the server sends and records protocol violations, so a
+run against ``--url`` doubles as a conformance check of anyone's rollout server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pydantic_core
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from osmosis_workbench.engine.models import ModelBackend, ModelError
+from server_core.protocol import CompletedRequest, validate_tool
+
+logger = logging.getLogger("osmosis_workbench.trainer")
+
+#: The base URL the embedded server reaches the trainer at, in-process (never resolved).
+IN_PROCESS_TRAINER_URL = "http://local-trainer.invalid"
+
+
+def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        pydantic_core.to_json(body), status_code, headers, media_type="application/json"
+    )
+
+
+class RolloutAborted(Exception):
+    """Raised by a gate to end the rollout: the agent's pending LLM call fails."""
+
+    def __init__(self, reason: str = "aborted by user") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class LLMExchange:
+    """One chat call of a rollout: what the agent sent and what the model answered."""
+
+    turn: int
+    request: dict[str, Any]
+    completion: dict[str, Any] | None = None
+    latency_ms: float = 0.0
+    cost_usd: float | None = None
+    error: str | None = None
+    replaced: bool = False
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The answer's message (empty before the model answered)."""
+        try:
+            return self.completion["choices"][0]["message"]  # type: ignore[index]
+        except (TypeError, KeyError, IndexError):
+            return {}
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Token usage of the answer."""
+        return (self.completion or {}).get("usage") or {}
+
+
+#: ``gate(run, exchange)``: awaited after the model answered and before the agent gets it.
+#: It may edit ``exchange.completion`` in place, or raise ``RolloutAborted``.
+Gate = Callable[["RolloutRun", LLMExchange], Awaitable[None]]
+
+
+@dataclass
+class RolloutRun:
+    """Trainer-side state of one rollout it asked a server for."""
+
+    rollout_id: str
+    request: dict[str, Any]
+    gate: Gate | None = None
+    label: str = ""
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    exchanges: list[LLMExchange] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    completion: dict[str, Any] | None = None
+    model_error: ModelError | None = None
+    aborted: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Called with each exchange when it starts and when it ends (UIs follow a rollout here).
+    on_exchange: Callable[[LLMExchange], None] | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The history as the trainer knows it: last request's messages plus the answer."""
+        if self.completion and self.completion.get("final_messages"):
+            return self.completion["final_messages"]
+        if not self.exchanges:
+            return list(self.request.get("messages", []))
+        last = self.exchanges[-1]
+        history = list(last.request.get("messages", []))
+        if last.message:
+            history.append(last.message)
+        return history
+
+    def violation(self, message: str) -> None:
+        """Record that the server broke the protocol (shown with the outcome)."""
+        logger.warning("protocol violation in rollout %r: %s", self.rollout_id, message)
+        self.violations.append(message)
+
+
+@dataclass
+class RolloutOutcome:
+    """The end of one rollout as the trainer saw it."""
+
+    rollout_id: str
+    status: str  # COMPLETED | ERROR
+    final_messages: list[dict[str, Any]]
+    finish_reason: str | None
+    error: str | None
+    error_category: str | None
+    traceback: str | None
+    reward: float | None
+    metrics: dict[str, Any]
+    duration_ms: float
+    tokens: int
+    cost_usd: float | None
+    llm_calls: int
+    tools: list[dict[str, Any]]
+    violations: list[str]
+    completion: dict[str, Any] | None
+    #: The model backend's error that ended the rollout, if any (systemic ones stop batches).
+    model_error: ModelError | None = None
+    #: Why the server refused the init, when it did (``busy`` ones may be retried elsewhere).
+    init_error: InitRefused | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the rollout completed (reward thresholds are the batch's business)."""
+        return self.status == "COMPLETED"
+
+
+@dataclass
+class ServerTarget:
+    """A rollout server to run against: its URL, key and the client that reaches it."""
+
+    url: str
+    api_key: str | None = None
+    client: httpx.AsyncClient | None = None
+    #: The trainer URL this server calls back (in-process for the embedded server).
+    trainer_url: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Auth headers for requests to the server."""
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+class InitRefused(Exception):
+    """The server refused an init: ``status_code``, ``detail`` and a retry delay if any."""
+
+    def __init__(self, status_code: int | None, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.retry_after = retry_after
+
+    @property
+    def busy(self) -> bool:
+        """Whether the server is only busy (429/503): try later or elsewhere."""
+        return self.status_code in (429, 503)
+
+
+class LocalTrainer:
+    """Serves the trainer endpoints from a model backend and drives rollouts."""
+
+    def __init__(self, backend: ModelBackend, *, callback_key: str | None = None) -> None:
+        self.backend = backend
+        #: The bearer token servers must send on callbacks (we hand it over in each request).
+        self.callback_key = callback_key or "osm_trainer_" + secrets.token_urlsafe(16)
+        self.runs: dict[str, RolloutRun] = {}
+        self.url = IN_PROCESS_TRAINER_URL
+        self.app = self._build_app()
+        self._server: Any = None
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    def transport(self) -> httpx.ASGITransport:
+        """An in-process transport to the trainer app (for the embedded server's client)."""
+        return httpx.ASGITransport(app=self.app)
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Also serve the trainer on a real port, for remote rollout servers; returns its URL."""
+        from server_core.serve import EmbeddedServer
+
+        self._server = EmbeddedServer(self.app, host=host, port=port, log_level="warning")
+        await self._server.start()
+        self.url = self._server.url
+        return self.url
+
+    async def aclose(self) -> None:
+        """Stop listening and close the backend."""
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        await self.backend.aclose()
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else header.strip()
+        return hmac.compare_digest(
+            token.encode("latin-1", "replace"), self.callback_key.encode("latin-1", "replace")
+        )
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(title="Osmosis local trainer", docs_url=None, redoc_url=None)
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Response:
+            return await self._chat(request)
+
+        @app.post("/v1/rollout/completed")
+        async def completed(request: Request) -> Response:
+            return await self._completed(request)
+
+        return app
+
+    async def _read_json(self, request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > 1_000_000:  # large histories: parse off the event loop
+            return await asyncio.to_thread(pydantic_core.from_json, raw)
+        return pydantic_core.from_json(raw)
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            body = await self._read_json(request)
+        except ValueError:
+            return _json({"detail": "body is not JSON"}, 400)
+        rollout_id = body.get("rollout_id") if isinstance(body, dict) else None
+        run = self.runs.get(rollout_id) if isinstance(rollout_id, str) else None
+        if run is None:
+            return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
+        if not self._authorized(request):
+            run.violation("chat callback without the api_key from the init request")
+            return _json({"detail": "Invalid or missing API key"}, 401)
+        if run.completion is not None:
+            run.violation("chat callback after the rollout's completion")
+        if run.aborted:
+            return _json({"error": {"type": "aborted", "message": run.aborted}}, 409)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            run.violation("chat callback without a 'messages' list")
+            return _json({"detail": "'messages' must be a list"}, 422)
+        if run.exchanges:
+            previous = run.exchanges[-1].request.get("messages", [])
+            if messages[: len(previous)] != previous:
+                run.violation(
+                    f"chat call {len(run.exchanges) + 1} does not extend the previous history "
+                    "(messages must be append-only)"
+                )
+        backend_body = dict(body)
+        if "tools" not in backend_body and run.tools:
+            # A real trainer applies the init response's tools to every generation.
+            backend_body["tools"] = run.tools
+        exchange = LLMExchange(turn=len(run.exchanges) + 1, request=body)
+        run.exchanges.append(exchange)
+        if run.on_exchange:
+            run.on_exchange(exchange)
+        try:
+            reply = await self.backend.complete(backend_body)
+        except ModelError as exc:
+            run.model_error = run.model_error or exc
+            exchange.error = str(exc)
+            if run.on_exchange:
+                run.on_exchange(exchange)
+            # 4xx: the server must not retry what the backend already retried.
+            return _json({"error": {"type": exc.kind, "message": str(exc)}}, 424)
+        exchange.completion = reply.completion
+        exchange.latency_ms = reply.latency_ms
+        exchange.cost_usd = reply.cost_usd
+        if run.gate is not None:
+            try:
+                await run.gate(run, exchange)
+            except RolloutAborted as exc:
+                run.aborted = exc.reason
+                exchange.error = exc.reason
+                if run.on_exchange:
+                    run.on_exchange(exchange)
+                return _json({"error": {"type": "aborted", "message": exc.reason}}, 409)
+        if run.on_exchange:
+            run.on_exchange(exchange)
+        return _json(exchange.completion)
+
+    async def _completed(self, request: Request) -> Response:
+        try:
+            raw = await self._read_json(request)
+        except ValueError:
+            return _json({"detail": "body is not JSON"}, 400)
+        rollout_id = raw.get("rollout_id") if isinstance(raw, dict) else None
+        run = self.runs.get(rollout_id) if isinstance(rollout_id, str) else None
+        if run is None:
+            return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
+        if not self._authorized(request):
+            run.violation("completion callback without the api_key from the init request")
+            return _json({"detail": "Invalid or missing API key"}, 401)
+        try:
+            CompletedRequest.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            run.violation(f"completion body does not match the protocol: {problems}")
+            if run.completion is None:
+                run.completion = {
+                    "rollout_id": rollout_id,
+                    "status": "ERROR",
+                    "error_message": f"malformed completion: {problems}",
+                    "extra_fields": {"error_category": "protocol_error"},
+                }
+                run.done.set()
+            return _json({"detail": problems}, 422)
+        if run.completion is not None:
+            run.violation("second completion for the same rollout (must be exactly one)")
+            return _json({"detail": "already completed"}, 200)
+        run.completion = raw
+        run.done.set()
+        return _json({"status": "ok"})
+
+    # ---- driving rollouts ------------------------------------------------------------------
+
+    def open_run(
+        self,
+        request: dict[str, Any],
+        *,
+        gate: Gate | None = None,
+        label: str = "",
+        on_exchange: Callable[[LLMExchange], None] | None = None,
+        trainer_url: str | None = None,
+    ) -> RolloutRun:
+        """Register a rollout before its init is sent (the callbacks can arrive at once)."""
+        rollout_id = request.get("rollout_id") or uuid.uuid4().hex
+        request = {
+            **request,
+            "rollout_id": rollout_id,
+            "server_url": trainer_url or self.url,
+            "api_key": self.callback_key,
+        }
+        run = RolloutRun(
+            rollout_id=rollout_id, request=request, gate=gate, label=label, on_exchange=on_exchange
+        )
+        self.runs[rollout_id] = run
+        return run
+
+    async def send_init(self, run: RolloutRun, target: ServerTarget) -> None:
+        """POST the init; checks the answer. Raises ``InitRefused`` when it is not a 202."""
+        client = target.client
+        assert client is not None, "ServerTarget needs a client"
+        try:
+            response = await client.post(
+                f"{target.url}/v1/rollout/init", json=run.request, headers=target.headers()
+            )
+        except httpx.HTTPError as exc:
+            raise InitRefused(
+                None,
+                f"could not reach the rollout server at {target.url}: {exc or type(exc).__name__}",
+            ) from None
+        if response.status_code != 202:
+            retry_after = None
+            if "retry-after" in response.headers:
+                try:
+                    retry_after = float(response.headers["retry-after"])
+                except ValueError:
+                    retry_after = None
+            if response.status_code == 200:
+                run.violation("init answered 200; the protocol requires 202")
+            else:
+                raise InitRefused(
+                    response.status_code,
+                    f"init refused with HTTP {response.status_code}: {response.text[:500]}",
+                    retry_after,
+                )
+        try:
+            answer = response.json()
+        except ValueError:
+            run.violation("init answer is not JSON")
+            return
+        if not isinstance(answer, dict) or answer.get("rollout_id") != run.rollout_id:
+            run.violation("init answer does not echo the rollout_id")
+        tools = answer.get("tools") if isinstance(answer, dict) else None
+        if not isinstance(tools, list):
+            run.violation("init answer has no 'tools' list")
+            return
+        for index, tool in enumerate(tools):
+            for problem in validate_tool(tool):
+                run.violation(f"init answer tool {index}: {problem}")
+        run.tools = tools
+
+    async def wait(self, run: RolloutRun, target: ServerTarget, timeout_s: float) -> RolloutOutcome:
+        """Wait for the completion (asking the server to cancel at the deadline)."""
+        try:
+            await asyncio.wait_for(run.done.wait(), timeout_s)
+        except TimeoutError:
+            await self._cancel_on_server(run, target)
+            try:
+                await asyncio.wait_for(run.done.wait(), 10.0)
+            except TimeoutError:
+                run.violation(
+                    f"no completion callback within {timeout_s:g}s (every accepted rollout "
+                    "must be reported exactly once)"
+                )
+        return self.outcome(run)
+
+    async def _cancel_on_server(self, run: RolloutRun, target: ServerTarget) -> None:
+        if target.client is None:
+            return
+        try:
+            await target.client.post(
+                f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
+            )
+        except httpx.HTTPError:
+            pass  # a server without the (optional) cancel endpoint
+
+    async def drive(
+        self, run: RolloutRun, target: ServerTarget, timeout_s: float
+    ) -> RolloutOutcome:
+        """Send ``run``'s init to ``target`` and wait for its end (see ``open_run``)."""
+        try:
+            try:
+                await self.send_init(run, target)
+            except InitRefused as exc:
+                return self.outcome(run, init_error=exc)
+            return await self.wait(run, target, timeout_s + 5.0)
+        finally:
+            self.runs.pop(run.rollout_id, None)
+
+    async def run_rollout(
+        self,
+        request: dict[str, Any],
+        target: ServerTarget,
+        *,
+        timeout_s: float = 600.0,
+        gate: Gate | None = None,
+        label: str = "",
+        on_exchange: Callable[[LLMExchange], None] | None = None,
+    ) -> RolloutOutcome:
+        """Run one rollout end to end on ``target`` and return how it ended."""
+        run = self.open_run(
+            request, gate=gate, label=label, on_exchange=on_exchange, trainer_url=target.trainer_url
+        )
+        return await self.drive(run, target, timeout_s)
+
+    def outcome(self, run: RolloutRun, init_error: InitRefused | None = None) -> RolloutOutcome:
+        """Summarise a run (finished or not) as a ``RolloutOutcome``."""
+        completion = run.completion or {}
+        metrics = completion.get("metrics") if isinstance(completion.get("metrics"), dict) else {}
+        extra = (
+            completion.get("extra_fields")
+            if isinstance(completion.get("extra_fields"), dict)
+            else {}
+        )
+        status = completion.get("status") or "ERROR"
+        error = completion.get("error_message")
+        category = extra.get("error_category")
+        if init_error is not None:
+            error, category = init_error.detail, "init_failed"
+        elif not completion:
+            error, category = "no completion received", "protocol_error"
+        if run.model_error is not None and status != "COMPLETED":
+            error, category = str(run.model_error), "llm_error"
+        if run.aborted:
+            status, error, category = "ERROR", run.aborted, "cancelled"
+        tokens = sum(
+            int(
+                x.usage.get("total_tokens")
+                or (
+                    int(x.usage.get("prompt_tokens") or 0)
+                    + int(x.usage.get("completion_tokens") or 0)
+                )
+            )
+            for x in run.exchanges
+        )
+        costs = [x.cost_usd for x in run.exchanges if x.cost_usd is not None]
+        reward = completion.get("reward")
+        return RolloutOutcome(
+            rollout_id=run.rollout_id,
+            status="COMPLETED" if status == "COMPLETED" else "ERROR",
+            final_messages=completion.get("final_messages") or run.messages,
+            finish_reason=completion.get("finish_reason"),
+            error=error,
+            error_category=category if status != "COMPLETED" else None,
+            traceback=extra.get("traceback"),
+            reward=float(reward) if isinstance(reward, int | float) else None,
+            metrics=metrics,
+            duration_ms=(time.perf_counter() - run.started) * 1000,
+            tokens=tokens,
+            cost_usd=sum(costs) if costs else None,
+            llm_calls=len(run.exchanges),
+            tools=run.tools,
+            violations=list(run.violations),
+            completion=run.completion,
+            model_error=run.model_error,
+            init_error=init_error,
+        )

@@ -1,0 +1,120 @@
+"""Serving a FastAPI app with uvicorn: headless (``osmosis serve``) or embedded in a running loop.
+
+``EmbeddedServer`` runs ``await uvicorn.Server(config).serve()`` as a task of the caller's event
+loop (the workbench's), with signal capture disabled, ``log_config=None`` (records go wherever
+the host process routes the ``uvicorn`` loggers) and a short graceful-shutdown timeout. uvicorn
+answers a busy port with ``sys.exit(3)``; that ``SystemExit`` is caught here and raised as
+``ServerStartError`` with the port named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+logger = logging.getLogger("server_core.serve")
+
+
+class ServerStartError(RuntimeError):
+    """The server could not start (port busy, bad host, app start-up failed)."""
+
+
+class _LoopServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def connect_host(host: str) -> str:
+    """The address a local client should use to reach a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+class EmbeddedServer:
+    """A uvicorn server started and stopped inside an already running event loop."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        log_level: str = "info",
+        graceful_shutdown_s: float = 3.0,
+        **config_kwargs: Any,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self._config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=graceful_shutdown_s,
+            **config_kwargs,
+        )
+        self._server: _LoopServer | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is up and accepting connections."""
+        return bool(self._server and self._server.started and not self._task.done())
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for)."""
+        if self._server and self._server.started and self._server.servers:
+            return self._server.servers[0].sockets[0].getsockname()[1]
+        return self.requested_port
+
+    @property
+    def url(self) -> str:
+        """Base URL a local client reaches the server at."""
+        return f"http://{connect_host(self.host)}:{self.port}"
+
+    async def _serve(self) -> None:
+        assert self._server is not None
+        try:
+            await self._server.serve()
+        except SystemExit as exc:  # uvicorn's way of saying it could not start
+            raise ServerStartError(
+                f"could not start the server on {self.host}:{self.requested_port} "
+                f"(exit code {exc.code}); is the port already in use? pick another with --port"
+            ) from None
+
+    async def start(self) -> None:
+        """Start serving; returns once the socket is bound, raises ``ServerStartError``."""
+        if self.running:
+            return
+        self._server = _LoopServer(self._config)
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="uvicorn")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises ServerStartError
+                raise ServerStartError("the server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain (the app's lifespan shutdown), and wait for the end."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await self._task
+        except ServerStartError:
+            pass
+        finally:
+            self._server = None
+            self._task = None
