@@ -260,9 +260,12 @@ async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(args.warmup)
         t0, c0 = time.monotonic(), len(gen.completion_times)
         cpu0, scpu0 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        ocpu0, busy0 = kit.cpu_seconds(os.getppid()), kit.machine_busy_seconds()
         await asyncio.sleep(args.duration)
         t1, c1 = time.monotonic(), len(gen.completion_times)
         cpu1, scpu1 = time.process_time(), kit.cpu_seconds(args.server_pid)
+        ocpu1, busy1 = kit.cpu_seconds(os.getppid()), kit.machine_busy_seconds()
+        ours = (cpu1 - cpu0) + (scpu1 - scpu0) + (ocpu1 - ocpu0)
         gen.stop = True
         _, pending = await asyncio.wait(workers, timeout=args.drain)
         for task in pending:
@@ -273,6 +276,8 @@ async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
             window=[t0, t1],
             load_cpu_pct=100 * (cpu1 - cpu0) / window,
             server_cpu_pct=100 * (scpu1 - scpu0) / window,
+            server_cpu_ms_per_rollout=1000 * (scpu1 - scpu0) / max(1, c1 - c0),
+            other_cpu_pct=max(0.0, 100 * ((busy1 - busy0) - ours) / window),
             server_rss_mb=kit.rss_bytes(args.server_pid) / 2**20,
         )
     else:  # burst: exactly args.total rollouts at once
@@ -572,12 +577,14 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
     print()
     head = ("| in flight | baseline r/s | ours r/s | ours/baseline | /health p50 / p99 ms "
             "(baseline) | /health p50 / p99 ms (ours) | lost (b / o) | server CPU % (b / o) "
-            "| load CPU % (b / o) |")
+            "| server CPU ms per rollout (b / o) | load CPU % (b / o) "
+            "| other processes' CPU % (b / o) |")
     print(head)
     print("|" + "---:|" * (head.count("|") - 1))
     for n, pair in steady.items():
         b, o = pair.get("baseline"), pair.get("ours")
-        ratio = (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o else None
+        ratio = (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o and b["rollouts_per_s"] \
+            else None
         print(
             f"| {n} | {_f(b and b['rollouts_per_s'])} | {_f(o and o['rollouts_per_s'])} | "
             f"{_f(ratio and 100 * ratio, '{:.0f}%')} | "
@@ -586,7 +593,10 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
             f"{_f(o and o['health_p99_ms'], '{:.1f}')} | "
             f"{_f(b and b['lost'])} / {_f(o and o['lost'])} | "
             f"{_f(b and b['server_cpu_pct'])} / {_f(o and o['server_cpu_pct'])} | "
-            f"{_f(b and b['load_cpu_pct'])} / {_f(o and o['load_cpu_pct'])} |"
+            f"{_f(b and b['server_cpu_ms_per_rollout'], '{:.2f}')} / "
+            f"{_f(o and o['server_cpu_ms_per_rollout'], '{:.2f}')} | "
+            f"{_f(b and b['load_cpu_pct'])} / {_f(o and o['load_cpu_pct'])} | "
+            f"{_f(b and b['other_cpu_pct'])} / {_f(o and o['other_cpu_pct'])} |"
         )
     if burst:
         print()

@@ -8,6 +8,7 @@ result to the trainer exactly once, whatever ``run`` does (see ``server_core.app
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -127,7 +128,10 @@ class RolloutContext:
         self._client = client
         self._hooks = hooks
         self._started = time.perf_counter()
-        #: The most recent history: the last chat's messages plus its answer.
+        #: The last of the events emitted from sync code (tool_call, log_event), in flight.
+        self._last_emit: asyncio.Task | None = None
+        #: The most recent history the agent reached: the messages of the last chat (plus its
+        #: answer once it came), or the messages given to ``complete``.
         self.partial_messages: list[dict[str, Any]] = list(request.messages)
 
     @property
@@ -137,11 +141,18 @@ class RolloutContext:
 
     def _chat_body(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict:
         # completion_params apply to every call by default; explicit kwargs win.
-        merged = {**_CHAT_DEFAULTS, **self.request.completion_params, **params}
+        merged = {
+            "model": "default",
+            **_CHAT_DEFAULTS,
+            **self.request.completion_params,
+            **params,
+        }
         if isinstance(merged.get("stop"), str):
             merged["stop"] = [merged["stop"]]
-        body = {"model": "default", "messages": messages, "rollout_id": self.rollout_id}
-        body.update((k, v) for k, v in merged.items() if v is not None)
+        body = {k: v for k, v in merged.items() if v is not None}
+        # The history and the id are the protocol's, whatever a parameter says.
+        body["messages"] = messages
+        body["rollout_id"] = self.rollout_id
         return body
 
     async def chat(self, messages: list[dict[str, Any]], **params: Any) -> ChatResult:
@@ -152,10 +163,12 @@ class RolloutContext:
         ``completion_params``. Raises ``LLMCallError`` / ``TrainerProtocolError`` on failure.
         """
         messages = list(messages)
+        self.partial_messages = messages  # a failing call still reports what it was sent
         body = self._chat_body(messages, params)
         hooks = self._hooks
         turn = self.metrics.num_llm_calls + 1
         if hooks is not None and hooks.active:
+            await self.flush_events()
             await hooks.emit("llm_request", self.rollout_id, turn=turn, body=body)
         started = time.perf_counter()
         answer = await self._client.chat(
@@ -176,16 +189,16 @@ class RolloutContext:
                     latency_ms=latency_ms,
                 )
             result = await hooks.pass_gate(self.rollout_id, body, result)
-        messages.append(result.message)
-        self.partial_messages = messages
+        # A new list: ``body["messages"]`` (held by observers and the gate) stays as sent.
+        self.partial_messages = [*messages, result.message]
         return result
 
     def _account(self, result: ChatResult, latency_ms: float) -> None:
         metrics = self.metrics
         metrics.num_llm_calls += 1
         metrics.llm_latency_ms += latency_ms
-        prompt = int(result.usage.get("prompt_tokens") or 0)
-        completion = int(result.usage.get("completion_tokens") or 0)
+        prompt = _token_count(result.usage.get("prompt_tokens"))
+        completion = _token_count(result.usage.get("completion_tokens"))
         metrics.prompt_tokens += prompt
         metrics.response_tokens += completion
         metrics.max_context_tokens = max(metrics.max_context_tokens, prompt + completion)
@@ -215,15 +228,30 @@ class RolloutContext:
             self._spawn_emit("log_event", {"event": event, **data})
 
     def _spawn_emit(self, kind: str, data: dict[str, Any]) -> None:
-        # record_tool_call/log_event are sync in the 0.2 API; observers may be async.
-        import asyncio
+        # record_tool_call/log_event are sync in the 0.2 API while observers may be async, so
+        # the event is delivered by a task. Each such task waits for the one before it, and
+        # every awaited emit (llm_request, rollout_finished) flushes them first: observers see
+        # a rollout's events in the order they happened.
+        hooks = self._hooks
+        assert hooks is not None
+        previous = self._last_emit
 
-        assert self._hooks is not None
-        task = asyncio.get_running_loop().create_task(
-            self._hooks.emit(kind, self.rollout_id, **data)
-        )
+        async def deliver() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await hooks.emit(kind, self.rollout_id, **data)
+
+        task = asyncio.get_running_loop().create_task(deliver())
+        self._last_emit = task
         _background.add(task)
         task.add_done_callback(_background.discard)
+
+    async def flush_events(self) -> None:
+        """Wait until the events emitted from sync code so far reached every observer."""
+        last = self._last_emit
+        if last is not None and not last.done():
+            # asyncio.wait: cancelling this rollout must not cancel the delivery itself.
+            await asyncio.wait([last])
 
     def complete(
         self,
@@ -261,6 +289,14 @@ class RolloutContext:
 
 # Tasks of fire-and-forget hook emits, kept referenced until done (asyncio holds weak refs).
 _background: set = set()
+
+
+def _token_count(value: Any) -> int:
+    """A usage count as an int; a trainer's missing or odd value counts as 0."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 class RolloutAgentLoop(ABC):

@@ -12,15 +12,18 @@ import asyncio
 import logging
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import pydantic_core
 
 from server_core.agent import RolloutAgentLoop, RolloutContext, RolloutResult
 from server_core.errors import RolloutCancelled, error_category
 from server_core.hooks import RolloutHooks
 from server_core.protocol import (
     CompletedRequest,
+    InvalidToolsError,
     RolloutMetrics,
     RolloutRequest,
     RolloutStatus,
@@ -73,6 +76,9 @@ class RolloutRecord:
     finished_at: float | None = None
     cancel_reason: str | None = None
     error_category: str | None = None
+    #: The driver task has begun; before that a cancel is only recorded (a task cancelled
+    #: before its first step never runs its body, so it could not report).
+    driving: bool = False
     finishing: bool = False
     context: RolloutContext | None = None
     metrics: RolloutMetrics | None = None
@@ -128,7 +134,7 @@ class _ToolsProvider:
             elif took > _INLINE_GET_TOOLS_BUDGET_S * 5:
                 self._inline = False
                 logger.warning(
-                    "get_tools() took %.1f ms on the event loop; running it in a thread from now on",
+                    "get_tools() took %.1f ms on the event loop; running it in a thread from now",
                     took * 1000,
                 )
         else:
@@ -168,7 +174,9 @@ class RolloutManager:
         self.limits = limits
         self.records: OrderedDict[str, RolloutRecord] = OrderedDict()
         self._by_key: dict[str, RolloutRecord] = {}
-        self._pending_inits: dict[str, asyncio.Future] = {}
+        self._pending_inits: dict[str, asyncio.Future] = {}  # by dedup key
+        self._pending_ids: dict[str, asyncio.Future] = {}  # the same futures, by rollout_id
+        self._finished: deque[RolloutRecord] = deque()
         self._slots = asyncio.Semaphore(limits.max_concurrent)
         self._tools = _ToolsProvider(agent, limits.get_tools_timeout_s)
         self.running = 0
@@ -180,24 +188,31 @@ class RolloutManager:
 
     async def init(self, request: RolloutRequest) -> dict[str, Any]:
         """Admit ``request`` and start it; returns the 202 body or raises ``AdmissionError``."""
-        if self.draining:
-            raise AdmissionError(503, "server is shutting down; retry on another server")
+        self._prune()
         key = request.dedup_key
-        existing = self._by_key.get(key) or self.records.get(request.rollout_id)
+        rollout_id = request.rollout_id
+        # A repeat gets its 202 again whatever the load, even while draining: it starts nothing.
+        existing = self._by_key.get(key) or self.records.get(rollout_id)
         if existing is not None:
             return self._repeat(existing, request)
-        pending = self._pending_inits.get(key)
-        if pending is not None:  # the same init is being admitted right now
+        pending = self._pending_inits.get(key) or self._pending_ids.get(rollout_id)
+        if pending is not None:  # the same rollout is being admitted right now
             return self._repeat(await asyncio.shield(pending), request)
-        if self.queued >= self.limits.max_queued:
+        if self.draining:
+            raise AdmissionError(503, "server is shutting down; retry on another server")
+        # Capacity is max_concurrent running plus max_queued waiting. Inits still in get_tools
+        # count too, or a burst of them would all pass this check together.
+        limits = self.limits
+        admitted = self.running + self.queued + len(self._pending_inits)
+        if admitted >= limits.max_concurrent + limits.max_queued:
             raise AdmissionError(
                 429,
                 f"rollout queue is full ({self.queued} queued, {self.running} running)",
                 headers={"Retry-After": "1"},
             )
-        self._prune()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending_inits[key] = future
+        self._pending_ids[rollout_id] = future
         try:
             try:
                 tools = await self._tools(request)
@@ -207,7 +222,7 @@ class RolloutManager:
                     f"get_tools() did not return within {self.limits.get_tools_timeout_s:g}s; "
                     "no rollout was started",
                 ) from None
-            except ValueError as exc:
+            except InvalidToolsError as exc:
                 raise AdmissionError(
                     500, f"get_tools() returned invalid tools: {exc}; no rollout was started"
                 ) from None
@@ -228,11 +243,14 @@ class RolloutManager:
             future.set_result(record)
             return body
         except BaseException as exc:
+            if not isinstance(exc, AdmissionError):  # e.g. the caller went away mid-init
+                exc = AdmissionError(503, "this rollout's first init was interrupted; retry")
             future.set_exception(exc)
             future.exception()  # mark retrieved: nobody else may be waiting
             raise
         finally:
             self._pending_inits.pop(key, None)
+            self._pending_ids.pop(rollout_id, None)
 
     @staticmethod
     def _repeat(record: RolloutRecord, request: RolloutRequest) -> dict[str, Any]:
@@ -242,7 +260,9 @@ class RolloutManager:
                 f"idempotency_key {request.dedup_key!r} was already used by rollout "
                 f"{record.rollout_id!r}; use a new key for a new rollout",
             )
-        if record.request.dedup_key != request.dedup_key:
+        # Same rollout_id: a repeat with the same key or with none is the same rollout.
+        key = request.idempotency_key
+        if key is not None and key != record.request.dedup_key:
             raise AdmissionError(
                 409,
                 f"rollout_id {request.rollout_id!r} is already in use with another "
@@ -251,13 +271,17 @@ class RolloutManager:
         return record.init_response
 
     def _prune(self) -> None:
-        """Forget finished rollouts older than the record TTL (oldest first)."""
+        """Forget finished rollouts older than the record TTL (in the order they finished).
+
+        ``_finished`` is ordered by finish time, so a long-running rollout admitted early does
+        not keep everything admitted after it in memory.
+        """
         horizon = time.time() - self.limits.record_ttl_s
-        while self.records:
-            record = next(iter(self.records.values()))
-            if record.finished_at is None or record.finished_at > horizon:
-                break
-            self.records.popitem(last=False)
+        finished = self._finished
+        while finished and finished[0].finished_at <= horizon:
+            record = finished.popleft()
+            if self.records.get(record.rollout_id) is record:
+                del self.records[record.rollout_id]
             if self._by_key.get(record.request.dedup_key) is record:
                 del self._by_key[record.request.dedup_key]
 
@@ -265,6 +289,7 @@ class RolloutManager:
 
     async def _drive(self, record: RolloutRecord, tools: list[dict[str, Any]]) -> None:
         """Run one rollout to its single completion delivery."""
+        record.driving = True
         request = record.request
         ctx = RolloutContext(request, client=self.client, hooks=self.hooks, tools=tools)
         record.context = ctx
@@ -273,6 +298,8 @@ class RolloutManager:
         admitted = False
         hooks_on = self.hooks.active
         try:
+            if record.cancel_reason is not None:  # cancelled before this task first ran
+                raise asyncio.CancelledError
             async with self._slots:
                 admitted = True
                 self.queued -= 1
@@ -280,18 +307,19 @@ class RolloutManager:
                 record.status = "running"
                 record.started_at = time.time()
                 ctx._started = time.perf_counter()
-                if hooks_on:
-                    await self.hooks.emit(
-                        "rollout_started",
-                        request.rollout_id,
-                        request=request.model_dump(mode="json", exclude={"api_key"}),
-                        tools=tools,
-                    )
+                deadline: asyncio.Timeout | None = None
                 try:
+                    if hooks_on:
+                        await self.hooks.emit(
+                            "rollout_started",
+                            request.rollout_id,
+                            request=request.model_dump(mode="json", exclude={"api_key"}),
+                            tools=tools,
+                        )
                     async with asyncio.timeout(self.limits.rollout_timeout_s) as deadline:
                         result = await self.agent.run(ctx)
                 except TimeoutError as exc:
-                    if deadline.expired():
+                    if deadline is not None and deadline.expired():
                         result = self._failure(
                             ctx,
                             f"rollout exceeded its {self.limits.rollout_timeout_s:g}s deadline",
@@ -303,12 +331,18 @@ class RolloutManager:
                 finally:
                     self.running -= 1
         except asyncio.CancelledError as exc:
-            if record.cancel_reason is None:
+            task = asyncio.current_task()
+            cancelling = task.cancelling() if task is not None else 0
+            if record.cancel_reason is None and cancelling:
                 raise  # not ours: the loop itself is going away
-            asyncio.current_task().uncancel()
+            if cancelling:
+                task.uncancel()
             if not admitted:
                 self.queued -= 1
-            result = self._failure(ctx, record.cancel_reason, "cancelled", exc)
+            if record.cancel_reason is not None:
+                result = self._failure(ctx, record.cancel_reason, "cancelled", exc)
+            else:  # raised inside the agent's own code, nobody cancelled this rollout
+                exc_info = exc
         except RolloutCancelled as exc:
             result = self._failure(ctx, str(exc) or "rollout cancelled", "cancelled", exc)
         except Exception as exc:
@@ -344,15 +378,21 @@ class RolloutManager:
             result.extra_fields["traceback"] = f"{message}\n"
         return result
 
-    async def _finish(self, record: RolloutRecord, ctx: RolloutContext, result: RolloutResult):
-        record.finishing = True
-        metrics: RolloutMetrics = result.metrics if result.metrics is not None else ctx.metrics
+    @staticmethod
+    def _completion_body(
+        record: RolloutRecord, ctx: RolloutContext, result: RolloutResult
+    ) -> dict[str, Any]:
+        """The completion body for ``result`` (raises if the result cannot go on the wire)."""
+        # A result the agent built itself without metrics still reports what ctx counted.
+        if "metrics" in result.model_fields_set and result.metrics is not None:
+            metrics = result.metrics
+        else:
+            metrics = ctx.metrics
         metrics.total_latency_ms = ctx.elapsed_ms()
         extra = dict(result.extra_fields)
         if result.status == RolloutStatus.ERROR:
             extra.setdefault("error_category", "agent_error")
             extra.setdefault("traceback", f"{result.error_message}\n")
-            record.error_category = extra["error_category"]
         completion = CompletedRequest(
             rollout_id=record.rollout_id,
             status=result.status,
@@ -363,21 +403,48 @@ class RolloutManager:
             metrics=metrics,
             extra_fields=extra,
         )
-        if result.status == RolloutStatus.COMPLETED:
+        body = completion.wire()
+        pydantic_core.to_json(body)  # fail here, not in the middle of delivery
+        return body
+
+    def _wire_result(
+        self, record: RolloutRecord, ctx: RolloutContext, result: RolloutResult
+    ) -> dict[str, Any]:
+        """The completion body; a result that cannot be sent becomes an ERROR that can."""
+        try:
+            return self._completion_body(record, ctx, result)
+        except Exception as exc:
+            logger.exception("rollout %r returned a result that cannot be sent", record.rollout_id)
+            message = f"the rollout's result cannot be sent: {type(exc).__name__}: {exc}"
+            fallback = self._failure(ctx, message, "agent_error", exc)
+        try:
+            return self._completion_body(record, ctx, fallback)
+        except Exception:  # the partial trajectory is not serialisable either: send none
+            fallback.final_messages = []
+            return self._completion_body(record, ctx, fallback)
+
+    async def _finish(self, record: RolloutRecord, ctx: RolloutContext, result: RolloutResult):
+        record.finishing = True
+        body = self._wire_result(record, ctx, result)
+        if body["status"] == RolloutStatus.COMPLETED.value:
             record.status = "completed"
         else:
-            record.status = "cancelled" if record.error_category == "cancelled" else "error"
-        body = completion.wire()
+            category = body.get("extra_fields", {}).get("error_category", "agent_error")
+            record.error_category = category
+            record.status = "cancelled" if category == "cancelled" else "error"
         try:
             delivery = await self.client.complete(
                 record.request.server_url, body, api_key=record.request.api_key
             )
         except asyncio.CancelledError:
             delivery = Delivery(False, None, 0, "delivery cancelled at shutdown")
+        except Exception as exc:  # complete() never raises; this is only a safety net
+            delivery = Delivery(False, None, 0, f"{type(exc).__name__}: {exc}")
         record.delivery = "delivered" if delivery.delivered else "failed"
         record.delivery_error = delivery.error
         record.finished_at = time.time()
-        record.metrics, record.context = metrics, None
+        record.metrics, record.context = ctx.metrics, None
+        self._finished.append(record)
         self.completed_total += 1
         if not delivery.delivered:
             logger.error(
@@ -387,6 +454,7 @@ class RolloutManager:
                 delivery.error,
             )
         if self.hooks.active:
+            await ctx.flush_events()  # tool_call/log_event emitted by the agent come first
             await self.hooks.emit(
                 "rollout_finished",
                 record.rollout_id,
@@ -398,13 +466,18 @@ class RolloutManager:
     # ---- control ---------------------------------------------------------------------------
 
     def cancel(self, rollout_id: str, reason: str = "cancelled by request") -> bool:
-        """Cancel a rollout; it ends with an ERROR completion, category ``cancelled``."""
+        """Cancel a rollout; it ends with an ERROR completion, category ``cancelled``.
+
+        Returns False for an unknown id. A rollout already delivering its result is left alone.
+        """
         record = self.records.get(rollout_id)
         if record is None:
             return False
         task = record.task
-        if task is not None and not task.done() and not record.finishing and not record.cancel_reason:
-            record.cancel_reason = reason
+        if task is None or task.done() or record.finishing or record.cancel_reason:
+            return True
+        record.cancel_reason = reason
+        if record.driving:
             task.cancel()
         return True
 

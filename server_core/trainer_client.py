@@ -65,6 +65,13 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
         return None
 
 
+async def _encode(body: dict, list_key: str) -> bytes:
+    """``body`` as JSON bytes; a long ``body[list_key]`` is encoded in a thread."""
+    if len(body.get(list_key, ())) > _LARGE_BODY_MESSAGES:
+        return await asyncio.to_thread(pydantic_core.to_json, body)
+    return pydantic_core.to_json(body)
+
+
 def _retryable_status(code: int) -> bool:
     return code == 429 or code >= 500
 
@@ -123,10 +130,7 @@ class TrainerClient:
         4xx is final (raised as ``LLMCallError`` with the trainer's detail); 5xx, 429,
         timeouts and transport errors are retried with jittered backoff.
         """
-        if len(body.get("messages", ())) > _LARGE_BODY_MESSAGES:
-            content = await asyncio.to_thread(pydantic_core.to_json, body)
-        else:
-            content = pydantic_core.to_json(body)
+        content = await _encode(body, "messages")
         url = f"{server_url}/v1/chat/completions"
         cfg = self.config
         last_error = ""
@@ -168,10 +172,11 @@ class TrainerClient:
 
     async def complete(self, server_url: str, body: dict, *, api_key: str | None) -> Delivery:
         """POST the completion callback; any 2xx acknowledges it. Never raises."""
-        content = await asyncio.to_thread(pydantic_core.to_json, body) if len(
-            body.get("final_messages", ())
-        ) > _LARGE_BODY_MESSAGES else pydantic_core.to_json(body)
         url = f"{server_url}/v1/rollout/completed"
+        try:
+            content = await _encode(body, "final_messages")
+        except Exception as exc:
+            return Delivery(False, None, 0, f"completion body is not JSON: {exc}")
         cfg = self.config
         error = ""
         code: int | None = None

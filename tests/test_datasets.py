@@ -11,7 +11,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
@@ -44,9 +46,25 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-def write_parquet(path: Path, columns: dict[str, pa.Array | list], **kwargs) -> Path:
-    # Table.from_pydict, not pa.table(): pa.table() imports pandas (~2 s) to look for a DataFrame
-    pq.write_table(pa.Table.from_pydict(columns), path, **kwargs)
+def write_parquet(
+    path: Path,
+    columns: dict[str, list],
+    types: dict[str, pa.DataType] | None = None,
+    **write_options: object,
+) -> Path:
+    """Write columns of JSON values as Parquet, cast to ``types`` where given ("NaN"/"inf" strings
+    cast to float64 become NaN/inf).
+
+    Goes through pyarrow's JSON reader because pa.array() and pa.table() import pandas (about
+    2 s here) the first time they run, which would double this file's run time."""
+    size = len(next(iter(columns.values())))
+    source = path.with_suffix(".source.jsonl")
+    rows = ({name: values[i] for name, values in columns.items()} for i in range(size))
+    source.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    table = pj.read_json(source)
+    types = types or {}
+    schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in table.schema])
+    pq.write_table(table.cast(schema), path, **write_options)
     return path
 
 
@@ -120,16 +138,27 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
         {
             "System_Prompt": ["s", None],
             "User_Prompt": ["u0", "u1"],
-            "Ground_Truth": pa.array([4.0, 2.5]),
-            "when": pa.array([1_700_000_000_123_456_789, None], pa.timestamp("ns", tz="UTC")),
-            "day": [dt.date(2024, 1, 2), None],
-            "score": [float("nan"), 1.5],
-            "price": pa.array([Decimal("2.50"), Decimal("3")], pa.decimal128(5, 2)),
-            "blob": [b"\xff\x00", b"text"],
-            "nested": [{"a": 1, "b": [1.0, float("nan")]}, None],
+            "Ground_Truth": [4.0, 2.5],
+            "when": [1_700_000_000_123_456_789, None],
+            "day": ["2024-01-02", None],
+            "score": ["NaN", "1.5"],
+            "price": ["2.50", "3"],
+            "blob": ["bytes", "text"],
+            "nested": [{"a": 1, "b": [1.0, None]}, None],
+        },
+        types={
+            "when": pa.timestamp("ns", tz="UTC"),
+            "day": pa.date32(),
+            "score": pa.float64(),
+            "price": pa.decimal128(5, 2),
+            "blob": pa.binary(),
         },
     )
+    pandas_was_loaded = "pandas" in sys.modules
     first, second = iter_dataset(path)
+    assert [r.metadata for r in iter_dataset(path, RowSelection(rows={1}))] == [second.metadata]
+    # pyarrow turns ns timestamps into pandas objects (importing pandas, seconds) unless cast first
+    assert pandas_was_loaded or "pandas" not in sys.modules
     assert (first.line, first.ground_truth, first.ground_truth_text) == (None, 4.0, "4")
     assert second.ground_truth_text == "2.5"
     assert second.system_prompt == "" and second.messages() == [{"role": "user", "content": "u1"}]
@@ -138,11 +167,32 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
         "day": "2024-01-02",
         "score": None,
         "price": 2.5,
-        "blob": "base64:/wA=",
+        "blob": "bytes",
         "nested": {"a": 1, "b": [1.0, None]},
     }
-    assert second.metadata["price"] == 3 and second.metadata["blob"] == "text"
+    assert second.metadata == {
+        "when": None,
+        "day": None,
+        "score": 1.5,
+        "price": 3,
+        "blob": "text",
+        "nested": None,
+    }
     json.dumps([first.metadata, second.metadata], allow_nan=False)
+
+
+def test_metadata_values_that_json_cannot_hold_are_converted() -> None:
+    """Values only reachable from numpy/pyarrow objects (the readers never produce them from
+    JSON or CSV): each becomes a plain JSON value."""
+    to_json = datasets._jsonable
+    assert to_json(np.int64(3)) == 3 and type(to_json(np.int64(3))) is int
+    assert to_json(np.float32(float("nan"))) is None
+    assert to_json(np.array([1.5, 2])) == [1.5, 2.0]
+    assert to_json(b"\xff\x00") == "base64:/wA="
+    assert to_json(Decimal("NaN")) is None
+    assert to_json(dt.timedelta(seconds=90)) == 90.0
+    assert to_json({1: (dt.time(1, 2), {3})}) == {"1": ["01:02:00", [3]]}
+    assert to_json(float("-inf")) is None
 
 
 def test_module_import_is_light_and_headless() -> None:
@@ -259,8 +309,9 @@ def test_parquet_bad_rows_have_no_line_numbers(tmp_path: Path) -> None:
         {
             "system_prompt": ["s", "s", "s", "s"],
             "user_prompt": ["u", None, "u", "u"],
-            "ground_truth": [1.0, 2.0, float("nan"), float("inf")],
+            "ground_truth": ["1", "2", "NaN", "inf"],
         },
+        types={"ground_truth": pa.float64()},
     )
     items = list(iter_dataset(path))
     assert isinstance(items[0], DatasetRow)

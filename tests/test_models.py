@@ -125,6 +125,9 @@ async def test_scripted_passes_token_ids_logprobs_and_string_shorthand():
     assert second["token_ids"] == [1, 2] and second["logprobs"] == [-0.1, -0.2]
     assert backend.remaining == 0
     assert [b["messages"][0]["content"] for b in backend.calls] == ["a", "b"]
+    quiet = ScriptedBackend(["x"], keep_calls=False)
+    await quiet.complete(body("a"))
+    assert quiet.calls == []
 
 
 async def test_scripted_raises_a_clear_error_when_the_script_runs_out():

@@ -490,7 +490,7 @@ async def test_after_the_record_ttl_an_id_may_run_again(serve, make_agent, train
 # ---- admission: the bounded queue -------------------------------------------------------------
 
 
-async def test_full_queue_answers_429_with_retry_after(serve, make_agent, trainer):
+async def test_full_queue_answers_429_with_retry_after(serve, make_agent, trainer, wait_for):
     release = asyncio.Event()
 
     async def run(ctx):
@@ -508,8 +508,9 @@ async def test_full_queue_answers_429_with_retry_after(serve, make_agent, traine
     assert int(third.headers["retry-after"]) >= 1
     assert "queue is full" in third.json()["detail"]
     assert (await server.status("refused-3")).status_code == 404
-    assert (await server.status("queued-2")).json()["status"] == "queued"
+    await wait_for(lambda: agent.runs == 1)
     assert (await server.status("run-1")).json()["status"] == "running"
+    assert (await server.status("queued-2")).json()["status"] == "queued"
     health = (await server.http.get("/health")).json()
     assert health["active_rollouts"] == 2
     release.set()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -158,8 +157,10 @@ async def preflight(backend: Any, model: str) -> str | None:
         return None
     from osmosis_workbench.engine.models import ModelError
 
+    # Straight to the live model: a recorder must not write the probe into the cassette.
+    live = getattr(backend, "inner", backend)
     try:
-        await backend.complete({"messages": [{"role": "user", "content": "Reply with OK."}],
+        await live.complete({"messages": [{"role": "user", "content": "Reply with OK."}],
                                 "max_tokens": 5})
     except ModelError as exc:
         if exc.systemic:
@@ -408,8 +409,7 @@ async def _run_batch(args: argparse.Namespace) -> int:
 
     def on_bad_row(error: Any) -> None:
         progress.clear()
-        print(f"Bad row {error.index}" + (f" (line {error.line})" if error.line else "")
-              + f": {error.message}", file=sys.stderr)
+        print(f"Skipped bad {error.message}", file=sys.stderr)
         progress.draw()
 
     trainer = LocalTrainer(backend)

@@ -684,7 +684,7 @@ def _csv_rows(
 def _import_parquet() -> Any:
     # Deferred: `import pyarrow.parquet` costs about 0.5 s (measured with -X importtime on the dev
     # box) and most runs read JSONL. pandas (about 2.6 s) is never imported: rows come from
-    # pyarrow's own to_pylist, with ns timestamps cast to us first (see _no_nanoseconds).
+    # pyarrow's own to_pylist, with timestamps cast first so it never asks pandas (see _plain_type).
     import pyarrow.parquet as pq
 
     return pq
@@ -704,31 +704,57 @@ def _open_parquet(file: Path) -> pq.ParquetFile:
         ) from exc
 
 
-def _no_nanoseconds(dtype: pa.DataType) -> pa.DataType:
-    """``dtype`` with ns timestamps/durations made us: pyarrow turns ns values into pandas objects,
-    importing pandas (seconds) on first use; microseconds become datetime/timedelta."""
+def _plain_type(dtype: pa.DataType) -> pa.DataType:
+    """``dtype`` with every timestamp made tz-naive and ns timestamps/durations made us.
+
+    pyarrow's to_pylist imports pandas (about 2.6 s) for ns values (to build pandas Timestamps)
+    and for tz-aware timestamps (to resolve the zone); microsecond, tz-naive values come back as
+    plain datetime/timedelta. Casting tz-aware to naive keeps the UTC instant; top-level columns
+    get their zone back in _restore_zone, nested ones stay naive UTC.
+    """
     import pyarrow as pa
 
     types = pa.types
-    if types.is_timestamp(dtype) and dtype.unit == "ns":
-        return pa.timestamp("us", tz=dtype.tz)
+    if types.is_timestamp(dtype) and (dtype.unit == "ns" or dtype.tz is not None):
+        return pa.timestamp("us" if dtype.unit == "ns" else dtype.unit)
     if types.is_duration(dtype) and dtype.unit == "ns":
         return pa.duration("us")
     if types.is_struct(dtype):
         fields = [dtype.field(i) for i in range(dtype.num_fields)]
-        return pa.struct([f.with_type(_no_nanoseconds(f.type)) for f in fields])
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in fields])
     if types.is_map(dtype):
-        return pa.map_(
-            dtype.key_field, dtype.item_field.with_type(_no_nanoseconds(dtype.item_type))
-        )
+        return pa.map_(dtype.key_field, dtype.item_field.with_type(_plain_type(dtype.item_type)))
     if types.is_large_list(dtype):
-        return pa.large_list(dtype.value_field.with_type(_no_nanoseconds(dtype.value_type)))
+        return pa.large_list(dtype.value_field.with_type(_plain_type(dtype.value_type)))
     if types.is_fixed_size_list(dtype):
-        field_ = dtype.value_field.with_type(_no_nanoseconds(dtype.value_type))
-        return pa.list_(field_, dtype.list_size)
+        return pa.list_(dtype.value_field.with_type(_plain_type(dtype.value_type)), dtype.list_size)
     if types.is_list(dtype):
-        return pa.list_(dtype.value_field.with_type(_no_nanoseconds(dtype.value_type)))
+        return pa.list_(dtype.value_field.with_type(_plain_type(dtype.value_type)))
     return dtype
+
+
+_OFFSET_ZONE = re.compile(r"([+-])(\d\d):?(\d\d)")
+
+
+def _zone(name: str) -> dt.tzinfo:
+    """The tzinfo for an Arrow timezone string ("UTC", "Europe/Paris", "+01:00"); UTC if unknown."""
+    match = _OFFSET_ZONE.fullmatch(name)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        offset = dt.timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+        return dt.timezone(sign * offset)
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def _restore_zone(values: list[Any], zone: dt.tzinfo) -> list[Any]:
+    """Naive UTC datetimes (see _plain_type) -> aware datetimes in the column's own zone."""
+    utc = dt.UTC
+    return [v if v is None else v.replace(tzinfo=utc).astimezone(zone) for v in values]
 
 
 def _int64_array(values: list[int]) -> pa.Array:
@@ -748,12 +774,17 @@ def _parquet_items(file: Path, picker: _Picker) -> Iterator[DatasetRow | RowErro
     except DatasetError:
         parquet.close()
         raise
-    casts = {}
+    import pyarrow as pa
+
+    casts: dict[int, pa.DataType] = {}
+    zones: dict[int, dt.tzinfo] = {}
     for i, fld in enumerate(schema):
-        target = _no_nanoseconds(fld.type)
+        target = _plain_type(fld.type)
         if target != fld.type:
             casts[i] = target
-    return _parquet_rows(file, parquet, columns, casts, picker)
+        if pa.types.is_timestamp(fld.type) and fld.type.tz is not None:
+            zones[i] = _zone(fld.type.tz)
+    return _parquet_rows(file, parquet, columns, casts, zones, picker)
 
 
 def _row_group_runs(parquet: pq.ParquetFile, picker: _Picker) -> list[tuple[int, list[int]]]:
@@ -780,6 +811,7 @@ def _parquet_rows(
     parquet: pq.ParquetFile,
     columns: _Columns,
     casts: dict[int, pa.DataType],
+    zones: dict[int, dt.tzinfo],
     picker: _Picker,
 ) -> Iterator[DatasetRow | RowError]:
     import pyarrow as pa
@@ -818,6 +850,8 @@ def _parquet_rows(
                         ).to_pylist()
                         for i in range(part.num_columns)
                     ]
+                    for i, zone in zones.items():
+                        values[i] = _restore_zone(values[i], zone)
                     for k, index in enumerate(wanted):
                         metadata = {name: _jsonable(values[at][k]) for name, at in extras}
                         yield _make_row(

@@ -1,0 +1,190 @@
+"""`osmosis test` and `osmosis rescore` end to end: output, exit codes, run directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from osmosis_workbench.cli import main
+from osmosis_workbench.engine.journal import JOURNAL_FILE, read_journal
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = str(ROOT / "sample_project" / "test_data.jsonl")
+SAMPLE_AGENT = "sample_project.server:agent_loop"
+
+#: An agent that needs no model: it sleeps, then answers with the ground truth, except that
+#: even rows fail (reward 0) until the marker file named by $MARKER exists.
+NO_MODEL_AGENT = textwrap.dedent(
+    """
+    import asyncio, os
+    from pathlib import Path
+    from server_core import RolloutAgentLoop
+
+    class Echo(RolloutAgentLoop):
+        name = "echo"
+
+        def get_tools(self, request):
+            return []
+
+        async def run(self, ctx):
+            await asyncio.sleep(float(os.environ.get("ECHO_DELAY", "0")))
+            row = ctx.request.metadata["row_index"]
+            fixed = Path(os.environ.get("MARKER", "/nonexistent")).exists()
+            reward = 1.0 if (row % 2 or fixed) else 0.0
+            answer = {"role": "assistant", "content": str(ctx.request.metadata["ground_truth"])}
+            return ctx.complete(list(ctx.request.messages) + [answer], reward=reward)
+
+    agent_loop = Echo()
+    """
+)
+
+
+@pytest.fixture
+def echo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder with the no-model agent, a 20-row dataset and an empty cassette."""
+    (tmp_path / "echo_agent.py").write_text(NO_MODEL_AGENT)
+    rows = [{"system_prompt": "", "user_prompt": f"q{i}", "ground_truth": i} for i in range(20)]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "empty.jsonl").write_text(json.dumps({"osmosis_cassette": 1, "model": "none"})
+                                          + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MARKER", str(tmp_path / "fixed"))
+    return tmp_path
+
+
+def echo_args(*extra: str) -> list[str]:
+    return ["test", "-m", "echo_agent:agent_loop", "-d", "data.jsonl",
+            "--model", "replay:empty.jsonl", "--runs-dir", "runs", *extra]
+
+
+def test_sample_project_passes_every_row_offline(capsys, tmp_path: Path):
+    out_file = tmp_path / "results.json"
+    code = main(["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--runs-dir",
+                 str(tmp_path / "runs"), "-o", str(out_file)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Model: replay:" in out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == 12
+    assert all(": OK reward 1 (" in line and " tokens)" in line for line in lines)
+    assert "Total: 12" in out and "Passed: 12" in out and "Failed: 0" in out
+    assert "Reward mean: 1.000" in out and "pass@1: 1.000" in out
+    results = json.loads(out_file.read_text())
+    assert results["summary"]["passed"] == 12 and len(results["results"]) == 12
+
+
+def test_rows_limit_and_offset_select_rows(capsys, tmp_path: Path):
+    code = main(["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--rows", "2,5-6",
+                 "--runs-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert sorted(int(line.split("Row ")[1].split(":")[0]) for line in out.splitlines()
+                  if line.startswith("[")) == [2, 5, 6]
+
+
+def test_failures_and_bad_rows_exit_nonzero(echo_project: Path, capsys):
+    with open("data.jsonl", "a") as handle:
+        handle.write('{"system_prompt": "", "user_prompt": "", "ground_truth": 1}\n')
+    code = main(echo_args("--limit", "21"))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Skipped bad row 20 (line 21)" in captured.err and "user_prompt" in captured.err
+    assert "Passed: 10" in captured.out and "Failed: 10" in captured.out
+    assert "Bad rows: 1" in captured.out
+    assert "FAILED reward 0" in captured.out
+
+
+def test_retry_failed_reruns_only_the_failures(echo_project: Path, capsys):
+    assert main(echo_args()) == 1
+    capsys.readouterr()
+    (echo_project / "fixed").touch()
+    code = main(echo_args("--retry-failed", "last"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rerun = sorted(int(line.split("Row ")[1].split(":")[0]) for line in out.splitlines()
+                   if line.startswith("["))
+    assert rerun == list(range(0, 20, 2))
+    assert "Passed: 20" in out
+
+
+def test_rescore_recomputes_rewards_without_a_model(echo_project: Path, capsys):
+    main(echo_args())
+    capsys.readouterr()
+    (echo_project / "scoring.py").write_text(
+        "def half(solution_str, ground_truth, extra_info=None):\n"
+        "    return 0.5 if solution_str == str(ground_truth) else 0\n"
+    )
+    code = main(["rescore", "last", "--runs-dir", "runs", "--reward", "scoring:half",
+                 "--pass-threshold", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Reward mean: 0.500" in out and "Passed: 20" in out
+
+
+def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
+    env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osmosis_workbench.cli", *echo_args("--concurrency", "1")],
+        cwd=echo_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        journal = None
+        while time.monotonic() < deadline:  # wait until a few rollouts are journaled
+            found = list((echo_project / "runs").glob(f"*/{JOURNAL_FILE}"))
+            if found and len(found[0].read_text().splitlines()) >= 3:
+                journal = found[0]
+                break
+            time.sleep(0.05)
+        assert journal is not None, "the run never journaled 3 rollouts"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = len(read_journal(journal.parent))
+    assert 3 <= done_before < 20
+    (echo_project / "fixed").touch()
+    code = main(echo_args("--resume", str(journal.parent)))
+    out = capsys.readouterr().out
+    ran_now = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(ran_now) == 20 - done_before
+    lines = journal.read_text().splitlines()
+    rows = [json.loads(line)["row"] for line in lines if line.strip()]
+    assert sorted(rows) == list(range(20))  # every row exactly once
+    assert "Total: 20" in out
+    # Rows journaled before the kill kept their (failing) rewards: exit 1 unless all passed.
+    assert code == (0 if all(r % 2 for r in rows[:done_before]) else 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["test", "-d", SAMPLE_DATA], "-m MODULE:ATTR"),
+        (["test", "-m", SAMPLE_AGENT], "-d FILE"),
+        (["test", "-m", SAMPLE_AGENT, "-d", "nope.jsonl"], "not found"),
+        (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--rows", "3-a"], "--rows"),
+        (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--model", "replay:missing.jsonl"],
+         "missing.jsonl"),
+        (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--reward", "nomodule"],
+         "<module>:<attribute>"),
+    ],
+)
+def test_usage_errors_name_the_fix(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_model_anywhere_says_how_to_give_one(echo_project: Path, capsys):
+    code = main(["test", "-m", "echo_agent:agent_loop", "-d", "data.jsonl"])
+    assert code == 2
+    assert "--model provider/name" in capsys.readouterr().err
