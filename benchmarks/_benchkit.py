@@ -229,7 +229,7 @@ def trainer_config(app: Any, port: int) -> Any:
         log_config=None,
         access_log=False,
         log_level="error",
-        lifespan="on",
+        lifespan="off",
         timeout_keep_alive=120,
         backlog=8192,
     )
@@ -390,3 +390,18 @@ async def wait_healthy(host: str, port: int, timeout_s: float = 30.0) -> float:
             conn.close()
         await asyncio.sleep(0.005)
     raise TimeoutError(f"no /health answer on {host}:{port} within {timeout_s:g}s")
+
+
+async def wait_listening(host: str, port: int, timeout_s: float = 30.0) -> None:
+    """Wait until something accepts TCP connections on ``host:port``."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port}") from None
+            await asyncio.sleep(0.01)
+        else:
+            writer.close()
+            return

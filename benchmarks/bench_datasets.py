@@ -79,11 +79,11 @@ def write_parquet(path: Path, rows: int, row_group_size: int | None) -> None:
             ("source_id", pa.int64()),
         ]
     )
-    kwargs = {} if row_group_size is None else {"row_group_size": row_group_size}
-    with pq.ParquetWriter(path, schema) as writer:
-        for begin in range(0, rows, chunk):
-            ids = range(begin, min(rows, begin + chunk))
-            table = pa.Table.from_pydict(
+    chunks = []
+    for begin in range(0, rows, chunk):
+        ids = range(begin, min(rows, begin + chunk))
+        chunks.append(
+            pa.Table.from_pydict(
                 {
                     "system_prompt": ["You are a careful calculator. Answer with a number."]
                     * len(ids),
@@ -94,7 +94,11 @@ def write_parquet(path: Path, rows: int, row_group_size: int | None) -> None:
                 },
                 schema=schema,
             )
-            writer.write_table(table, **kwargs)
+        )
+    # One write: with pyarrow's default row_group_size (1Mi rows) the whole file is a single row
+    # group, the worst case for streaming (what pandas.to_parquet / pq.write_table produce).
+    kwargs = {} if row_group_size is None else {"row_group_size": row_group_size}
+    pq.write_table(pa.concat_tables(chunks), path, **kwargs)
 
 
 def measure(path: Path, offset: int, limit: int | None, mode: str = "stream") -> dict:
@@ -112,16 +116,18 @@ def measure(path: Path, offset: int, limit: int | None, mode: str = "stream") ->
 
 
 def main() -> None:
+    import pyarrow.parquet as pq
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cases = [
-            ("default row groups", None),
+            ("1 row group (default)", None),
             ("row groups of 100k", 100_000),
         ]
         print(
-            f"{'file':<20} {'selection':<26} {'rows read':>10} {'size MB':>8} {'1st row s':>10} "
+            f"{'file':<22} {'selection':<26} {'rows read':>10} {'size MB':>8} {'1st row s':>10} "
             f"{'1st+import s':>12} {'total s':>8} {'rows/s':>10} {'RSS +MB':>8} {'maxRSS +MB':>10}"
         )
         for label, group_size in cases:
@@ -138,12 +144,13 @@ def main() -> None:
                 r = measure(path, offset, limit, mode)
                 rate = r["count"] / r["total_s"] if r["total_s"] else float("inf")
                 print(
-                    f"{label:<20} {sel_label:<26} {r['count']:>10,} {size_mb:>8.1f} "
+                    f"{label:<22} {sel_label:<26} {r['count']:>10,} {size_mb:>8.1f} "
                     f"{r['first_row_s']:>10.3f} {r['first_row_cold_s']:>12.3f} "
                     f"{r['total_s']:>8.2f} {rate:>10,.0f} {r['rss_delta_mb']:>8.1f} "
                     f"{r['maxrss_delta_mb']:>10.1f}"
                 )
-            print(f"  (writing {args.rows:,} rows took {written:.1f} s)")
+            groups = pq.ParquetFile(path).metadata.num_row_groups
+            print(f"  ({groups} row groups; writing {args.rows:,} rows took {written:.1f} s)")
 
 
 if __name__ == "__main__":

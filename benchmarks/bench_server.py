@@ -21,6 +21,7 @@ import asyncio
 import gc
 import itertools
 import json
+import logging
 import os
 import platform
 import signal
@@ -38,6 +39,8 @@ if str(ROOT) not in sys.path:
 
 import _benchkit as kit  # noqa: E402
 
+logger = logging.getLogger("bench_server")
+
 SERVER_CPU = 0
 LOAD_CPU = 1
 STEADY_NS = (16, 128, 1024)
@@ -45,9 +48,101 @@ STEADY_NS = (16, 128, 1024)
 # ---- the servers under test ------------------------------------------------------------------
 
 
-def build_ours(max_concurrent: int | None, pool: int | None) -> Any:
+def make_trainer_client(variant: str, pool: int | None) -> Any:
+    """Our TrainerClient as shipped ("httpx"), or with a proposed change to its transport.
+
+    "gated": the same httpx client behind an asyncio.Semaphore(max_connections), so httpx's
+    pool never holds queued requests. "aiohttp": the same TrainerClient logic (retries,
+    errors) over one aiohttp.ClientSession with TCPConnector(limit=max_connections). Both are
+    benchmark-side subclasses; server_core is not modified.
+    """
+    import httpx
+
+    from server_core import TrainerClient, TrainerClientConfig
+
+    config = TrainerClientConfig()
+    if pool is not None:
+        config = TrainerClientConfig(max_connections=pool, max_keepalive_connections=pool)
+    if variant == "httpx":
+        return TrainerClient(config)
+
+    class _Gated:
+        def __init__(self, client: Any, size: int) -> None:
+            self._client = client
+            self._gate = asyncio.Semaphore(size)
+
+        async def post(self, url: str, **kwargs: Any) -> Any:
+            async with self._gate:
+                return await self._client.post(url, **kwargs)
+
+        async def aclose(self) -> None:
+            await self._client.aclose()
+
+    class GatedTrainerClient(TrainerClient):
+        @property
+        def http(self) -> Any:
+            if self._client is None:
+                self._client = _Gated(TrainerClient.http.fget(self), self.config.max_connections)
+            return self._client
+
+    if variant == "gated":
+        return GatedTrainerClient(config)
+
+    class _AioResponse:
+        __slots__ = ("status_code", "content", "headers")
+
+        def __init__(self, status_code: int, content: bytes, headers: Any) -> None:
+            self.status_code, self.content, self.headers = status_code, content, headers
+
+        @property
+        def text(self) -> str:
+            return self.content.decode("utf-8", "replace")
+
+    class _Aio:
+        def __init__(self, config: Any) -> None:
+            import aiohttp
+
+            self._aiohttp = aiohttp
+            # No total timeout, and sock_connect rather than connect: aiohttp's "connect"
+            # includes the wait for a free pooled connection, which must not time out a queue.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=config.max_connections),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=config.connect_timeout_s,
+                    sock_read=config.timeout_s,
+                ),
+            )
+
+        async def post(self, url: str, *, content: bytes, headers: dict) -> Any:
+            try:
+                async with self._session.post(url, data=content, headers=headers) as response:
+                    body = await response.read()
+                    return _AioResponse(response.status, body, response.headers)
+            except TimeoutError as exc:
+                logger.warning("callback to %s timed out: %r", url, exc)
+                raise httpx.ReadTimeout(str(exc) or "timed out") from None
+            except self._aiohttp.ClientError as exc:
+                logger.warning("callback to %s failed: %r", url, exc)
+                raise httpx.TransportError(str(exc) or type(exc).__name__) from None
+
+        async def aclose(self) -> None:
+            await self._session.close()
+
+    class AiohttpTrainerClient(TrainerClient):
+        @property
+        def http(self) -> Any:
+            if self._client is None:
+                self._client = _Aio(self.config)
+            return self._client
+
+    if variant == "aiohttp":
+        return AiohttpTrainerClient(config)
+    raise ValueError(f"unknown client variant {variant!r}")
+
+
+def build_ours(max_concurrent: int | None, pool: int | None, client: str = "httpx") -> Any:
     """``server_core.create_app`` serving the one-chat benchmark agent (library defaults)."""
-    from server_core import RolloutAgentLoop, TrainerClientConfig, create_app
+    from server_core import RolloutAgentLoop, create_app
 
     class BenchAgent(RolloutAgentLoop):
         name = "bench"
@@ -63,11 +158,7 @@ def build_ours(max_concurrent: int | None, pool: int | None) -> Any:
     kwargs: dict[str, Any] = {}
     if max_concurrent is not None:
         kwargs["max_concurrent"] = max_concurrent
-    if pool is not None:
-        kwargs["client_config"] = TrainerClientConfig(
-            max_connections=pool, max_keepalive_connections=pool
-        )
-    return create_app(BenchAgent(), **kwargs)
+    return create_app(BenchAgent(), client=make_trainer_client(client, pool), **kwargs)
 
 
 def default_pool() -> int:
@@ -159,7 +250,7 @@ def server_main(args: argparse.Namespace) -> None:
 
     pool = args.pool if args.pool else default_pool()
     if args.kind == "ours":
-        app = build_ours(args.max_concurrent, args.pool)
+        app = build_ours(args.max_concurrent, args.pool, args.ours_client)
     else:
         app = build_baseline(pool)
     uvicorn.run(
@@ -201,6 +292,7 @@ class Generator:
         self.stop = False
         self._seq = itertools.count()
         self.in_flight = 0
+        self.finished = 0
         self.peak_in_flight = 0
         self.init_latencies: list[float] = []
 
@@ -215,20 +307,20 @@ class Generator:
         loop = asyncio.get_running_loop()
         rollout_id = f"{tag}{next(self._seq):08d}"
         body = self.body(rollout_id)
+        # Registered once: a retried init (same rollout_id) is deduplicated by the server, and
+        # its completion may even arrive before the 202 is read.
+        future = loop.create_future()
+        self.waiters[rollout_id] = future
         for _ in range(50):
-            future = loop.create_future()
-            self.waiters[rollout_id] = future
             started = time.monotonic()
             try:
                 status, _ = await self.pool.request("POST", "/v1/rollout/init", body)
             except kit.HTTPError:
                 self.init_errors += 1
-                self.waiters.pop(rollout_id, None)
                 await asyncio.sleep(0.05)
                 continue
             if status != 202:
                 self.refused[status] = self.refused.get(status, 0) + 1
-                self.waiters.pop(rollout_id, None)
                 await asyncio.sleep(0.05)
                 continue
             self.init_latencies.append(time.monotonic() - started)
@@ -239,7 +331,9 @@ class Generator:
                 await future
             finally:
                 self.in_flight -= 1
+                self.finished += 1
             return True
+        self.waiters.pop(rollout_id, None)
         return False
 
     async def worker(self, tag: str) -> None:
@@ -299,23 +393,26 @@ async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         sampler = loop.create_task(sample_rss())
         gen.accepted.clear()
+        gen.finished = 0
         t0 = time.monotonic()
         cpu0, scpu0 = time.process_time(), kit.cpu_seconds(args.server_pid)
         tasks = [loop.create_task(gen.one_rollout("b")) for _ in range(args.total)]
         all_accepted_at = None
         while True:
-            finished, _ = await asyncio.wait(tasks, timeout=0.05)
+            await asyncio.sleep(0.05)
             if all_accepted_at is None and len(gen.accepted) >= args.total:
                 all_accepted_at = time.monotonic() - t0
-            if len(finished) == len(tasks) or time.monotonic() - t0 > args.drain:
+            if gen.finished >= args.total or time.monotonic() - t0 > args.drain:
                 break
         t1 = time.monotonic()
+        timed_out = gen.finished < args.total
         cpu1, scpu1 = time.process_time(), kit.cpu_seconds(args.server_pid)
         done.set()
         await sampler
         for task in tasks:
             task.cancel()
         result.update(
+            timed_out=timed_out,
             wall_s=t1 - t0,
             all_accepted_s=all_accepted_at,
             window=[t0, t1],
@@ -401,6 +498,7 @@ async def run_case(
     max_concurrent: int | None = None,
     pool: int | None = None,
     connections: int | None = None,
+    ours_client: str = "httpx",
     logdir: Path,
 ) -> dict[str, Any]:
     """One server process + one load process; returns the load process's figures + /health."""
@@ -413,6 +511,7 @@ async def run_case(
         server_args += ["--max-concurrent", str(max_concurrent)]
     if pool is not None:
         server_args += ["--pool", str(pool)]
+    server_args += ["--ours-client", ours_client]
     server = subprocess.Popen(_child_cmd(*server_args), cwd=ROOT, env=env,
                               stdout=server_log, stderr=subprocess.STDOUT)
     if connections is None:
@@ -433,6 +532,7 @@ async def run_case(
     samples: list = []
     stop = asyncio.Event()
     prober = None
+    out = b""
     try:
         await kit.wait_healthy(kit.HOST, sport, timeout_s=60)
         prober = asyncio.create_task(probe_health(sport, stop, samples))
@@ -443,7 +543,10 @@ async def run_case(
             await prober
         if load.returncode is None:
             load.kill()
-        server.send_signal(signal.SIGTERM)
+        if b'"timed_out": true' in out:
+            server.kill()  # thousands still queued: its graceful drain would only add minutes
+        else:
+            server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -656,7 +759,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         for kind in kinds:
             r = await run_case(kind, mode="steady", inflight=n, warmup=warmup,
                                duration=duration, max_concurrent=args.max_concurrent,
-                               pool=args.pool, logdir=logdir)
+                               pool=args.pool, ours_client=args.ours_client, logdir=logdir)
             steady[n][kind] = r
             print(f"  {kind:8s} N={n:5d}: {r['rollouts_per_s']:7.0f} rollouts/s, /health p99 "
                   f"{r['health_p99_ms']:.1f} ms, lost {r['lost']}, server CPU "
@@ -669,7 +772,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
         for kind in burst_kinds:
             r = await run_case(kind, mode="burst", total=total, latency=args.latency,
                                drain=args.burst_timeout, max_concurrent=total,
-                               pool=args.pool, logdir=logdir)
+                               pool=args.burst_pool or args.pool,
+                               ours_client=args.ours_client, logdir=logdir)
             burst[kind] = r
             print(f"  {kind:8s} burst {total}: completed {r['completed']}/{r['accepted']}, "
                   f"wall {r['wall_s']:.1f} s, RSS {r['rss_before_mb']:.0f} -> "
@@ -703,6 +807,10 @@ def main() -> None:
     parser.add_argument("--burst-baseline", action="store_true",
                         help="also run the burst against the baseline")
     parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--burst-pool", type=int, default=None,
+                        help="callback pool size for the burst run (default: --pool)")
+    parser.add_argument("--ours-client", choices=["httpx", "gated", "aiohttp"], default="httpx",
+                        help="ours: TrainerClient as shipped (httpx) or a proposed transport")
     parser.add_argument("--skip-startup", action="store_true")
     # child roles
     parser.add_argument("--kind", choices=["ours", "baseline"], help=argparse.SUPPRESS)

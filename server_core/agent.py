@@ -217,8 +217,13 @@ class RolloutContext:
         self.metrics.tool_latency_ms += latency_ms
         hooks = self._hooks
         if hooks is not None and hooks.active:
-            data = {"name": name, "latency_ms": latency_ms, "arguments": arguments,
-                    "result": result, "error": error}
+            data = {
+                "name": name,
+                "latency_ms": latency_ms,
+                "arguments": arguments,
+                "result": result,
+                "error": error,
+            }
             self._spawn_emit("tool_call", {k: v for k, v in data.items() if v is not None})
 
     def log_event(self, event: str, **data: Any) -> None:
@@ -275,8 +280,9 @@ class RolloutContext:
         """A failed result; without ``final_messages`` it carries the trajectory reached so far."""
         return RolloutResult(
             status=RolloutStatus.ERROR,
-            final_messages=list(final_messages if final_messages is not None
-                                else self.partial_messages),
+            final_messages=list(
+                final_messages if final_messages is not None else self.partial_messages
+            ),
             finish_reason="error",
             error_message=message,
             metrics=self.metrics,

@@ -40,9 +40,7 @@ def _key_matches(header: str | None, api_key: str) -> bool:
     presented = rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
     # Header values arrive latin-1 decoded: encoding back gives the raw bytes, which a client
     # sends as UTF-8. Encoding the key with "replace" would let '?' match any non-latin-1 char.
-    return hmac.compare_digest(
-        presented.encode("latin-1", "replace"), api_key.encode("utf-8")
-    )
+    return hmac.compare_digest(presented.encode("latin-1", "replace"), api_key.encode("utf-8"))
 
 
 def create_app(
@@ -119,9 +117,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": RolloutRequest.model_json_schema()}
-                },
+                "content": {"application/json": {"schema": RolloutRequest.model_json_schema()}},
             }
         },
     )

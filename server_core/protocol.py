@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -86,7 +86,7 @@ class InitResponse(BaseModel):
     tools: list[dict[str, Any]]
 
 
-class RolloutStatus(str, Enum):
+class RolloutStatus(StrEnum):
     """Final status reported in the completion callback."""
 
     COMPLETED = "COMPLETED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +23,15 @@ def _positional_names(fn: Callable[..., Any]) -> list[str]:
 
 
 def coerce_reward(value: Any, *, source: str = "reward function") -> float:
-    """``value`` as a float reward; ints are fine, anything else non-numeric is a TypeError."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a float reward; ints are fine, anything else non-numeric is a TypeError.
+
+    Any real number counts (numpy's int64 and float32 too); a bool is refused as a likely bug.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{source} returned {type(value).__name__} {value!r}; return a number")
     result = float(value)
-    if math.isnan(result):
-        raise ValueError(f"{source} returned NaN; return a finite number")
+    if not math.isfinite(result):
+        raise ValueError(f"{source} returned {result}; return a finite number")
     return result
 
 

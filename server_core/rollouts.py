@@ -265,8 +265,7 @@ class RolloutManager:
         if key is not None and key != record.request.dedup_key:
             raise AdmissionError(
                 409,
-                f"rollout_id {request.rollout_id!r} is already in use with another "
-                "idempotency_key",
+                f"rollout_id {request.rollout_id!r} is already in use with another idempotency_key",
             )
         return record.init_response
 
@@ -510,4 +509,3 @@ class RolloutManager:
             "queued_rollouts": self.queued,
             "draining": self.draining,
         }
-

@@ -48,8 +48,8 @@ def parse_tool_arguments(tool_call: Mapping[str, Any]) -> dict[str, Any]:
 def tool_result_message(tool_call: Mapping[str, Any], content: Any) -> dict[str, Any]:
     """The ``role: tool`` message answering ``tool_call``, carrying the tool's name."""
     if not isinstance(content, str):
-        content = json.dumps(content, default=str) if isinstance(content, dict | list) else str(
-            content
+        content = (
+            json.dumps(content, default=str) if isinstance(content, dict | list) else str(content)
         )
     return {
         "role": "tool",
@@ -76,21 +76,24 @@ async def _call_one(
         if function is None:
             raise LookupError(f"unknown tool {name!r}; available: {', '.join(sorted(functions))}")
         arguments = parse_tool_arguments(tool_call)
-        if inspect.iscoroutinefunction(function):
-            output = await asyncio.wait_for(function(**arguments), timeout_s)
-        elif sync_in_thread:
-            output = await asyncio.wait_for(asyncio.to_thread(function, **arguments), timeout_s)
-        else:
-            output = function(**arguments)
+        async with asyncio.timeout(timeout_s):
+            if inspect.iscoroutinefunction(function):
+                output = await function(**arguments)
+            elif sync_in_thread:
+                output = await asyncio.to_thread(function, **arguments)
+            else:
+                output = function(**arguments)
+            # A partial of an async function or an object with an async __call__ is not a
+            # coroutine function, yet returns an awaitable: await it too.
+            if inspect.isawaitable(output):
+                output = await output
     except TimeoutError:
         error = f"tool {name!r} timed out after {timeout_s:g}s"
     except Exception as exc:  # isolation: one failing call never sinks the others
         error = f"{type(exc).__name__}: {exc}"
     latency_ms = (time.perf_counter() - started) * 1000
     if ctx is not None:
-        ctx.record_tool_call(
-            latency_ms, name=name, arguments=arguments, result=output, error=error
-        )
+        ctx.record_tool_call(latency_ms, name=name, arguments=arguments, result=output, error=error)
     return tool_result_message(tool_call, f"Error: {error}" if error else output)
 
 

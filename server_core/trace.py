@@ -2,8 +2,11 @@
 
 Layout: ``DIR/<run>/<safe id>.jsonl``, where ``<run>`` is the server's start time and
 ``<safe id>`` is a path-safe form of the rollout id (ids may hold any character on the wire).
-Each line is one event with ``seq`` (per rollout, from 1), ``ts`` (unix seconds) and ``event``.
-Writes happen on one background thread so the event loop never waits on the disk.
+Each line is one event with ``seq`` (per rollout, from 1), ``ts`` (unix seconds), ``event`` (the
+kind: rollout_started, llm_request, llm_response, tool_call, log_event, rollout_finished) and
+``rollout_id``, then the event's data; a ``log_event`` line holds the agent's event as ``name``
+and its keyword data as ``data``. Writes happen on one background thread so the event loop
+never waits on the disk.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import queue
 import re
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from server_core.hooks import HookEvent
+
+logger = logging.getLogger("server_core.trace")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STOP = object()
@@ -30,7 +36,7 @@ def safe_file_stem(rollout_id: str) -> str:
     Readable characters are kept (up to 80), everything else becomes ``_``, and a short hash
     of the exact id keeps ``a/b`` and ``a_b`` apart.
     """
-    readable = _UNSAFE.sub("_", rollout_id).strip("._")[:80] or "rollout"
+    readable = _UNSAFE.sub("_", rollout_id).strip("._-")[:80] or "rollout"
     digest = hashlib.sha256(rollout_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{readable}-{digest}"
 
@@ -56,7 +62,12 @@ class TraceWriter:
         else:
             self._seq[event.rollout_id] = seq
         record = {"seq": seq, "ts": event.time, "event": event.kind, "rollout_id": event.rollout_id}
-        record.update(event.data)
+        if event.kind == "log_event":  # the agent's keys must not overwrite the line's own
+            data = dict(event.data)
+            record["name"] = data.pop("event", None)
+            record["data"] = data
+        else:
+            record.update((k, v) for k, v in event.data.items() if k not in record)
         self._queue.put((event.rollout_id, record, event.kind == "rollout_finished"))
 
     def _write_loop(self) -> None:
@@ -70,17 +81,27 @@ class TraceWriter:
                     handle.flush()
                 item.set()
                 continue
-            rollout_id, record, last = item
-            handle = files.get(rollout_id)
-            if handle is None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                handle = files[rollout_id] = open(self.path_for(rollout_id), "a", encoding="utf-8")
+            try:
+                self._write(files, *item)
+            except Exception:  # one bad record or a full disk must not end all tracing
+                logger.exception("could not write a trace record of rollout %r", item[0])
+        for handle in files.values():
+            handle.close()
+
+    def _write(self, files: dict[str, IO[str]], rollout_id: str, record: dict, last: bool) -> None:
+        handle = files.get(rollout_id)
+        if handle is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # backslashreplace: a lone surrogate is written as a \udXXX escape, still valid JSON.
+            handle = files[rollout_id] = open(
+                self.path_for(rollout_id), "a", encoding="utf-8", errors="backslashreplace"
+            )
+        try:
             handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        finally:
             if last:
                 handle.close()
                 del files[rollout_id]
-        for handle in files.values():
-            handle.close()
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is on disk."""

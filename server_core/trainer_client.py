@@ -79,8 +79,10 @@ def _retryable_status(code: int) -> bool:
 class TrainerClient:
     """Posts chat and completion callbacks to trainers; one instance per server process.
 
-    ``transport``/``mounts`` let an embedding process route a trainer URL in-process (the
-    workbench's local trainer), exactly as httpx does; the protocol on the wire is the same.
+    ``transport``/``mounts`` route trainer URLs through other httpx transports (tests use
+    ``httpx.ASGITransport``). ``local_apps`` maps a trainer base URL to an ASGI app in this
+    process, reached with ``ASGIClient``: the same HTTP requests into the same app, without
+    httpx's per-request client cost (the workbench's local trainer).
     """
 
     def __init__(
@@ -89,11 +91,18 @@ class TrainerClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+        local_apps: dict[str, Any] | None = None,
     ) -> None:
+        from server_core.asgi_client import ASGIClient
+
         self.config = config or TrainerClientConfig()
         self._transport = transport
         self._mounts = mounts
+        self._local = {url.rstrip("/"): ASGIClient(app) for url, app in (local_apps or {}).items()}
         self._client: httpx.AsyncClient | None = None
+
+    def _client_for(self, server_url: str) -> Any:
+        return self._local.get(server_url) or self.http
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -132,14 +141,13 @@ class TrainerClient:
         """
         content = await _encode(body, "messages")
         url = f"{server_url}/v1/chat/completions"
+        client = self._client_for(server_url)
         cfg = self.config
         last_error = ""
         for attempt in range(cfg.chat_retries + 1):
             delay: float | None = None
             try:
-                response = await self.http.post(
-                    url, content=content, headers=self._headers(api_key)
-                )
+                response = await client.post(url, content=content, headers=self._headers(api_key))
             except httpx.TimeoutException:
                 last_error = f"timed out after {cfg.timeout_s:g}s"
             except httpx.TransportError as exc:
@@ -173,6 +181,7 @@ class TrainerClient:
     async def complete(self, server_url: str, body: dict, *, api_key: str | None) -> Delivery:
         """POST the completion callback; any 2xx acknowledges it. Never raises."""
         url = f"{server_url}/v1/rollout/completed"
+        client = self._client_for(server_url)
         try:
             content = await _encode(body, "final_messages")
         except Exception as exc:
@@ -185,9 +194,7 @@ class TrainerClient:
             attempts += 1
             delay: float | None = None
             try:
-                response = await self.http.post(
-                    url, content=content, headers=self._headers(api_key)
-                )
+                response = await client.post(url, content=content, headers=self._headers(api_key))
             except httpx.TimeoutException:
                 error = f"timed out after {cfg.timeout_s:g}s"
             except httpx.TransportError as exc:

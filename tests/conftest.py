@@ -217,9 +217,7 @@ class FakeTrainer:
             self.completion_attempts.append(body)
             self.completion_headers.append(dict(request.headers))
             item = (
-                self.completion_script.pop(0)
-                if self.completion_script
-                else self.completion_default
+                self.completion_script.pop(0) if self.completion_script else self.completion_default
             )
             reply = await self._resolve(item, body)
             if reply.delay:

@@ -140,6 +140,8 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
             "User_Prompt": ["u0", "u1"],
             "Ground_Truth": [4.0, 2.5],
             "when": [1_700_000_000_123_456_789, None],
+            "local": [1_700_000_000_123_456_789, None],
+            "far": [400_000_000_000, 0],  # seconds: year 14645, past what datetime can hold
             "day": ["2024-01-02", None],
             "score": ["NaN", "1.5"],
             "price": ["2.50", "3"],
@@ -148,6 +150,8 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
         },
         types={
             "when": pa.timestamp("ns", tz="UTC"),
+            "local": pa.timestamp("ns", tz="+01:00"),
+            "far": pa.timestamp("s"),
             "day": pa.date32(),
             "score": pa.float64(),
             "price": pa.decimal128(5, 2),
@@ -164,6 +168,8 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
     assert second.system_prompt == "" and second.messages() == [{"role": "user", "content": "u1"}]
     assert first.metadata == {
         "when": "2023-11-14T22:13:20.123456+00:00",
+        "local": "2023-11-14T23:13:20.123456+01:00",
+        "far": "14645-06-30 15:06:40.000",  # Arrow's text (Parquet stores seconds as ms)
         "day": "2024-01-02",
         "score": None,
         "price": 2.5,
@@ -172,6 +178,8 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
     }
     assert second.metadata == {
         "when": None,
+        "local": None,
+        "far": "1970-01-01T00:00:00",
         "day": None,
         "score": 1.5,
         "price": 3,
@@ -179,6 +187,18 @@ def test_parquet_rows_numeric_truth_and_json_safe_metadata(tmp_path: Path) -> No
         "nested": None,
     }
     json.dumps([first.metadata, second.metadata], allow_nan=False)
+
+
+def test_parquet_decimal_ground_truth_is_a_number(tmp_path: Path) -> None:
+    path = write_parquet(
+        tmp_path / "d.parquet",
+        {"system_prompt": ["s", "s"], "user_prompt": ["u", "u"], "ground_truth": ["4.00", "0.5"]},
+        types={"ground_truth": pa.decimal128(5, 2)},
+    )
+    assert [(r.ground_truth, r.ground_truth_text) for r in iter_dataset(path)] == [
+        (4, "4"),
+        (0.5, "0.5"),
+    ]
 
 
 def test_metadata_values_that_json_cannot_hold_are_converted() -> None:
@@ -316,7 +336,7 @@ def test_parquet_bad_rows_have_no_line_numbers(tmp_path: Path) -> None:
     items = list(iter_dataset(path))
     assert isinstance(items[0], DatasetRow)
     assert [(i.index, i.line) for i in items[1:]] == [(1, None), (2, None), (3, None)]
-    assert items[1].message.startswith("row 1: user_prompt is empty")
+    assert items[1].message == "row 1: user_prompt is null; give every row a non-empty user_prompt"
     assert items[2].message.startswith("row 2: ground_truth is null")
     assert "not a finite number" in items[3].message
 

@@ -417,9 +417,7 @@ async def test_repeated_init_in_flight_and_after_completion_gets_the_same_body(
     assert len(trainer.completions_for("dup")) == 1
 
 
-async def test_repeat_without_the_idempotency_key_is_the_same_rollout(
-    serve, make_agent, trainer
-):
+async def test_repeat_without_the_idempotency_key_is_the_same_rollout(serve, make_agent, trainer):
     agent = make_agent()
     server = serve(agent)
     first = await server.init("r-k", idempotency_key="key-1")

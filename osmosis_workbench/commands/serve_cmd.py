@@ -79,6 +79,14 @@ def add_serve_parser(subparsers: Any) -> None:
         metavar="SECONDS",
         help="wall-clock deadline of one rollout (default 600)",
     )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/Ctrl+C: how long running rollouts may finish before they are "
+        "cancelled and reported as errors (default 10)",
+    )
     p.set_defaults(handler=run_serve)
 
 
@@ -88,10 +96,22 @@ def _settings(args: argparse.Namespace, api_key: str | None) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "api_key": api_key,
         "log_dir": args.log,
+        "log_level": args.log_level,
         "max_concurrent": args.max_concurrent,
         "rollout_timeout": args.rollout_timeout,
+        "drain_timeout": args.drain_timeout,
         "register": None,
     }
+
+
+def _route_sdk_logs(level: str) -> None:
+    """Send the SDK's own records (drain, delivery failures) to uvicorn's console handler."""
+    import logging
+
+    sdk_log = logging.getLogger("server_core")
+    sdk_log.handlers = logging.getLogger("uvicorn").handlers
+    sdk_log.propagate = False
+    sdk_log.setLevel(level.upper())
 
 
 def build_app(settings: dict[str, Any]) -> Any:
@@ -104,6 +124,7 @@ def build_app(settings: dict[str, Any]) -> Any:
         api_key=settings["api_key"],
         max_concurrent=settings["max_concurrent"],
         rollout_timeout=settings["rollout_timeout"],
+        drain_timeout=settings.get("drain_timeout", 10.0),
         trace_dir=settings["log_dir"],
     )
     register = settings.get("register")
@@ -144,12 +165,38 @@ def _register_on_startup(app: Any, agent_name: str, register: dict[str, Any]) ->
 
 def reload_app_factory() -> Any:
     """App factory for uvicorn's reload workers: settings come from the environment."""
-    return build_app(json.loads(os.environ[_RELOAD_SETTINGS_ENV]))
+    settings = json.loads(os.environ[_RELOAD_SETTINGS_ENV])
+    _route_sdk_logs(settings.get("log_level", "info"))
+    return build_app(settings)
 
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"Error: {message}", file=sys.stderr)
     return code
+
+
+def _tool_names_without_validation(agent: Any, log: Any) -> list[str]:
+    """The agent's tool names for the banner, best effort (``--no-validate``)."""
+    import asyncio
+    import inspect
+
+    from server_core.protocol import RolloutRequest, normalize_tools
+
+    sample = RolloutRequest(
+        rollout_id="startup", server_url="http://localhost", messages=[], completion_params={}
+    )
+    try:
+        tools = agent.get_tools(sample)
+        if inspect.isawaitable(tools):
+            tools = asyncio.run(asyncio.wait_for(_awaited(tools), 30.0))
+        return [t["function"]["name"] for t in normalize_tools(tools)]
+    except Exception as exc:
+        log.warning("get_tools() failed at start-up: %s", exc)
+        return []
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -161,15 +208,18 @@ def run_serve(args: argparse.Namespace) -> int:
     from uvicorn.config import LOGGING_CONFIG
 
     from server_core import ImportFromStringError, generate_api_key, load_agent_loop
-    from server_core.serve import connect_host
+    from server_core.serve import HeadlessServer, ServerStartError, bind_socket, connect_host
 
     logging.config.dictConfig(LOGGING_CONFIG)
     log = logging.getLogger("uvicorn.error")
     log.setLevel(args.log_level.upper())
-    # The SDK's own records (drain, delivery failures) share uvicorn's console handler.
-    sdk_log = logging.getLogger("server_core")
-    sdk_log.handlers = logging.getLogger("uvicorn").handlers
-    sdk_log.setLevel(args.log_level.upper())
+
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port must be between 0 and 65535, got {args.port}", 2)
+    if args.max_concurrent < 1:
+        return _fail("--max-concurrent must be at least 1", 2)
+    if args.rollout_timeout <= 0 or args.drain_timeout < 0:
+        return _fail("--rollout-timeout must be positive and --drain-timeout not negative", 2)
 
     credentials = None
     if not (args.local or args.skip_register):
@@ -180,92 +230,117 @@ def run_serve(args: argparse.Namespace) -> int:
         except platform.PlatformError as exc:
             return _fail(str(exc))
 
-    log.info("Osmosis RolloutServer starting...")
+    # Bind first: a busy port is reported at once, in one line, before any slow import.
     try:
-        agent = load_agent_loop(args.module, search_path=os.getcwd())
-    except ImportFromStringError as exc:
-        return _fail(str(exc), 2)
+        sock = bind_socket(args.host, args.port)
+    except ServerStartError as exc:
+        return _fail(str(exc))
+    port = sock.getsockname()[1]  # the real one when 0 was asked for
 
-    tool_names: list[str] = []
-    if args.no_validate:
-        from server_core.protocol import RolloutRequest, normalize_tools
-
-        sample = RolloutRequest(
-            rollout_id="startup", server_url="http://localhost", messages=[], completion_params={}
-        )
+    try:
+        log.info("Osmosis RolloutServer starting...")
         try:
-            tool_names = [t["function"]["name"] for t in normalize_tools(agent.get_tools(sample))]
-        except Exception as exc:
-            log.warning("get_tools() failed at start-up: %s", exc)
-    else:
-        from server_core.validate import validate_agent_loop
+            agent = load_agent_loop(args.module, search_path=os.getcwd())
+        except ImportFromStringError as exc:
+            return _fail(str(exc), 2)
 
-        report = validate_agent_loop(agent)
-        if not report.ok:
-            print("✗ Agent loop validation failed", file=sys.stderr)
-            for problem in report.problems:
-                print(f"  - {problem}", file=sys.stderr)
-            print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
-            return 1
-        tool_names = report.tool_names
-    log.info("Agent: %s", agent.name)
-    log.info("Tools: %d", len(tool_names))
+        if args.no_validate:
+            tool_names = _tool_names_without_validation(agent, log)
+        else:
+            from server_core.validate import validate_agent_loop
 
-    api_key: str | None = None
-    if not args.local:
-        api_key = args.api_key or os.environ.get("OSMOSIS_ROLLOUT_API_KEY")
-        if not api_key:
-            api_key = generate_api_key()
-            log.info("API key (shown once; trainers send it as 'Authorization: Bearer <key>'):")
-            log.info("  %s", api_key)
-    else:
-        log.info("Local mode: no API key, no platform registration (development only)")
+            report = validate_agent_loop(agent)
+            if not report.ok:
+                print("✗ Agent loop validation failed", file=sys.stderr)
+                for problem in report.problems:
+                    print(f"  - {problem}", file=sys.stderr)
+                print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
+                return 1
+            tool_names = report.tool_names
+        # Routed only now: the validation's own throwaway server would log a "draining" line.
+        _route_sdk_logs(args.log_level)
+        log.info("Agent: %s", agent.name)
+        log.info("Tools: %d", len(tool_names))
 
-    settings = _settings(args, api_key)
-    if credentials is not None:
-        from server_core import platform
+        api_key: str | None = None
+        if not args.local:
+            api_key = args.api_key or os.environ.get("OSMOSIS_ROLLOUT_API_KEY")
+            if not api_key:
+                api_key = generate_api_key()
+                log.info("API key (shown once; trainers send it as 'Authorization: Bearer <key>'):")
+                log.info("  %s", api_key)
+        else:
+            log.info("Local mode: no API key, no platform registration (development only)")
 
-        host = platform.public_host(args.public_host) or (
-            args.host if args.host not in ("0.0.0.0", "::", "") else None
+        settings = _settings(args, api_key)
+        if credentials is not None:
+            settings["register"] = _registration(args, port, api_key, log, connect_host)
+
+        config_kwargs: dict[str, Any] = dict(
+            host=args.host,
+            port=port,
+            log_level=args.log_level,
+            access_log=args.log_level == "debug",
+            timeout_graceful_shutdown=15,
         )
-        if host is None:
-            import socket
-
-            host = socket.gethostname()
-            log.warning(
-                "No public host given: registering %r. Set OSMOSIS_PUBLIC_HOST or "
-                "--public-host to the address the platform can reach.",
-                host,
-            )
-        settings["register"] = {
-            "local_url": f"http://{connect_host(args.host)}:{args.port}",
-            "host": host,
-            "port": args.port,
-            "api_key": api_key,
-        }
-
-    common = dict(
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.log_level == "debug",
-        timeout_graceful_shutdown=15,
-    )
-    try:
         if args.reload:
+            from uvicorn.supervisors import ChangeReload
+
             os.environ[_RELOAD_SETTINGS_ENV] = json.dumps(settings)
-            uvicorn.run(
+            config = uvicorn.Config(
                 "osmosis_workbench.commands.serve_cmd:reload_app_factory",
                 factory=True,
                 reload=True,
                 reload_dirs=[os.getcwd()],
-                **common,
+                **config_kwargs,
             )
-        else:
-            uvicorn.run(build_app(settings), **common)
-    except SystemExit as exc:
-        if exc.code:
-            return _fail(
-                f"could not serve on {args.host}:{args.port} (is the port in use? try --port)", 1
-            )
-    return 0
+            server = HeadlessServer(config)
+            _log_listening(log, args.host, port)
+            ChangeReload(config, target=server.run, sockets=[sock]).run()
+            return 0
+
+        config = uvicorn.Config(build_app(settings), **config_kwargs)
+        server = HeadlessServer(config)
+        _log_listening(log, args.host, port)
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exc:
+            if exc.code:
+                return _fail("the server failed to start (see the log above)", 1)
+        if not server.started:
+            return _fail("the server failed to start (see the log above)", 1)
+        return 0
+    finally:
+        sock.close()
+
+
+def _log_listening(log: Any, host: str, port: int) -> None:
+    # uvicorn only logs this itself when it binds the socket; ours is bound already.
+    shown = f"[{host}]" if ":" in host else host
+    log.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+
+
+def _registration(
+    args: argparse.Namespace, port: int, api_key: str | None, log: Any, connect_host: Any
+) -> dict[str, Any]:
+    """What to register with the platform once the server answers /health."""
+    from server_core import platform
+
+    host = platform.public_host(args.public_host) or (
+        args.host if args.host not in ("0.0.0.0", "::", "") else None
+    )
+    if host is None:
+        import socket
+
+        host = socket.gethostname()
+        log.warning(
+            "No public host given: registering %r. Set OSMOSIS_PUBLIC_HOST or "
+            "--public-host to the address the platform can reach.",
+            host,
+        )
+    return {
+        "local_url": f"http://{connect_host(args.host)}:{port}",
+        "host": host,
+        "port": port,
+        "api_key": api_key,
+    }

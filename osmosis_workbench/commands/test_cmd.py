@@ -314,7 +314,10 @@ async def _run_batch(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise UsageError("give a dataset with -d FILE (.jsonl, .json, .parquet or .csv)")
     if not Path(args.dataset).is_file():
-        raise UsageError(f"dataset {args.dataset!r} not found")
+        raise UsageError(
+            f"dataset {args.dataset!r} not found: give the path of a .jsonl, .json, .parquet "
+            "or .csv file with system_prompt, user_prompt and ground_truth columns"
+        )
     try:
         selection = RowSelection(
             offset=args.offset or 0,

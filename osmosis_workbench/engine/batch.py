@@ -10,6 +10,7 @@ the batch early instead of failing every row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import random
@@ -159,16 +160,22 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[index]
 
 
+_request_counter = itertools.count()
+
+
 def build_request(row: DatasetRow, attempt: int, options: BatchOptions, run_tag: str) -> dict:
-    """The RolloutRequest fields (without server_url/api_key) for one row attempt."""
+    """The RolloutRequest fields (without server_url/api_key) for one row attempt.
+
+    The rollout id is unique per try (``run_tag`` is random per runner, plus a counter): a
+    rerun must not hit a server's idempotency record of an earlier try.
+    """
     params: dict[str, Any] = {}
     if options.temperature is not None:
         params["temperature"] = options.temperature
     if options.max_tokens is not None:
         params["max_tokens"] = options.max_tokens
     request: dict[str, Any] = {
-        # Unique per try: a rerun must not hit the server's idempotency record of the last one.
-        "rollout_id": f"{run_tag}-r{row.index}-a{attempt}-{uuid.uuid4().hex[:6]}",
+        "rollout_id": f"{run_tag}-r{row.index}-a{attempt}-{next(_request_counter)}",
         "messages": row.messages(),
         "completion_params": params,
         "metadata": {**row.metadata, "ground_truth": row.ground_truth, "row_index": row.index},
@@ -200,7 +207,7 @@ class BatchRunner:
         self.journal = journal
         self.on_result = on_result
         self.on_bad_row = on_bad_row
-        self.run_tag = run_tag or uuid.uuid4().hex[:8]
+        self.run_tag = f"{run_tag}-{uuid.uuid4().hex[:6]}" if run_tag else uuid.uuid4().hex[:8]
         self.results: list[BatchResult] = []
         self.bad_rows: list[RowError] = []
         self.stopped_early: str | None = None
@@ -218,21 +225,23 @@ class BatchRunner:
         jobs: asyncio.Queue = asyncio.Queue(maxsize=max(2, opts.concurrency * 2))
         workers = [asyncio.create_task(self._worker(jobs)) for _ in range(opts.concurrency)]
         try:
-            async for item in aiter_dataset(opts.dataset, opts.selection):
-                if self._stop.is_set():
-                    break
-                if isinstance(item, RowError):
-                    self.bad_rows.append(item)
-                    if self.on_bad_row:
-                        self.on_bad_row(item)
-                    continue
-                for attempt in range(opts.attempts):
-                    key = (item.index, attempt)
-                    if key in opts.skip or (opts.only is not None and key not in opts.only):
-                        continue
-                    await jobs.put((item, attempt))
+            # aclosing: a stopped batch closes the dataset file at once, not at GC.
+            async with contextlib.aclosing(aiter_dataset(opts.dataset, opts.selection)) as rows:
+                async for item in rows:
                     if self._stop.is_set():
                         break
+                    if isinstance(item, RowError):
+                        self.bad_rows.append(item)
+                        if self.on_bad_row:
+                            self.on_bad_row(item)
+                        continue
+                    for attempt in range(opts.attempts):
+                        key = (item.index, attempt)
+                        if key in opts.skip or (opts.only is not None and key not in opts.only):
+                            continue
+                        await jobs.put((item, attempt))
+                        if self._stop.is_set():
+                            break
         finally:
             for _ in workers:
                 await jobs.put(None)

@@ -1,0 +1,324 @@
+"""The workbench app: a thin shell that opens the workspace and hosts three modes.
+
+``make_app`` builds it for the CLI and the tests. The first screen appears before the engine
+is imported (fastapi, pydantic and the agent module cost about 1.5 s here): a worker imports
+and opens the ``Workspace`` afterwards, then tells the screens. Modes, switched with 1/2/3:
+"debug" (the step debugger), "dataset" and "server" (their screens are imported only when
+first shown).
+
+What the other screens use: ``app.workspace`` (``None`` until open; ``workspace_ready_signal``
+publishes it), ``app.open_debugger(row)``, ``app.open_session(session)``,
+``app.show_outcome(outcome, title)`` and ``app.show_crash(title, error)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from osmosis_workbench.tui.debugger import DebuggerScreen
+from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
+from osmosis_workbench.tui.widgets import CrashDialog, MessageList
+from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
+
+if TYPE_CHECKING:
+    from osmosis_workbench.engine.models import ModelBackend
+    from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
+
+logger = logging.getLogger("osmosis_workbench.tui")
+
+#: Where tracebacks of crashes are kept (the terminal never shows one).
+CRASH_LOG = Path(".osmosis") / "workbench-crash.log"
+
+#: The mode switch keys, shared by the bindings and the help screen.
+MODES: dict[str, tuple[str, str]] = {
+    "debug": ("1", "Debugger"),
+    "dataset": ("2", "Dataset"),
+    "server": ("3", "Server"),
+}
+#: The footer shows the three mode keys as one entry, so 100 columns hold every key.
+_MODE_GROUP = Binding.Group("Debug/Data/Server", compact=True)
+
+
+class UnavailableScreen(Screen[None]):
+    """Stands in for a mode whose screen is not part of this build."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__()
+        self.heading = title
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"{self.heading}\n\n{self.detail}", classes="unavailable")
+        yield Footer()
+
+
+def _mode_screen(module: str, class_name: str, title: str) -> Screen[Any]:
+    """Import a mode's screen when first shown (it may import the engine: keep it off startup)."""
+    try:
+        screen_module = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise  # a bug inside that screen's imports: let it surface
+        return UnavailableScreen(title, f"The {title.lower()} screen is not installed.")
+    return getattr(screen_module, class_name)()
+
+
+class WorkbenchApp(App[None]):
+    """One workspace, three modes: step debugger, dataset, server."""
+
+    CSS_PATH = "workbench.tcss"
+    TITLE = "Osmosis workbench"
+    DEFAULT_MODE = "debug"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(f"{key},f{key}", f"switch_mode('{mode}')", label, key_display=key,
+                  tooltip=f"The {label.lower()} screen", group=_MODE_GROUP)
+          for mode, (key, label) in MODES.items()),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="This help"),
+        Binding("ctrl+q", "quit", "Quit", priority=True,
+                tooltip="Abort a running rollout and leave the workbench"),
+    ]
+
+    def __init__(
+        self,
+        config: WorkspaceConfig | Mapping[str, Any],
+        *,
+        row: int | None = None,
+        backend: ModelBackend | None = None,
+    ) -> None:
+        super().__init__()
+        #: A ``WorkspaceConfig``, or its fields (the CLI passes fields so that building the
+        #: app does not import the engine).
+        self.config = config
+        self.start_row = row
+        self.backend = backend
+        self.workspace: Workspace | None = None
+        self.dataset_error: str | None = None
+        #: Set by ``log_pane.install_log_routing`` (the log pane's handler), if installed.
+        self.log_pane_handler: logging.Handler | None = None
+        #: Published with the ``Workspace`` each time it opens (other screens subscribe).
+        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
+        self._debugger: DebuggerScreen | None = None
+        self.add_mode("debug", lambda: self.debugger)
+        self.add_mode("dataset", lambda: _mode_screen(
+            "osmosis_workbench.tui.dataset_screen", "DatasetScreen", "Dataset"))
+        self.add_mode("server", lambda: _mode_screen(
+            "osmosis_workbench.tui.server_screen", "ServerScreen", "Server"))
+
+    # ---- what the screens read ----------------------------------------------------------------
+
+    @property
+    def debugger(self) -> DebuggerScreen:
+        """The step debugger (the "debug" mode's screen)."""
+        if self._debugger is None:
+            self._debugger = DebuggerScreen()
+        return self._debugger
+
+    def _config_value(self, name: str) -> Any:
+        if isinstance(self.config, Mapping):
+            return self.config.get(name)
+        return getattr(self.config, name, None)
+
+    @property
+    def config_summary(self) -> str:
+        """What is being opened, in a few words (the module or the URL)."""
+        return str(self._config_value("module") or self._config_value("url") or "the workspace")
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the dataset has rows to pick from."""
+        return self.workspace is not None and bool(self.workspace.rows or self.workspace.bad_rows)
+
+    @property
+    def row_count(self) -> int:
+        """How many good rows the dataset has."""
+        return len(self.workspace.rows) if self.workspace is not None else 0
+
+    # ---- start and stop -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._install_log_routing()
+        # The engine is imported on a thread inside this worker, so the first frame is
+        # drawn while it loads.
+        self._open_workspace()
+
+    def _install_log_routing(self) -> None:
+        try:
+            from osmosis_workbench.tui.log_pane import install_log_routing
+        except ImportError:
+            # No log pane in this build: keep records off the terminal all the same.
+            root = logging.getLogger()
+            if not root.handlers:
+                root.addHandler(logging.NullHandler())
+            return
+        install_log_routing(self)
+
+    def reopen_workspace(self) -> None:
+        """Open the workspace again (after a failure, once the cause is fixed)."""
+        self.debugger.workspace_reopening()
+        self._open_workspace()
+
+    @work(group="workspace", exclusive=True, exit_on_error=False,
+          description="open the workspace")
+    async def _open_workspace(self) -> None:
+        """Import the engine (off the loop), open the workspace, read the dataset."""
+        old, self.workspace = self.workspace, None
+        if old is not None and (problem := await _close_quietly(old)):
+            logger.error("closing the previous workspace failed:\n%s", problem)
+        workspace = None
+        try:
+            engine = await asyncio.to_thread(importlib.import_module,
+                                             "osmosis_workbench.engine.workspace")
+            config = self.config
+            if isinstance(config, Mapping):
+                config = engine.WorkspaceConfig(**config)
+            workspace = engine.Workspace(config, backend=self.backend)
+            await workspace.open()
+        except Exception as exc:
+            if workspace is not None:
+                await _close_quietly(workspace)
+            self._workspace_failed(exc)
+            return
+        self.workspace = workspace
+        self.dataset_error = None
+        try:
+            await workspace.load_dataset()
+        except Exception as exc:  # a bad file must not stop the debugger or the server
+            self.dataset_error = f"Could not read the dataset {config.dataset}: {exc}"
+            self.notify(self.dataset_error, title="Dataset", severity="error", timeout=10)
+        self.sub_title = f"{workspace.agent_name} · {workspace.model_name}"
+        self.debugger.workspace_opened()
+        if self.start_row is not None:
+            row, self.start_row = self.start_row, None
+            self.open_debugger(row)
+        self.workspace_ready_signal.publish(workspace)
+
+    def _workspace_failed(self, exc: Exception) -> None:
+        from server_core.loader import ImportFromStringError
+
+        # Errors a user causes (a wrong -m, a missing model, a busy port) need their message,
+        # not a traceback; anything else is a bug and gets the traceback too.
+        if isinstance(exc, ImportFromStringError | ValueError | OSError | ImportError):
+            message = str(exc)
+        else:
+            message = "".join(traceback.format_exception(exc))
+        self.debugger.workspace_failed(message)
+        self.notify(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    title="Could not open the workspace", severity="error", timeout=10)
+
+    async def action_quit(self) -> None:
+        """Abort a rollout in progress, then exit (the workspace closes on unmount)."""
+        if self._debugger is not None:
+            self._debugger.detach("the workbench is closing")
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        # A rollout held at its gate would keep the server's shutdown waiting: end it first.
+        if self._debugger is not None:
+            self._debugger.detach("the workbench is closing")
+        workspace, self.workspace = self.workspace, None
+        if workspace is not None:
+            problem = await _close_quietly(workspace)
+            if problem:
+                # The terminal is ours again by now: the details go to the crash log only.
+                append_crash_log(f"== closing the workspace failed\n{problem}")
+
+    # ---- the API of the screens ---------------------------------------------------------------
+
+    def open_debugger(self, row_index: int, stepping: bool = True) -> None:
+        """Switch to the debugger and step through dataset row ``row_index``."""
+        self.switch_mode("debug")
+        self.debugger.start_row(row_index, stepping=stepping)
+
+    def open_session(self, session: Any, label: str | None = None) -> None:
+        """Switch to the debugger and follow ``session`` (any StepSession-like object)."""
+        self.switch_mode("debug")
+        self.debugger.open_session(session, label=label)
+
+    def show_outcome(self, outcome: Any, title: str) -> None:
+        """Switch to the debugger and show a finished trajectory, read-only."""
+        self.switch_mode("debug")
+        self.debugger.show_outcome(outcome, title)
+
+    def show_crash(self, title: str, error: BaseException) -> None:
+        """An unexpected error: a modal with its traceback (also saved to the crash log)."""
+        text = "".join(traceback.format_exception(error))
+        logger.error("%s\n%s", title, text)
+        self._save_crash(title, text)
+        self.push_screen(CrashDialog(title, f"{type(error).__name__}: {error}", text,
+                                     saved_to=str(CRASH_LOG)))
+
+    @work(thread=True, group="crash-log", exit_on_error=False)
+    def _save_crash(self, title: str, text: str) -> None:
+        append_crash_log(f"== {title}\n{text}")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The app's own workers: a failure is a crash, shown, and the app stays."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.show_crash(f"Unexpected error in {event.worker.description or 'a task'}",
+                            event.worker.error)
+
+    # ---- help ---------------------------------------------------------------------------------
+
+    def help_sections(self) -> list[Section]:
+        """The help screen's key tables: everywhere, this screen, the message list, dialogs."""
+        sections: list[Section] = [("Anywhere", binding_rows(self, self.BINDINGS))]
+        screen = self.screen
+        if isinstance(screen, DebuggerScreen):
+            sections.append(("Step debugger", binding_rows(self, DebuggerScreen.BINDINGS)))
+            sections.append(("Message list (m)", binding_rows(self, MessageList.BINDINGS)))
+            sections.append(("Edit dialog (e)", binding_rows(self, EditResponseDialog.BINDINGS)))
+        else:
+            sections.append((screen.__class__.__name__.removesuffix("Screen") or "This screen",
+                             binding_rows(self, screen.BINDINGS)))
+        return sections
+
+    def action_help(self) -> None:
+        """Show the help screen (once)."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+
+def append_crash_log(text: str) -> str:
+    """Append a traceback to the crash log; returns where it went (for the message)."""
+    try:
+        CRASH_LOG.parent.mkdir(parents=True, exist_ok=True)
+        with CRASH_LOG.open("a", encoding="utf-8") as file:
+            file.write(text.rstrip() + "\n")
+    except OSError as exc:
+        return f"nowhere: the crash log {CRASH_LOG} could not be written ({exc})"
+    return str(CRASH_LOG)
+
+
+async def _close_quietly(workspace: Workspace) -> str | None:
+    """Close a workspace; returns the traceback if that failed (the caller decides where)."""
+    try:
+        await asyncio.wait_for(workspace.aclose(), 10.0)
+    except Exception as exc:
+        return "".join(traceback.format_exception(exc))
+    return None
+
+
+def make_app(
+    workspace_config: WorkspaceConfig | Mapping[str, Any],
+    *,
+    row: int | None = None,
+    backend: ModelBackend | None = None,
+) -> WorkbenchApp:
+    """Build the workbench app (the CLI and the tests use this one factory)."""
+    return WorkbenchApp(workspace_config, row=row, backend=backend)

@@ -1,0 +1,766 @@
+"""The Dataset screen: every row of the dataset in a table, batch runs over them, their summary.
+
+The table shows each row's prompt, ground truth and last result; bad rows sit among the others
+with their error. ``r``/``s``/``f`` run all rows, the marked ones, or the failed ones through
+``Workspace.batch`` in an exclusive async worker. Results arrive on the event loop through the
+runner's ``on_result`` callback, which only appends to a list: a 10 Hz ticker applies them to the
+table, the counters and the progress bar, so a thousand zero-latency rollouts cost ten small
+redraws a second, never one per result. When the batch ends a summary (pass rate, reward mean,
+pass@k, latency) and a reward histogram appear under the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
+from textual.markup import escape
+from textual.screen import ModalScreen, Screen
+from textual.signal import Signal
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Static
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
+from textual.worker import Worker
+
+from osmosis_workbench.engine.batch import BatchResult, BatchSummary, summarize
+from osmosis_workbench.tui.log_pane import report_worker_failure
+from osmosis_workbench.tui.widgets.histogram import RewardHistogram
+
+if TYPE_CHECKING:
+    from osmosis_workbench.engine.batch import BatchRunner
+    from osmosis_workbench.engine.datasets import DatasetRow, RowError
+    from osmosis_workbench.engine.workspace import Workspace
+
+#: Columns of the table: key, label, width (the prompt's width follows the screen's).
+_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("index", "#", 6),
+    ("prompt", "prompt", 0),
+    ("truth", "truth", 12),
+    ("status", "status", 9),
+    ("reward", "reward", 7),
+    ("duration", "time", 8),
+    ("tokens", "tokens", 7),
+)
+_FIXED_WIDTH = sum(width for _, _, width in _COLUMNS)
+# Cell padding (2 per column), the vertical scrollbar and a little slack.
+_CHROME_WIDTH = 2 * len(_COLUMNS) + 4
+_MIN_PROMPT_WIDTH = 16
+
+_STATUS_STYLES = {
+    "pass": "bold green",
+    "fail": "bold red",
+    "error": "bold red",
+    "bad": "bold magenta",
+    "running": "yellow",
+    "queued": "dim",
+    "skipped": "dim",
+}
+
+#: Concurrency steps for ``+`` and ``-``.
+_CONCURRENCY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: Attempts per row that ``a`` cycles through (pass@k needs k > 1).
+_ATTEMPT_STEPS = (1, 2, 4, 8)
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def _seconds(ms: float) -> str:
+    return f"{ms / 1000:.2f}s" if ms < 100_000 else f"{ms / 1000:.0f}s"
+
+
+@dataclass
+class BatchProgress:
+    """Counts of the batch that is running (or ran last)."""
+
+    total: int = 0
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    started: float = 0.0
+    finished: float | None = None
+    stopping: bool = False
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the batch started (until it finished)."""
+        return (self.finished or time.perf_counter()) - self.started
+
+    def describe(self, running: int) -> str:
+        """The counters line under the progress bar."""
+        rate = self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        state = "stopping" if self.stopping and self.finished is None else ""
+        parts = [
+            f"{self.done}/{self.total}",
+            f"[green]passed {self.passed}[/]",
+            f"[red]failed {self.failed}[/]",
+            f"[red]errors {self.errors}[/]",
+            f"running {running}",
+            f"{self.elapsed_s:.1f}s",
+            f"{rate:.0f}/s",
+        ]
+        return " · ".join(parts) + (f" · [yellow]{state}[/]" if state else "")
+
+
+class ConcurrencyPrompt(ModalScreen[int | None]):
+    """Asks for a number of concurrent rollouts (enter to set, escape to cancel)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: int) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="concurrency-dialog"):
+            yield Label("Concurrent rollouts (1-4096):")
+            yield Input(str(self.current), type="integer", id="concurrency-input")
+            yield Label("[dim]enter: set · escape: cancel[/]")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        try:
+            value = int(event.value)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= 4096:
+            self.notify("give a whole number from 1 to 4096", severity="error")
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        """Close without changing anything."""
+        self.dismiss(None)
+
+
+class DatasetScreen(Screen):
+    """Dataset rows, batch runs and their summary (the app's "dataset" mode)."""
+
+    TITLE = "Dataset"
+    PROGRESS_INTERVAL_S = 0.1
+
+    BINDINGS = [
+        Binding("r", "run_all", "Run all"),
+        Binding("s", "run_selected", "Run selected"),
+        Binding("f", "rerun_failed", "Rerun failed"),
+        Binding("x", "stop", "Stop"),
+        Binding("space", "toggle_mark", "Mark"),
+        Binding("o", "open_row", "Trajectory"),
+        Binding("d", "debug_row", "Debug"),
+        Binding("c", "set_concurrency", "Concurrency"),
+        Binding("plus,equals_sign", "more_concurrency", "More workers", show=False),
+        Binding("minus", "less_concurrency", "Fewer workers", show=False),
+        Binding("a", "cycle_attempts", "Attempts"),
+        Binding("l", "reload_dataset", "Reload", show=False),
+    ]
+
+    def __init__(self, *, concurrency: int = 8, attempts: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.progress = BatchProgress()
+        self.summary: BatchSummary | None = None
+        #: Results of each row's latest run (one per attempt), by row index.
+        self.results: dict[int, list[BatchResult]] = {}
+        self.bad: dict[int, RowError] = {}
+        self.marked: set[int] = set()
+        self._rows: dict[int, DatasetRow] = {}
+        self._pending: list[BatchResult] = []
+        self._waiting: set[int] = set()  # rows of the running batch still short of attempts
+        self._running_shown: set[int] = set()
+        self._skipped: set[int] = set()
+        self._runner: BatchRunner | None = None
+        self._ticker: Timer | None = None
+        self._prompt_width = 40
+
+    # ---- composition and typed access -------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="dataset-info")
+        yield DataTable(id="dataset-table", cursor_type="row", zebra_stripes=True)
+        yield Static("no row selected", id="dataset-detail")
+        with Horizontal(id="dataset-progress-row"):
+            yield ProgressBar(total=None, show_eta=False, id="dataset-progress")
+            yield Static("no batch yet: r runs every row", id="dataset-counts")
+        with Horizontal(id="dataset-summary"):
+            yield Static(id="dataset-summary-text")
+            yield RewardHistogram(id="dataset-histogram")
+        yield Footer()
+
+    @property
+    def workspace(self) -> Workspace | None:
+        """The app's engine state (``None`` while it opens)."""
+        return getattr(self.app, "workspace", None)
+
+    def _ready_workspace(self, doing: str) -> Workspace | None:
+        ws = self.workspace
+        if ws is None or ws.trainer is None:
+            self.notify(f"the workspace is still opening: {doing} in a moment", timeout=3)
+            return None
+        return ws
+
+    @property
+    def table(self) -> DataTable:
+        """The rows table."""
+        return self.query_one("#dataset-table", DataTable)
+
+    @property
+    def running(self) -> bool:
+        """Whether a batch is running."""
+        return self._runner is not None
+
+    def on_mount(self) -> None:
+        """Fill the table from the workspace (loading the dataset first if needed)."""
+        self._prompt_width = self._prompt_width_for(self.app.size.width)
+        table = self.table
+        for key, label, width in _COLUMNS:
+            table.add_column(label, key=key, width=width or self._prompt_width)
+        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
+        if ready is not None:
+            ready.subscribe(self, self.workspace_opened)
+        if self.workspace is not None:
+            self.workspace_opened(self.workspace)
+        else:
+            self._show_info()
+
+    def workspace_opened(self, workspace: Workspace) -> None:
+        """Show the rows of a (re)opened workspace, reading its dataset if nobody has."""
+        problem = getattr(self.app, "dataset_error", None)
+        if problem:
+            self.query_one("#dataset-detail", Static).update(
+                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
+            )
+        elif not workspace.rows and not workspace.bad_rows and workspace.config.dataset:
+            self.load_dataset()
+            return
+        self.results.clear()
+        self.marked.clear()
+        self._fill_table()
+        self._show_info()
+
+    def on_screen_resume(self) -> None:
+        """The workspace may have opened (or reloaded) since: refresh the header line."""
+        self._show_info()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Give the prompt column the room the screen has."""
+        table = self.table
+        column = table.columns.get(ColumnKey("prompt"))
+        width = self._prompt_width_for(event.size.width)
+        if column is None or column.width == width:
+            return
+        self._prompt_width = column.width = width
+        if table.row_count:
+            # Rewriting one cell with update_width makes the table recompute its dimensions.
+            first = table.coordinate_to_cell_key(Coordinate(0, 0)).row_key
+            table.update_cell(first, "prompt", table.get_cell(first, "prompt"), update_width=True)
+        table.refresh()
+
+    @staticmethod
+    def _prompt_width_for(screen_width: int) -> int:
+        return max(_MIN_PROMPT_WIDTH, screen_width - _FIXED_WIDTH - _CHROME_WIDTH)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed unexpectedly: say so, and log the traceback to the log pane."""
+        report_worker_failure(self, event)
+
+    # ---- the dataset -------------------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="dataset-load")
+    async def load_dataset(self) -> None:
+        """Read the dataset (off the loop) and show its rows."""
+        ws = self._ready_workspace("reading the dataset")
+        if ws is None:
+            return
+        try:
+            await ws.load_dataset()
+        except Exception as exc:  # a missing or unreadable file: say so, keep the app
+            self.notify(str(exc), title="Dataset not loaded", severity="error")
+            return
+        self.results.clear()
+        self.marked.clear()
+        self._fill_table()
+        self._show_info()
+        if ws.bad_rows:
+            self.notify(
+                f"{len(ws.bad_rows)} bad row(s): listed in the table with their error",
+                title="Dataset",
+                severity="warning",
+            )
+
+    def _fill_table(self) -> None:
+        ws = self.workspace
+        table = self.table
+        table.clear()
+        self._rows = {row.index: row for row in ws.rows} if ws else {}
+        self.bad = {err.index: err for err in ws.bad_rows} if ws else {}
+        for index in sorted({*self._rows, *self.bad}):
+            table.add_row(*self._cells(index), key=str(index))
+        self._show_detail()
+
+    def _cells(self, index: int) -> list[Text]:
+        """The cells of one table row (Text, never markup: prompts may hold brackets)."""
+        mark = "●" if index in self.marked else " "
+        number = Text(f"{mark}{index:>5}", style="bold" if index in self.marked else "")
+        status = self.row_status(index)
+        status_cell = Text(status, style=_STATUS_STYLES.get(status.rpartition(" ")[2], ""))
+        if index in self.bad:
+            error = _one_line(self.bad[index].message)
+            return [
+                number,
+                Text(error, style="magenta"),
+                Text(""),
+                status_cell,
+                Text(""),
+                Text(""),
+                Text(""),
+            ]
+        row = self._rows[index]
+        cells = [number, Text(_one_line(row.user_prompt)), Text(_one_line(row.ground_truth))]
+        results = self.results.get(index) or []
+        if not results:
+            return [*cells, status_cell, Text(""), Text(""), Text("")]
+        rewards = [r.outcome.reward for r in results if r.outcome.reward is not None]
+        reward = Text(f"{sum(rewards) / len(rewards):.2f}" if rewards else "—", justify="right")
+        duration = sum(r.outcome.duration_ms for r in results) / len(results)
+        tokens = sum(r.outcome.tokens for r in results)
+        return [
+            *cells,
+            status_cell,
+            reward,
+            Text(_seconds(duration), justify="right"),
+            Text(str(tokens), justify="right"),
+        ]
+
+    def row_status(self, index: int) -> str:
+        """``pass``, ``fail``, ``error``, ``bad``, ``queued``, ``running``, ``k/n pass``, ``""``."""
+        if index in self.bad:
+            return "bad"
+        results = self.results.get(index) or []
+        if index in self._waiting:
+            return "running" if results or index in self._running_shown else "queued"
+        if index in self._skipped:
+            return "skipped"
+        if not results:
+            return ""
+        passed = sum(r.passed for r in results)
+        if len(results) > 1:
+            return f"{passed}/{len(results)} pass"
+        if passed:
+            return "pass"
+        return "fail" if results[0].outcome.ok else "error"
+
+    def _update_row(self, index: int) -> None:
+        table = self.table
+        try:
+            for (key, _, _), cell in zip(_COLUMNS, self._cells(index), strict=True):
+                table.update_cell(str(index), key, cell)
+        except (CellDoesNotExist, KeyError):
+            pass  # the file changed under the batch: the row is not in the table
+
+    def _show_info(self) -> None:
+        ws = self.workspace
+        info_line = self.query_one("#dataset-info", Static)
+        if ws is None:
+            info_line.update(Text("opening the workspace…", style="italic"))
+            return
+        dataset = ws.config.dataset or "(no dataset: pass --dataset FILE)"
+        # Text, not markup: paths and model names may hold brackets.
+        info = Text.assemble(
+            (dataset, "bold"),
+            f" · {len(ws.rows)} rows · ",
+            (f"{len(ws.bad_rows)} bad", "magenta" if ws.bad_rows else ""),
+            f" · agent {ws.agent_name} · model {ws.model_name} · concurrency ",
+            (str(self.concurrency), "bold"),
+            " · attempts ",
+            (str(self.attempts), "bold"),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        info_line.update(info)
+
+    # ---- the highlighted row -----------------------------------------------------------------
+
+    def cursor_index(self) -> int | None:
+        """The dataset index of the row under the cursor."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+        except (CellDoesNotExist, RowDoesNotExist):
+            return None
+        return int(key.value) if key.value is not None else None
+
+    @on(DataTable.RowHighlighted, "#dataset-table")
+    def _row_highlighted(self) -> None:
+        self._show_detail()
+
+    @on(DataTable.RowSelected, "#dataset-table")
+    def _row_selected(self) -> None:
+        self.action_open_row()
+
+    def _show_detail(self) -> None:
+        index = self.cursor_index()
+        detail = self.query_one("#dataset-detail", Static)
+        if index is None:
+            detail.update("the dataset has no rows")
+            return
+        detail.update(self.describe_row(index))
+
+    def describe_row(self, index: int) -> Text:
+        """Two or three lines about one row: prompt, result, error."""
+        if index in self.bad:
+            err = self.bad[index]
+            where = f" (line {err.line})" if err.line else ""
+            return Text.assemble(
+                (f"row {index}{where} is a bad row: ", "bold magenta"), err.message
+            )
+        row = self._rows.get(index)
+        if row is None:
+            return Text(f"row {index}")
+        text = Text.assemble(
+            (f"row {index} ", "bold"),
+            _one_line(row.user_prompt),
+            " → expected ",
+            (_one_line(row.ground_truth), "bold"),
+        )
+        results = self.results.get(index) or []
+        if results:
+            last = results[-1].outcome
+            reward = "—" if last.reward is None else f"{last.reward:.3g}"
+            text.append(
+                f"\n{self.row_status(index)} · reward {reward} · {last.llm_calls} LLM calls · "
+                f"{_seconds(last.duration_ms)} · {last.tokens} tokens · "
+                f"finish {last.finish_reason or '—'} · o: trajectory · d: step it"
+            )
+            failed = next((r.outcome for r in results if not r.outcome.ok), None)
+            if failed is not None:
+                category = f" ({failed.error_category})" if failed.error_category else ""
+                text.append(f"\nerror{category}: {_one_line(failed.error)}", style="red")
+        return text
+
+    # ---- marking and settings ----------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the row under the cursor for ``s`` (run selected)."""
+        index = self.cursor_index()
+        if index is None:
+            return
+        self.marked.symmetric_difference_update({index})
+        self._update_row(index)
+        self.table.action_cursor_down()
+
+    def action_more_concurrency(self) -> None:
+        """Double the number of concurrent rollouts (for the next batch)."""
+        bigger = [n for n in _CONCURRENCY_STEPS if n > self.concurrency]
+        self._set_concurrency(bigger[0] if bigger else self.concurrency)
+
+    def action_less_concurrency(self) -> None:
+        """Halve the number of concurrent rollouts (for the next batch)."""
+        smaller = [n for n in _CONCURRENCY_STEPS if n < self.concurrency]
+        self._set_concurrency(smaller[-1] if smaller else self.concurrency)
+
+    def action_set_concurrency(self) -> None:
+        """Ask for an exact number of concurrent rollouts."""
+        self.app.push_screen(ConcurrencyPrompt(self.concurrency), self._concurrency_chosen)
+
+    def _concurrency_chosen(self, value: int | None) -> None:
+        if value is not None:
+            self._set_concurrency(value)
+
+    def _set_concurrency(self, value: int) -> None:
+        self.concurrency = value
+        self._show_info()
+        note = " (applies to the next batch)" if self.running else ""
+        self.notify(f"concurrency {value}{note}", timeout=2)
+
+    def action_cycle_attempts(self) -> None:
+        """Cycle the attempts per row (1, 2, 4, 8): k of pass@k."""
+        steps = _ATTEMPT_STEPS
+        self.attempts = (
+            steps[(steps.index(self.attempts) + 1) % len(steps)] if (self.attempts in steps) else 1
+        )
+        self._show_info()
+        self.notify(f"{self.attempts} attempt(s) per row: pass@{self.attempts}", timeout=2)
+
+    def action_reload_dataset(self) -> None:
+        """Read the dataset file again."""
+        if self._refuse_while_running("reload the dataset"):
+            return
+        self.load_dataset()
+
+    # ---- opening rows ------------------------------------------------------------------------
+
+    def action_open_row(self) -> None:
+        """Show the trajectory of the highlighted row's last run."""
+        index = self.cursor_index()
+        if index is None:
+            return
+        if index in self.bad:
+            self.notify(
+                self.bad[index].message, title=f"Row {index} is a bad row", severity="error"
+            )
+            return
+        results = self.results.get(index)
+        if not results:
+            self.notify(f"row {index} has not run yet: s runs it, d steps it", timeout=3)
+            return
+        # The first failed attempt is the interesting one; else the last.
+        shown = next((r for r in results if not r.passed), results[-1])
+        reward = "—" if shown.outcome.reward is None else f"{shown.outcome.reward:.3g}"
+        title = (
+            f"row {index} · attempt {shown.attempt + 1} · {self.row_status(index)} · "
+            f"reward {reward}"
+        )
+        self.app.show_outcome(shown.outcome, title)  # type: ignore[attr-defined]
+
+    def action_debug_row(self) -> None:
+        """Step the highlighted row in the debugger, one LLM call at a time."""
+        index = self.cursor_index()
+        if index is None:
+            return
+        if index in self.bad:
+            self.notify(
+                self.bad[index].message, title=f"Row {index} is a bad row", severity="error"
+            )
+            return
+        self.app.open_debugger(index, stepping=True)  # type: ignore[attr-defined]
+
+    # ---- batches -----------------------------------------------------------------------------
+
+    def _refuse_while_running(self, what: str) -> bool:
+        if self.running:
+            self.notify(f"a batch is running: stop it (x) before you {what}", severity="warning")
+            return True
+        return False
+
+    def action_run_all(self) -> None:
+        """Run every good row."""
+        self.start_batch(None)
+
+    def action_run_selected(self) -> None:
+        """Run the marked rows (or the highlighted one when none is marked)."""
+        chosen = sorted(self.marked) if self.marked else [self.cursor_index()]
+        rows = [i for i in chosen if i is not None and i in self._rows]
+        if not rows:
+            self.notify(
+                "nothing to run: mark rows with space (bad rows cannot run)", severity="warning"
+            )
+            return
+        self.start_batch(rows)
+
+    def action_rerun_failed(self) -> None:
+        """Run again every row whose last run did not pass."""
+        rows = sorted(i for i, rs in self.results.items() if rs and not all(r.passed for r in rs))
+        if not rows:
+            self.notify("no failed rows to rerun", timeout=3)
+            return
+        self.start_batch(rows)
+
+    def action_stop(self) -> None:
+        """Stop the batch: no new rows start; rollouts in flight finish."""
+        if self._runner is None:
+            self.notify("no batch is running", timeout=2)
+            return
+        self._runner.stop("stopped by user")
+        self.progress.stopping = True
+        self._flush()
+
+    def start_batch(self, rows: list[int] | None) -> bool:
+        """Start a batch over ``rows`` (``None``: every row); False when it cannot start."""
+        if self._refuse_while_running("start another"):
+            return False
+        ws = self.workspace
+        if ws.trainer is None:
+            self.notify("the workspace is still opening; try again in a moment", severity="warning")
+            return False
+        if not ws.config.dataset:
+            self.notify("no dataset: start the workbench with --dataset FILE", severity="error")
+            return False
+        selected = rows if rows is not None else sorted(self._rows)
+        try:
+            runner = ws.batch(
+                rows,
+                concurrency=self.concurrency,
+                attempts=self.attempts,
+                on_result=self._result_arrived,
+                on_bad_row=self._bad_row_seen,
+            )
+        except Exception as exc:
+            self.notify(str(exc), title="Batch not started", severity="error")
+            return False
+        self._begin(runner, selected)
+        self.run_batch(runner)
+        return True
+
+    def _begin(self, runner: BatchRunner, rows: list[int]) -> None:
+        self._runner = runner
+        self._pending.clear()
+        self._skipped.difference_update(rows)
+        self._running_shown.clear()
+        self._waiting = set(rows)
+        for index in rows:
+            self.results[index] = []
+        self.progress = BatchProgress(total=len(rows) * self.attempts, started=time.perf_counter())
+        self.summary = None
+        self.query_one("#dataset-summary").remove_class("-shown")
+        self.query_one("#dataset-progress", ProgressBar).update(
+            total=self.progress.total, progress=0
+        )
+        for index in rows:
+            self._update_row(index)
+        self._ticker = self.set_interval(
+            self.PROGRESS_INTERVAL_S, self._flush, name="dataset-progress"
+        )
+
+    @work(exclusive=True, exit_on_error=False, group="dataset-batch")
+    async def run_batch(self, runner: BatchRunner) -> None:
+        """Run ``runner`` to its end, then show the summary."""
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            runner.stop("cancelled")
+            raise
+        except Exception as exc:  # an unreadable file, a broken target: report, keep the app
+            runner.stop(f"failed: {exc}")
+            self.notify(f"{type(exc).__name__}: {exc}", title="Batch failed", severity="error")
+        finally:
+            if self._ticker is not None:
+                self._ticker.stop()
+                self._ticker = None
+            self._runner = None
+            self.progress.finished = time.perf_counter()
+        self._flush()
+        self._finish(runner)
+
+    def _result_arrived(self, result: BatchResult) -> None:
+        # Called on the loop for every rollout: only queue it, the ticker applies it.
+        self._pending.append(result)
+
+    def _bad_row_seen(self, error: RowError) -> None:
+        if error.index not in self.bad:
+            self.bad[error.index] = error
+            self._waiting.discard(error.index)
+
+    def _running_rows(self) -> set[int]:
+        """Rows with a rollout in flight now (the trainer labels runs "row N")."""
+        trainer = self.workspace.trainer if self.workspace else None
+        if trainer is None:
+            return set()
+        running = set()
+        for run in list(trainer.runs.values()):
+            label = run.label
+            if label.startswith("row ") and label[4:].isdigit():
+                running.add(int(label[4:]))
+        return running & self._waiting
+
+    def _flush(self) -> None:
+        """Apply the results that arrived since the last tick to the table and counters."""
+        pending, self._pending = self._pending, []
+        changed: set[int] = set()
+        progress = self.progress
+        for result in pending:
+            self.results.setdefault(result.row, []).append(result)
+            if len(self.results[result.row]) >= self.attempts:
+                self._waiting.discard(result.row)
+            changed.add(result.row)
+            progress.done += 1
+            if result.passed:
+                progress.passed += 1
+            elif result.outcome.ok:
+                progress.failed += 1
+            else:
+                progress.errors += 1
+        running = self._running_rows() if self._runner is not None else set()
+        changed |= running ^ self._running_shown
+        self._running_shown = running
+        for index in changed:
+            self._update_row(index)
+        if changed and self.cursor_index() in changed:
+            self._show_detail()
+        self.query_one("#dataset-progress", ProgressBar).update(progress=progress.done)
+        self.query_one("#dataset-counts", Static).update(progress.describe(len(running)))
+
+    def _finish(self, runner: BatchRunner) -> None:
+        """Rows never started are shown as skipped; the summary and histogram appear."""
+        self._skipped |= self._waiting
+        for index in self._waiting:
+            self._update_row(index)
+        self._waiting = set()
+        self._running_shown = set()
+        self.summary = self.summarize(runner.stopped_early)
+        self._show_summary(self.summary)
+        progress = self.progress
+        self.query_one("#dataset-counts", Static).update(progress.describe(0))
+        if runner.stopped_early:
+            self.notify(runner.stopped_early, title="Batch stopped", severity="warning")
+        else:
+            self.notify(
+                f"{progress.passed}/{progress.done} passed in {progress.elapsed_s:.1f}s",
+                title="Batch done",
+            )
+
+    def summarize(self, stopped_early: str | None = None) -> BatchSummary:
+        """Statistics over every row's latest results (a rerun replaces a row's results)."""
+        entries = [
+            {
+                "row": r.row,
+                "passed": r.passed,
+                "reward": r.outcome.reward,
+                "tokens": r.outcome.tokens,
+                "cost_usd": r.outcome.cost_usd,
+                "duration_ms": r.outcome.duration_ms,
+                "violations": r.outcome.violations,
+            }
+            for results in self.results.values()
+            for r in results
+        ]
+        k = max((len(rs) for rs in self.results.values()), default=1)
+        return summarize(
+            entries,
+            bad_rows=len(self.bad),
+            duration_s=self.progress.elapsed_s,
+            k=k,
+            stopped_early=stopped_early,
+        )
+
+    def _show_summary(self, s: BatchSummary) -> None:
+        rate = s.passed / s.total if s.total else 0.0
+
+        def number(value: float | None, fmt: str = ".3f") -> str:
+            return "—" if value is None else format(value, fmt)
+
+        lines = [
+            f"[b]{s.total}[/] rollouts · pass rate [b]{rate:.1%}[/] "
+            f"([green]{s.passed}[/] passed, [red]{s.failed}[/] not)",
+            f"reward mean [b]{number(s.reward_mean)}[/] · pass@1 {number(s.pass_at_1)} · "
+            f"pass@{s.k} [b]{number(s.pass_at_k)}[/]",
+            f"latency p50 {number(s.latency_p50_ms and s.latency_p50_ms / 1000, '.2f')}s · "
+            f"p95 {number(s.latency_p95_ms and s.latency_p95_ms / 1000, '.2f')}s · "
+            f"{s.total_tokens:,} tokens",
+            f"bad rows {s.bad_rows}"
+            + (
+                f" · [magenta]{s.protocol_violations} protocol violations[/]"
+                if s.protocol_violations
+                else ""
+            )
+            + (f" · [yellow]{escape(s.stopped_early)}[/]" if s.stopped_early else ""),
+        ]
+        self.query_one("#dataset-summary-text", Static).update("\n".join(lines))
+        rewards = [r.outcome.reward for rs in self.results.values() for r in rs]
+        self.query_one("#dataset-histogram", RewardHistogram).set_rewards(
+            [x for x in rewards if x is not None]
+        )
+        self.query_one("#dataset-summary").add_class("-shown")

@@ -1,0 +1,649 @@
+"""The step debugger: one rollout, paused after each LLM answer, before the agent sees it.
+
+The screen follows any object with the ``StepSession`` interface (``start``, ``wait``,
+``paused``, ``next``, ``continue_``, ``abort``, ``messages``, ``tools``, ``finished``,
+``finish``): a dataset row's session from ``Workspace.step`` or a live rollout from the
+server screen. A short worker runs the rollout to its next stop and posts what it found
+(``RolloutPaused``, ``RolloutFinished``); the keys call the session's methods, and releasing
+starts the next worker. No worker lives across a pause, so ``app.workers.wait_for_complete()``
+returns while the rollout waits for the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header, LoadingIndicator, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from osmosis_workbench.tui.widgets import (
+    EditResponseDialog,
+    MessageDetail,
+    MessageList,
+    answer_tokens,
+    format_reward,
+    render_outcome,
+    render_response,
+    render_tools,
+)
+
+if TYPE_CHECKING:
+    from osmosis_workbench.tui.app import WorkbenchApp
+
+#: The debugger's lifecycle; each state has a main view (see ``_MAIN_VIEW``).
+State = str
+_MAIN_VIEW: dict[State, str] = {
+    "loading": "loading-view",
+    "failed": "failure-view",
+    "idle": "picker-view",
+    "starting": "response-view",
+    "running": "response-view",
+    "paused": "response-view",
+    "finished": "result-view",
+    "viewing": "result-view",
+}
+_ACTIVE = ("starting", "running", "paused")
+
+
+@dataclass(eq=False)
+class Follower:
+    """The session the screen follows (and which dataset row it runs, if any)."""
+
+    session: Any
+    label: str
+    row_index: int | None = None
+    started: bool = False
+
+
+class RolloutPaused(Message):
+    """The followed rollout stopped at the gate with ``paused`` (a ``PausedCall``)."""
+
+    def __init__(self, follower: Follower, paused: Any) -> None:
+        super().__init__()
+        self.follower = follower
+        self.paused = paused
+
+
+class RolloutFinished(Message):
+    """The followed rollout ended with ``outcome`` (a ``RolloutOutcome``)."""
+
+    def __init__(self, follower: Follower, outcome: Any) -> None:
+        super().__init__()
+        self.follower = follower
+        self.outcome = outcome
+
+
+class ExchangeUpdated(Message):
+    """An LLM call of the followed rollout started or ended (while it runs unpaused)."""
+
+    def __init__(self, follower: Follower) -> None:
+        super().__init__()
+        self.follower = follower
+
+    def can_replace(self, message: Message) -> bool:
+        # A fast `c` run sends many: the UI only needs the latest.
+        return isinstance(message, ExchangeUpdated) and message.follower is self.follower
+
+
+class DebuggerScreen(Screen[None]):
+    """Step through one rollout: the paused answer, the history, the tools, the result."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "next", "Next",
+                tooltip="Release the paused answer to the agent; pause at the next one"),
+        Binding("c", "continue", "Continue",
+                tooltip="Release the answer and run to the end without pausing"),
+        Binding("e", "edit", "Edit",
+                tooltip="Edit the paused answer (content, tool calls) before releasing it"),
+        Binding("m", "toggle_view('messages-view')", "Messages",
+                tooltip="The full message history; again to go back"),
+        Binding("t", "toggle_view('tools-view')", "Tools",
+                tooltip="The agent's tools and their JSON Schemas; again to go back"),
+        Binding("r", "rerun", "Rerun", tooltip="Run the same row again from the start"),
+        Binding("r", "retry_open", "Retry",
+                tooltip="After a failed start: open the workspace again"),
+        Binding("q", "abort", "Abort",
+                tooltip='End this rollout as ERROR "aborted by user" (the app stays)'),
+        Binding("p", "toggle_view('picker-view')", "Rows", tooltip="Pick a dataset row to step",
+                show=False),
+        Binding("escape", "back", "Back",
+                tooltip="From a message back to the list; else back to the main view",
+                show=False),
+    ]
+
+    state: reactive[State] = reactive("loading", init=False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.follower: Follower | None = None
+        self.paused: Any = None
+        self.outcome: Any = None
+        self.outcome_title = ""
+        self._pending_row: tuple[int, bool] | None = None
+        self._messages_stale = True
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="status")
+        with ContentSwitcher(id="views", initial="loading-view"):
+            with Vertical(id="loading-view"):
+                yield LoadingIndicator()
+                yield Static(id="loading-text")
+            with VerticalScroll(id="failure-view", classes="pane"):
+                yield Static(id="failure-text")
+            with Vertical(id="picker-view", classes="pane"):
+                yield OptionList(id="row-picker")
+            with VerticalScroll(id="response-view", classes="pane"):
+                yield Static(id="response-text")
+            with Horizontal(id="messages-view"):
+                yield MessageList(id="message-list", classes="pane")
+                yield MessageDetail(id="message-detail", classes="pane")
+            with VerticalScroll(id="tools-view", classes="pane"):
+                yield Static("Loading the tools…", id="tools-text")
+            with VerticalScroll(id="result-view", classes="pane"):
+                yield Static(id="result-text")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def workbench(self) -> WorkbenchApp:
+        """The app, typed."""
+        return cast("WorkbenchApp", self.app)
+
+    @property
+    def views(self) -> ContentSwitcher:
+        """Switches between the loading, picker, response, messages, tools and result views."""
+        return self.query_one("#views", ContentSwitcher)
+
+    @property
+    def message_list(self) -> MessageList:
+        """The one-line-per-message index."""
+        return self.query_one(MessageList)
+
+    @property
+    def message_detail(self) -> MessageDetail:
+        """The selected message, whole."""
+        return self.query_one(MessageDetail)
+
+    @property
+    def row_picker(self) -> OptionList:
+        """The dataset rows to choose from."""
+        return self.query_one("#row-picker", OptionList)
+
+    @property
+    def session(self) -> Any:
+        """The followed session, if any."""
+        return self.follower.session if self.follower else None
+
+    @property
+    def current_view(self) -> str | None:
+        """The id of the view on screen."""
+        return self.views.current
+
+    def on_mount(self) -> None:
+        self.query_one("#loading-text", Static).update(self._loading_text())
+        self.query_one("#picker-view").border_title = "Pick a row to step through"
+        self.query_one("#response-view").border_title = "Answer"
+        self.message_list.border_title = "Messages"
+        self.message_detail.border_title = "Message"
+        self.query_one("#tools-view").border_title = "Tools"
+        self.query_one("#result-view").border_title = "Result"
+        self.query_one("#failure-view").border_title = "The workbench could not start"
+        self._update_status()
+        self.on_resize()
+
+    def on_resize(self, _event: object = None) -> None:
+        # Side by side on wide terminals; list above detail when narrow, so lines stay readable.
+        self.set_class(self.size.width < 140, "-narrow")
+
+    def _loading_text(self) -> str:
+        config = self.workbench.config_summary
+        return f"Loading {config}…\n(importing the engine and the agent module)"
+
+    # ---- state and views ----------------------------------------------------------------------
+
+    def watch_state(self, _old: State, new: State) -> None:
+        self.refresh_bindings()
+        self._update_status()
+
+    def show_view(self, view: str) -> None:
+        """Switch to ``view`` and focus what it holds."""
+        self.views.current = view
+        if view == "messages-view":
+            if self._messages_stale:
+                self._refresh_messages()
+            self.message_list.focus()
+        elif view == "picker-view":
+            self.row_picker.focus()
+        elif view in ("response-view", "tools-view", "result-view", "failure-view"):
+            self.query_one(f"#{view}").focus()
+        if view == "tools-view":
+            self._load_tools()
+        self.refresh_bindings()
+
+    def show_main_view(self) -> None:
+        """The view that belongs to the current state."""
+        self.show_view(_MAIN_VIEW[self.state])
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show only the keys that do something now (the footer follows)."""
+        state = self.state
+        if action in ("next", "continue", "edit"):
+            return state == "paused"
+        if action == "abort":
+            return state in _ACTIVE
+        if action == "rerun":
+            return state != "failed" and self.follower is not None and (
+                self.follower.row_index is not None
+            )
+        if action == "retry_open":
+            return state == "failed"
+        if action == "toggle_view":
+            view = parameters[0] if parameters else None
+            if view == "messages-view":
+                return self.follower is not None or self.outcome is not None
+            if view == "tools-view":
+                return state not in ("loading", "failed")
+            if view == "picker-view":
+                return state not in ("loading", "failed") and self.workbench.has_rows
+        return True
+
+    def _update_status(self) -> None:
+        status = self.query_one("#status", Static)
+        state = self.state
+        text = Text()
+        label = self.follower.label if self.follower else self.outcome_title
+        if label:
+            text.append(f" {label} ", style="bold reverse")
+            text.append("  ")
+        if state == "loading":
+            text.append(f"Loading {self.workbench.config_summary}…", style="italic")
+        elif state == "failed":
+            text.append("Could not open the workspace: fix the cause, then press r to retry",
+                        style="bold red")
+        elif state == "idle":
+            rows = self.workbench.row_count
+            text.append(f"{rows} rows. Pick one with enter to step through it", style="dim")
+        elif state in ("starting", "running"):
+            turn = self._turns()
+            text.append("▶ running", style="bold green")
+            text.append(f"  · waiting for LLM call {turn + 1}" if state == "running" else
+                        "  · sending the rollout request")
+        elif state == "paused" and self.paused is not None:
+            text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
+            text.append("  · the agent has not seen this answer yet", style="dim")
+        elif state in ("finished", "viewing") and self.outcome is not None:
+            ok = self.outcome.status == "COMPLETED"
+            text.append(("✔ " if ok else "✘ ") + self.outcome.status,
+                        style="bold green" if ok else "bold red")
+            if self.outcome.reward is not None:
+                text.append(f"  · reward {format_reward(self.outcome.reward)}")
+            if self.outcome.error:
+                text.append(f"  · {self.outcome.error.splitlines()[0][:120]}", style="red")
+        tokens, calls = self._totals()
+        if calls:
+            text.append(f"   {calls} LLM calls · {tokens} tokens", style="dim")
+        status.update(text)
+
+    def _exchanges(self) -> list[Any]:
+        run = getattr(self.session, "run", None)
+        return list(getattr(run, "exchanges", None) or [])
+
+    def _turns(self) -> int:
+        return len(self._exchanges())
+
+    def _totals(self) -> tuple[int, int]:
+        if self.outcome is not None:
+            return self.outcome.tokens, self.outcome.llm_calls
+        exchanges = self._exchanges()
+        tokens = sum(int(x.usage.get("total_tokens") or 0) for x in exchanges)
+        return tokens, len(exchanges)
+
+    # ---- the workspace ------------------------------------------------------------------------
+
+    def workspace_opened(self) -> None:
+        """The app's workspace is ready: list the rows, open a requested row."""
+        self._fill_row_picker()
+        if self._pending_row is not None:
+            row, stepping = self._pending_row
+            self._pending_row = None
+            self.start_row(row, stepping=stepping)
+        elif self.state in ("loading", "failed"):
+            self.state = "idle"
+            self.show_main_view()
+
+    def workspace_failed(self, message: str) -> None:
+        """The workspace could not open: say why, offer retry."""
+        self.query_one("#failure-text", Static).update(
+            Text.assemble((message, "bold red"), "\n\nFix it and press r to retry, "
+                          "or ctrl+q to quit.")
+        )
+        self.state = "failed"
+        self.show_main_view()
+
+    def workspace_reopening(self) -> None:
+        """A retry started: back to the loading view."""
+        self.state = "loading"
+        self.show_main_view()
+
+    def _fill_row_picker(self) -> None:
+        picker = self.row_picker
+        picker.clear_options()
+        workspace = self.workbench.workspace
+        if workspace is None:
+            return
+        options: list[Option] = []
+        for row in workspace.rows:
+            prompt = row.user_prompt.strip().splitlines()[0] if row.user_prompt.strip() else ""
+            options.append(Option(
+                Text.assemble((f"{row.index:>5}  ", "dim"), prompt[:200],
+                              (f"   → {row.ground_truth_text}", "dim")),
+                id=f"row-{row.index}",
+            ))
+        for bad in workspace.bad_rows:
+            options.append(Option(Text(f"{bad.index:>5}  {bad.message}", style="red"),
+                                  id=f"bad-{bad.index}", disabled=True))
+        options.sort(key=lambda o: int((o.id or "row-0").split("-")[1]))
+        picker.add_options(options)
+        error = self.workbench.dataset_error
+        if error:
+            picker.add_option(Option(Text(error, style="bold red"), disabled=True))
+        elif not options:
+            picker.add_option(Option(Text("No dataset: start the workbench with -d FILE to step "
+                                          "through its rows.", style="dim"), disabled=True))
+
+    @on(OptionList.OptionSelected, "#row-picker")
+    def _row_chosen(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id or ""
+        if option_id.startswith("row-"):
+            self.start_row(int(option_id.removeprefix("row-")))
+
+    # ---- following a rollout ------------------------------------------------------------------
+
+    def start_row(self, row_index: int, *, stepping: bool = True) -> None:
+        """Start a step session on dataset row ``row_index`` (once the workspace is open)."""
+        workspace = self.workbench.workspace
+        if workspace is None:
+            self._pending_row = (row_index, stepping)
+            return
+        follower = Follower(session=None, label=f"row {row_index}", row_index=row_index)
+        try:
+            follower.session = workspace.step(
+                row_index, stepping=stepping,
+                on_exchange=lambda _exchange: self.post_message(ExchangeUpdated(follower)),
+            )
+        except (IndexError, AssertionError) as exc:
+            self.notify(f"{exc}. Pick another row.", title=f"Row {row_index}",
+                        severity="error")
+            if self.follower is None:
+                self.state = "idle"
+                self.show_main_view()
+            return
+        self._follow(follower)
+
+    def open_session(self, session: Any, label: str | None = None,
+                     row_index: int | None = None) -> None:
+        """Follow any object with the StepSession interface (started or not)."""
+        self._follow(Follower(session=session, label=label or getattr(session, "label", "")
+                              or "rollout", row_index=row_index))
+
+    def show_outcome(self, outcome: Any, title: str) -> None:
+        """Show a finished trajectory, read-only: its result and its messages."""
+        self.detach("another rollout was opened")
+        self.follower = None
+        self.paused = None
+        self.outcome = outcome
+        self.outcome_title = title
+        self.query_one("#result-text", Static).update(render_outcome(outcome, title=title))
+        self._messages_stale = True
+        self.state = "viewing"
+        self.show_view("messages-view")
+
+    def detach(self, reason: str) -> None:
+        """Abort the followed rollout if it still runs (nobody would release its gate)."""
+        follower = self.follower
+        if follower is not None and follower.session is not None and (
+            not follower.session.finished
+        ):
+            follower.session.abort(f"aborted by user ({reason})")
+            self._drain(follower.session)
+
+    @work(group="rollouts", exit_on_error=False, description="end an abandoned rollout")
+    async def _drain(self, session: Any) -> None:
+        """Wait for an aborted rollout to end, so its task is not left unobserved."""
+        await session.finish()
+
+    def _follow(self, follower: Follower) -> None:
+        self.detach("the row was run again" if self.follower and
+                    self.follower.row_index == follower.row_index else
+                    "another rollout was opened")
+        self.follower = follower
+        self.paused = None
+        self.outcome = None
+        self.outcome_title = ""
+        self._messages_stale = True
+        self.query_one("#response-view").border_title = "Answer"
+        self.query_one("#response-text", Static).update(
+            Text("Sending the rollout request to the server…", style="italic"))
+        self.state = "starting"
+        self.show_main_view()
+        self._advance(follower)
+
+    @work(group="rollouts", exit_on_error=False, description="run the rollout")
+    async def _advance(self, follower: Follower) -> None:
+        """Run the rollout to its next stop: a pause, or its end."""
+        session = follower.session
+        if not follower.started:
+            follower.started = True
+            # A live rollout is already running; a dataset row's session is not started yet.
+            if getattr(session, "task", None) is None:
+                await session.start()
+        paused = await session.wait()
+        if paused is not None:
+            self.post_message(RolloutPaused(follower, paused))
+            return
+        outcome = await session.finish()
+        self.post_message(RolloutFinished(follower, outcome or session.outcome))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A rollout worker that raised is a crash: show it, keep the app."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.workbench.show_crash("The rollout crashed", event.worker.error)
+            if self.state in _ACTIVE:
+                self.state = "idle" if self.outcome is None else "finished"
+                self.show_main_view()
+
+    def on_rollout_paused(self, message: RolloutPaused) -> None:
+        if message.follower is not self.follower:
+            return
+        paused = message.paused
+        self.paused = paused
+        exchange = getattr(paused, "exchange", None)
+        self.query_one("#response-view").border_title = (
+            f"Answer of turn {paused.turn}: held before the agent sees it")
+        self.query_one("#response-text", Static).update(render_response(
+            turn=paused.turn, message=paused.message, finish_reason=paused.finish_reason,
+            usage=getattr(exchange, "usage", {}) or {},
+            latency_ms=getattr(exchange, "latency_ms", None),
+            replaced=bool(getattr(exchange, "replaced", False)),
+            request_messages=(getattr(exchange, "request", None) or {}).get("messages") or (),
+        ))
+        self._messages_stale = True
+        self.state = "paused"
+        if self.current_view == "messages-view":
+            self._refresh_messages()
+        elif self.current_view not in ("tools-view",):
+            self.show_main_view()
+
+    def on_rollout_finished(self, message: RolloutFinished) -> None:
+        if message.follower is not self.follower:
+            return
+        if message.outcome is None:
+            # A live rollout can drop out of the server's list before its end is known.
+            self.notify("The rollout ended but its result is no longer available.",
+                        severity="warning")
+            self.follower = None
+            self.state = "idle"
+            self.show_main_view()
+            return
+        self.paused = None
+        self.outcome = message.outcome
+        self.query_one("#result-text", Static).update(render_outcome(message.outcome))
+        self._messages_stale = True
+        self.state = "finished"
+        if self.current_view == "messages-view":
+            self._refresh_messages()
+        else:
+            self.show_main_view()
+
+    def on_exchange_updated(self, message: ExchangeUpdated) -> None:
+        if message.follower is not self.follower:
+            return
+        self._messages_stale = True
+        if self.state == "starting":
+            self.state = "running"
+        self._update_status()
+        if self.current_view == "messages-view":
+            self._refresh_messages()
+
+    def _refresh_messages(self) -> None:
+        """Give the message list the current history (kept by reference, not copied)."""
+        self._messages_stale = False
+        if self.follower is not None:
+            messages = self.session.messages
+            exact = answer_tokens(self._exchanges())
+        elif self.outcome is not None:
+            messages, exact = self.outcome.final_messages, {}
+        else:
+            messages, exact = [], {}
+        pending = len(messages) - 1 if self.state == "paused" and messages else None
+        self.message_list.set_messages(messages, exact_tokens=exact, pending_index=pending)
+        self.message_list.border_title = f"Messages ({len(messages)})"
+        if not messages:
+            self.message_detail.clear()
+
+    @on(MessageList.Highlighted)
+    def _message_highlighted(self, event: MessageList.Highlighted) -> None:
+        messages = self.message_list.messages
+        if not 0 <= event.index < len(messages):
+            return
+        index = event.index
+        self.message_detail.show(
+            messages[index], index=index, tool_name=self.message_list.tool_name(index),
+            tokens=self.message_list.tokens_text(index),
+            pending=self.state == "paused" and index == len(messages) - 1,
+        )
+        self.message_detail.border_title = f"Message {index}"
+
+    @on(MessageList.Selected)
+    def _message_selected(self, _event: MessageList.Selected) -> None:
+        self.message_detail.focus()
+
+    # ---- tools --------------------------------------------------------------------------------
+
+    @work(group="tools", exclusive=True, exit_on_error=False, description="load the tools")
+    async def _load_tools(self) -> None:
+        text = self.query_one("#tools-text", Static)
+        tools = list(getattr(self.session, "tools", None) or [])
+        if tools:
+            text.update(render_tools(tools, source="sent by the server in its init answer"))
+            return
+        if self.outcome is not None and getattr(self.outcome, "tools", None):
+            text.update(render_tools(self.outcome.tools, source="of this rollout"))
+            return
+        workspace = self.workbench.workspace
+        if workspace is None:
+            text.update("The workspace is not open yet.")
+            return
+        try:
+            tools = await workspace.agent_tools()
+        except Exception as exc:  # the user's get_tools may raise anything
+            text.update(Text(f"get_tools failed: {type(exc).__name__}: {exc}", style="red"))
+            return
+        text.update(render_tools(tools, source=f"{workspace.agent_name}.get_tools"))
+
+    # ---- keys ---------------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        self.paused = None
+        self.state = "running"
+        if self.follower is not None:
+            self._advance(self.follower)
+
+    def action_next(self) -> None:
+        """Release the paused answer to the agent; stop at the next one."""
+        if self.session is not None and self.session.next():
+            self._release()
+
+    def action_continue(self) -> None:
+        """Release the answer and run to the end without pausing."""
+        if self.session is not None and self.session.continue_():
+            self._release()
+
+    def action_abort(self) -> None:
+        """End this rollout as ERROR "aborted by user"; the app stays."""
+        if self.session is None or self.session.finished:
+            return
+        self.session.abort("aborted by user")
+        self._release()
+        self.notify("The rollout ends as ERROR: aborted by user.", title="Aborted")
+
+    def action_rerun(self) -> None:
+        """Run the same row again from the start."""
+        if self.follower is not None and self.follower.row_index is not None:
+            self.start_row(self.follower.row_index)
+
+    def action_retry_open(self) -> None:
+        """Try to open the workspace again (after fixing the agent or the options)."""
+        self.workbench.reopen_workspace()
+
+    def action_edit(self) -> None:
+        """Edit the paused answer as JSON, then release the edited one."""
+        follower, paused = self.follower, self.paused
+        if follower is None or paused is None or follower.session.paused is not paused:
+            return
+
+        def release_edited(message: dict[str, Any] | None) -> None:
+            if message is None:
+                return
+            if follower.session.paused is not paused:
+                self.notify("The rollout is no longer paused at that answer.",
+                            severity="warning")
+                return
+            from osmosis_workbench.engine.session import replace_message
+
+            completion = replace_message(paused.exchange.completion, message)
+            choice = completion["choices"][0]
+            if not message.get("tool_calls") and choice.get("finish_reason") == "tool_calls":
+                choice["finish_reason"] = "stop"  # a final answer now
+            if follower.session.next(completion):
+                self._release()
+                self.notify(f"Edited answer of turn {paused.turn} released to the agent.")
+
+        self.app.push_screen(EditResponseDialog(paused.message, turn=paused.turn),
+                             release_edited)
+
+    def action_toggle_view(self, view: str) -> None:
+        """Show ``view``; pressed again, back to the main view."""
+        if self.current_view == view:
+            self.show_main_view()
+        else:
+            self.show_view(view)
+
+    def action_back(self) -> None:
+        """From a message's detail back to the list; otherwise back to the main view."""
+        if self.current_view == "messages-view" and self.message_detail.has_focus_within:
+            self.message_list.focus()
+        elif self.current_view != _MAIN_VIEW[self.state]:
+            self.show_main_view()

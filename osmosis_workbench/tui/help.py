@@ -1,0 +1,82 @@
+"""The help screen (``?``): how the step debugger works and every key, by where it applies.
+
+The key tables are built from the live ``BINDINGS`` of the app and the screens, so help
+cannot drift from what the keys do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Label, Static
+
+INTRO = (
+    "The workbench runs your agent through the real rollout protocol: each dataset row becomes "
+    "a rollout request sent to the rollout server, and the agent's LLM calls come back to the "
+    "workbench's local trainer. In the step debugger the rollout pauses after every model "
+    "answer, before the agent sees it: look at it, edit it, release it (n), or let the "
+    "rollout run to the end (c). Aborting (q) ends that rollout as ERROR; the app stays."
+)
+
+#: A help section: its heading and (key, what it does) pairs.
+Section = tuple[str, list[tuple[str, str]]]
+
+
+def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
+    """(key, what it does) per described binding, keys shown as the footer shows them.
+
+    A key bound to several actions (each enabled in a different state) gets one row.
+    """
+    rows: dict[str, list[str]] = {}
+    for item in bindings:
+        if not isinstance(item, Binding):
+            item = Binding(*item)
+        if not item.description:
+            continue
+        keys = " / ".join(
+            app.get_key_display(Binding(key.strip(), item.action, item.description,
+                                        key_display=item.key_display))
+            for key in item.key.split(",")
+        )
+        rows.setdefault(keys, []).append(item.tooltip or item.description)
+    return [(keys, "; or ".join(texts)) for keys, texts in rows.items()]
+
+
+class HelpScreen(ModalScreen[None]):
+    """Explains the workbench and lists the keys of each part."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "close", "Close help"),
+    ]
+
+    def __init__(self, sections: Sequence[Section]) -> None:
+        super().__init__()
+        self.sections = list(sections)
+
+    def compose(self) -> ComposeResult:
+        tables = []
+        for heading, rows in self.sections:
+            table = Table(title=heading, title_justify="left", title_style="bold",
+                          show_header=False, box=None, padding=(0, 1))
+            table.add_column(style="bold cyan", no_wrap=True, min_width=12)
+            table.add_column(ratio=1)
+            for key, description in rows:
+                table.add_row(key, description)
+            tables.extend([table, Text()])
+        with Vertical(id="help-dialog", classes="dialog"):
+            yield Label("Osmosis workbench: help", classes="dialog-title")
+            with VerticalScroll(id="help-body"):
+                yield Static(Group(Text(INTRO), Text(), *tables), id="help-text")
+        yield Footer()
+
+    def action_close(self) -> None:
+        """Back to where you were."""
+        self.dismiss(None)

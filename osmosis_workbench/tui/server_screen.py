@@ -1,0 +1,645 @@
+"""The Server screen: serve the agent on a real port for trainers, and watch what they send.
+
+``s``/``x`` start and stop the embedded uvicorn server (``Workspace.start_server``, in this
+process and event loop) on the host, port and API key in the form (no key: local mode). The
+table lists every rollout a trainer sent (``Workspace.live``), updated as hook events arrive;
+``p`` pauses one at its next LLM answer and ``d`` opens it in the step debugger through a
+``LiveStepSession``, with the same keys as a dataset row. Health, in-flight and queued counts
+and the event loop's lag refresh once a second. ``r`` reloads the agent module, and so does
+saving a file next to it. With ``--url`` the screen shows the remote server's health instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.coordinate import Coordinate
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
+
+from osmosis_workbench.engine.live import LiveRollout, LiveStepSession, live_outcome
+from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
+
+if TYPE_CHECKING:
+    from osmosis_workbench.engine.workspace import Workspace
+
+logger = logging.getLogger("osmosis_workbench.tui.server")
+
+_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("id", "rollout", 30),
+    ("state", "state", 10),
+    ("turns", "turns", 5),
+    ("elapsed", "elapsed", 8),
+    ("reward", "reward", 7),
+    ("error", "error", None),
+)
+_STATE_STYLES = {
+    "running": "yellow",
+    "paused": "bold cyan",
+    "completed": "green",
+    "error": "bold red",
+    "cancelled": "magenta",
+}
+
+
+def new_api_key() -> str:
+    """A server API key in the protocol's shape (``osm_rollout_`` + 32 random bytes)."""
+    return "osm_rollout_" + secrets.token_urlsafe(32)
+
+
+class LoopLagMeter:
+    """Measures how late the event loop runs a callback due at a fixed interval.
+
+    The lateness is the time every other callback on the loop had to wait too: the figure
+    that says whether the UI (and the server sharing its loop) still answers promptly.
+    """
+
+    def __init__(self, interval_s: float = 0.1, window: int = 50) -> None:
+        self.interval_s = interval_s
+        self.samples: deque[float] = deque(maxlen=window)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        """Start sampling on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        assert self._loop is not None
+        self._due = self._loop.time() + self.interval_s
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        self.samples.append(max(0.0, self._loop.time() - self._due))
+        self._schedule()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @property
+    def last_ms(self) -> float:
+        """The latest lag, in milliseconds."""
+        return self.samples[-1] * 1000 if self.samples else 0.0
+
+    @property
+    def max_ms(self) -> float:
+        """The worst lag of the window (the last ~5 s), in milliseconds."""
+        return max(self.samples, default=0.0) * 1000
+
+
+class ServerScreen(Screen):
+    """The served agent, the rollouts trainers send to it, and the process's log."""
+
+    TITLE = "Server"
+    AUTO_FOCUS = "#server-rollouts"
+    STATUS_INTERVAL_S = 1.0
+
+    BINDINGS = [
+        Binding("s", "start_server", "Start"),
+        Binding("x", "stop_server", "Stop"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("d", "step_rollout", "Step"),
+        Binding("c", "continue_rollout", "Continue"),
+        Binding("a", "abort_rollout", "Abort"),
+        Binding("o", "open_rollout", "Trajectory", show=False),
+        Binding("P", "toggle_pause_all", "Pause all", show=False),
+        Binding("r", "reload_agent", "Reload"),
+        Binding("w", "toggle_watch", "Watch", show=False),
+        Binding("g", "new_key", "New key", show=False),
+        Binding("u", "copy_url", "Copy URL", show=False),
+        Binding("k", "copy_key", "Copy key", show=False),
+        Binding("ctrl+l", "clear_log", "Clear log", show=False),
+        Binding("escape", "focus_rollouts", "Rollouts", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ServerScreen #server-form { height: 1; padding: 0 1; }
+    ServerScreen #server-form Label { padding: 0 1 0 0; }
+    ServerScreen #server-host { width: 18; margin: 0 2 0 0; }
+    ServerScreen #server-port { width: 8; margin: 0 2 0 0; }
+    ServerScreen #server-key { width: 1fr; }
+    ServerScreen #server-status { height: 2; padding: 0 1; background: $boost; }
+    ServerScreen #server-rollouts { height: 1fr; }
+    ServerScreen #server-log { height: 10; }
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        api_key: str | None = None,
+        watch: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.default_host, self.default_port, self.default_key = host, port, api_key or ""
+        self.watch_enabled = watch
+        self.lag = LoopLagMeter()
+        self.url: str | None = None
+        self.remote_health: dict[str, Any] | None = None
+        self.reloads = 0
+        self._busy: str | None = None  # "starting" | "stopping" while one runs
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._ticker: Timer | None = None
+        self._watch_stop = asyncio.Event()
+        self._watch_task: asyncio.Task | None = None
+        self._previous_on_change: Any = None
+
+    # ---- composition and typed access -------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="server-form"):
+            yield Label("host")
+            yield Input(self.default_host, id="server-host", compact=True)
+            yield Label("port")
+            yield Input(str(self.default_port), id="server-port", type="integer", compact=True)
+            yield Label("API key")
+            yield Input(
+                self.default_key,
+                placeholder="empty: local mode, no key (g makes one)",
+                id="server-key",
+                compact=True,
+            )
+        yield Static(id="server-status")
+        yield DataTable(id="server-rollouts", cursor_type="row", zebra_stripes=True)
+        yield LogPane(id="server-log")
+        yield Footer()
+
+    @property
+    def workspace(self) -> Workspace:
+        """The app's engine state."""
+        return self.app.workspace  # type: ignore[attr-defined]
+
+    @property
+    def table(self) -> DataTable:
+        """The live rollouts table."""
+        return self.query_one("#server-rollouts", DataTable)
+
+    @property
+    def log_pane(self) -> LogPane:
+        """The log pane (uvicorn, litellm, the agent, prints)."""
+        return self.query_one("#server-log", LogPane)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the workbench is attached to a remote server (``--url``)."""
+        return self.workspace.remote is not None
+
+    @property
+    def serving(self) -> bool:
+        """Whether the embedded server is up."""
+        return self.workspace.server is not None
+
+    def on_mount(self) -> None:
+        """Follow the live rollouts, start the lag meter, the status ticker and the watcher."""
+        table = self.table
+        for key, label, width in _COLUMNS:
+            table.add_column(label, key=key, width=width)
+        live = self.workspace.live
+        self._previous_on_change = live.on_change
+        live.on_change = self._rollout_changed
+        self._dirty.update(live.rollouts)
+        self._flush_rollouts()
+        if self.serving:
+            self.url = self.workspace.server.url
+        if self.remote:
+            self.query_one("#server-form").disabled = True
+        self.lag.start()
+        self._ticker = self.set_interval(self.STATUS_INTERVAL_S, self._tick, name="server-status")
+        self._show_status()
+        if self.watch_enabled:
+            self.watch_agent()
+
+    def on_unmount(self) -> None:
+        """Stop following (the server itself keeps running; the app stops it at exit)."""
+        live = self.workspace.live
+        if live.on_change == self._rollout_changed:
+            live.on_change = self._previous_on_change
+        self.lag.stop()
+        self._stop_watching()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed unexpectedly: say so, and log the traceback to the log pane."""
+        report_worker_failure(self, event)
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Once a second: elapsed times, health, counts, lag."""
+        ws = self.workspace
+        live = ws.live
+        self._dirty.update(rid for rid, r in live.rollouts.items() if not r.done)
+        # LiveRollouts drops the oldest beyond its cap without an event: drop their rows too.
+        if self.table.row_count > len(live.rollouts):
+            for key in list(self.table.rows):
+                if key.value not in live.rollouts:
+                    self.table.remove_row(key)
+        self._flush_rollouts()
+        if self.remote:
+            self.poll_remote_health()
+        self._show_status()
+
+    def status_lines(self) -> tuple[Text, Text]:
+        """The two status lines: where the server is, then its health and the loop's lag."""
+        ws = self.workspace
+        first = Text(no_wrap=True, overflow="ellipsis")
+        second = Text(no_wrap=True, overflow="ellipsis")
+        if self.remote:
+            assert ws.remote is not None
+            first.append("◆ attached to ", "bold")
+            first.append(ws.remote.url, "bold cyan")
+            first.append(" (--url): batches and stepping run there; nothing is served here")
+            health = self.remote_health
+        elif self._busy:
+            first.append(f"◌ {self._busy}…", "yellow")
+            health = None
+        elif self.serving and self.url:
+            first.append("● serving ", "bold green")
+            first.append(self.url, "bold")
+            key = ws.server_api_key
+            first.append(" · key ")
+            first.append(key or "none (local mode)", "bold" if key else "dim")
+            first.append(" · u/k copy", "dim")
+            health = ws.server_health()
+        else:
+            first.append("○ stopped", "dim")
+            first.append(" · s serves the agent on the host and port above")
+            health = None
+        if health:
+            paused = sum(1 for r in ws.live.rollouts.values() if r.held)
+            second.append(f"health {health.get('status', '?')}", "green")
+            second.append(
+                f" · running {health.get('running_rollouts', health.get('active_rollouts', 0))}"
+                f" · queued {health.get('queued_rollouts', 0)}"
+                f" · completed {health.get('completed_rollouts', 0)}"
+                f" · paused {paused} · "
+            )
+        lag = self.lag
+        second.append(
+            f"loop lag {lag.last_ms:.0f} ms (max {lag.max_ms:.0f})",
+            "red" if lag.max_ms >= 100 else "",
+        )
+        if ws.live.pause_all:
+            second.append(" · pausing every rollout", "bold cyan")
+        watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
+        second.append(f" · agent {ws.agent_name} ({watched})")
+        return first, second
+
+    def _show_status(self) -> None:
+        first, second = self.status_lines()
+        self.query_one("#server-status", Static).update(Text("\n").join([first, second]))
+
+    @work(exclusive=True, exit_on_error=False, group="server-remote-health")
+    async def poll_remote_health(self) -> None:
+        """GET the remote server's /health (a remote server is observed only through it)."""
+        target = self.workspace.remote
+        if target is None or target.client is None:
+            return
+        try:
+            response = await target.client.get(f"{target.url}/health", timeout=2.0)
+            self.remote_health = response.json() if response.status_code == 200 else None
+        except Exception as exc:  # unreachable: show it, try again next tick
+            self.remote_health = {"status": f"unreachable ({type(exc).__name__})"}
+        self._show_status()
+
+    # ---- the live rollouts --------------------------------------------------------------------
+
+    def _rollout_changed(self, rollout: LiveRollout) -> None:
+        # Called on the loop by every hook event: mark it, and flush once per burst.
+        self._dirty.add(rollout.rollout_id)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush_rollouts)
+
+    def _flush_rollouts(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        rollouts = self.workspace.live.rollouts
+        table = self.table
+        for rid in dirty:
+            rollout = rollouts.get(rid)
+            if rollout is None:
+                if rid in table.rows:
+                    table.remove_row(rid)
+                continue
+            cells = self._cells(rollout)
+            if rid in table.rows:
+                for (key, _, _), cell in zip(_COLUMNS, cells, strict=True):
+                    table.update_cell(rid, key, cell)
+            else:
+                table.add_row(*cells, key=rid)
+
+    @staticmethod
+    def _cells(rollout: LiveRollout) -> list[Text]:
+        state = "paused" if rollout.held else rollout.state
+        reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
+        return [
+            Text(rollout.rollout_id, no_wrap=True, overflow="ellipsis"),
+            Text(state, style=_STATE_STYLES.get(state, "")),
+            Text(str(rollout.turns), justify="right"),
+            Text(f"{rollout.elapsed_s:.1f}s", justify="right"),
+            Text(reward, justify="right"),
+            Text(" ".join((rollout.error or "").split()), style="red", no_wrap=True),
+        ]
+
+    def highlighted(self) -> LiveRollout | None:
+        """The rollout under the cursor."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+        except (CellDoesNotExist, RowDoesNotExist):
+            return None
+        return self.workspace.live.rollouts.get(str(key.value))
+
+    def _chosen(self) -> LiveRollout | None:
+        rollout = self.highlighted()
+        if rollout is None:
+            self.notify("no rollout selected: trainers' rollouts appear here", timeout=3)
+        return rollout
+
+    def action_toggle_pause(self) -> None:
+        """Pause the highlighted rollout at its next LLM answer (again: stop pausing it)."""
+        rollout = self._chosen()
+        if rollout is None:
+            return
+        live = self.workspace.live
+        rid = rollout.rollout_id
+        if rollout.done:
+            self.notify(f"{rid} has finished", timeout=3)
+        elif rollout.held:
+            self.notify(f"{rid} is paused: d steps it, c continues it, a aborts it", timeout=3)
+        elif rid in live.pause_requested:
+            live.pause_requested.discard(rid)
+            self.notify(f"{rid} will not pause", timeout=2)
+        else:
+            live.pause(rid)
+            self.notify(f"{rid} pauses at its next LLM answer; d steps it", timeout=3)
+
+    def action_toggle_pause_all(self) -> None:
+        """Pause every rollout at its next LLM answer (again: stop)."""
+        live = self.workspace.live
+        live.pause_all = not live.pause_all
+        self._show_status()
+
+    async def action_step_rollout(self) -> None:
+        """Open the highlighted rollout in the step debugger (it pauses at its next answer)."""
+        rollout = self._chosen()
+        if rollout is None:
+            return
+        if rollout.done:
+            self.action_open_rollout()
+            return
+        session = LiveStepSession(self.workspace.live, rollout.rollout_id)
+        await session.start()
+        self.app.open_session(session)  # type: ignore[attr-defined]
+
+    def action_open_rollout(self) -> None:
+        """Show the trajectory of the highlighted rollout (finished or as far as it got)."""
+        rollout = self._chosen()
+        if rollout is None:
+            return
+        reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
+        title = f"{rollout.rollout_id} · {rollout.state} · reward {reward}"
+        self.app.show_outcome(live_outcome(rollout), title)  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected, "#server-rollouts")
+    async def _row_selected(self) -> None:
+        await self.action_step_rollout()
+
+    def action_continue_rollout(self) -> None:
+        """Release the highlighted rollout and stop pausing it."""
+        rollout = self._chosen()
+        if rollout is not None and not self.workspace.live.continue_(rollout.rollout_id):
+            self.notify(f"{rollout.rollout_id} is not paused", timeout=2)
+
+    def action_abort_rollout(self) -> None:
+        """End the highlighted rollout as ERROR (cancelled), paused or not."""
+        rollout = self._chosen()
+        if rollout is None or rollout.done:
+            return
+        ws = self.workspace
+        if ws.live.abort(rollout.rollout_id, "aborted from the workbench"):
+            return
+        app = ws.server_app
+        if app is None or not app.state.rollouts.cancel(
+            rollout.rollout_id, "cancelled from the workbench"
+        ):
+            self.notify(f"{rollout.rollout_id} could not be cancelled", severity="warning")
+
+    def action_focus_rollouts(self) -> None:
+        """Leave the form: keys act on the screen again."""
+        self.table.focus()
+
+    # ---- starting and stopping ----------------------------------------------------------------
+
+    def _form(self) -> tuple[str, int, str | None] | None:
+        host = self.query_one("#server-host", Input).value.strip() or "127.0.0.1"
+        raw_port = self.query_one("#server-port", Input).value.strip()
+        try:
+            port = int(raw_port)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            self.notify(
+                f"port {raw_port!r} is not a port number: give 0-65535 (0: any free port)",
+                title="Server not started",
+                severity="error",
+            )
+            return None
+        key = self.query_one("#server-key", Input).value.strip() or None
+        return host, port, key
+
+    @on(Input.Submitted)
+    def _form_submitted(self) -> None:
+        self.table.focus()
+        self.action_start_server()
+
+    def action_start_server(self) -> None:
+        """Serve the agent on the form's host and port (a key: trainers must send it)."""
+        if self.remote:
+            self.notify(
+                "attached to a remote server with --url: there is nothing to serve here",
+                severity="warning",
+            )
+            return
+        if self._busy:
+            self.notify(f"the server is {self._busy}", timeout=2)
+            return
+        if self.serving:
+            self.notify(f"already serving at {self.url}: x stops it", timeout=3)
+            return
+        form = self._form()
+        if form is not None:
+            self._busy = "starting"
+            self._show_status()
+            self.start_server(*form)
+
+    @work(exit_on_error=False, group="server-control")
+    async def start_server(self, host: str, port: int, api_key: str | None) -> None:
+        """Start the embedded server; a busy port becomes an error notification."""
+        try:
+            self.url = await self.workspace.start_server(host=host, port=port, api_key=api_key)
+        except Exception as exc:  # ServerStartError (port busy...), a failing app start-up
+            self.notify(str(exc), title="Server not started", severity="error", timeout=8)
+            return
+        finally:
+            self._busy = None
+            self._show_status()
+        logger.info("serving %s at %s", self.workspace.agent_name, self.url)
+        self.notify(f"serving at {self.url}", title="Server started", timeout=3)
+
+    def action_stop_server(self) -> None:
+        """Stop the server: paused rollouts are released, running ones drain."""
+        if self._busy:
+            self.notify(f"the server is {self._busy}", timeout=2)
+            return
+        if not self.serving:
+            self.notify("the server is not running", timeout=2)
+            return
+        self._busy = "stopping"
+        self._show_status()
+        self.stop_server()
+
+    @work(exit_on_error=False, group="server-control")
+    async def stop_server(self) -> None:
+        """Stop the embedded server (a paused rollout would hold the drain until its timeout)."""
+        live = self.workspace.live
+        live.pause_all = False
+        for rid, rollout in list(live.rollouts.items()):
+            if not rollout.done:
+                live.continue_(rid)
+        try:
+            await self.workspace.stop_server()
+        finally:
+            self._busy = None
+            self.url = None
+            self._show_status()
+        self.notify("server stopped", timeout=2)
+
+    def action_new_key(self) -> None:
+        """Put a new random API key in the form (used at the next start)."""
+        self.query_one("#server-key", Input).value = new_api_key()
+        note = ": restart the server (x, s) to use it" if self.serving else ""
+        self.notify(f"new API key{note}", timeout=3)
+
+    def action_copy_url(self) -> None:
+        """Copy the server's URL to the clipboard."""
+        url = self.workspace.remote.url if self.remote else self.url  # type: ignore[union-attr]
+        if not url:
+            self.notify("the server is not running", timeout=2)
+            return
+        self.app.copy_to_clipboard(url)
+        self.notify(f"copied {url}", timeout=2)
+
+    def action_copy_key(self) -> None:
+        """Copy the server's API key to the clipboard."""
+        key = self.workspace.server_api_key if self.serving else None
+        if not key:
+            self.notify("no API key: the server runs in local mode (or is stopped)", timeout=3)
+            return
+        self.app.copy_to_clipboard(key)
+        self.notify("copied the API key", timeout=2)
+
+    # ---- reloading the agent ------------------------------------------------------------------
+
+    def action_reload_agent(self) -> None:
+        """Re-import the agent's module (new rollouts use the new code)."""
+        if self.remote:
+            self.notify(
+                "attached to a remote server with --url: no agent module to reload",
+                severity="warning",
+            )
+            return
+        self.reload_agent()
+
+    @work(exclusive=True, exit_on_error=False, group="agent-reload")
+    async def reload_agent(self) -> bool:
+        """Reload; a broken module keeps the old agent and shows the import error."""
+        ws = self.workspace
+        try:
+            name = await ws.reload_agent()
+        except Exception as exc:  # ImportFromStringError, a syntax error in the user's code
+            logger.error("agent reload failed: %s", exc)
+            self.notify(str(exc), title="Agent not reloaded", severity="error", timeout=8)
+            return False
+        self.reloads += 1
+        if ws.server is not None:
+            self.url = ws.server.url
+        logger.info("reloaded agent %s", name)
+        self.notify(f"reloaded agent {name}", timeout=2)
+        self._show_status()
+        return True
+
+    def action_toggle_watch(self) -> None:
+        """Turn reload-on-save on or off."""
+        self.watch_enabled = not self.watch_enabled
+        if self.watch_enabled:
+            self.watch_agent()
+        else:
+            self._stop_watching()
+        self.notify(f"reload on save {'on' if self.watch_enabled else 'off'}", timeout=2)
+        self._show_status()
+
+    def watch_agent(self) -> None:
+        """Reload the agent whenever a Python file next to it changes (until toggled off)."""
+        self._stop_watching()
+        folder = self.workspace.agent_folder()
+        if folder is not None:
+            # A plain task, not a worker: it never ends, and tests wait for workers to end.
+            self._watch_task = asyncio.create_task(self._watch(folder), name="agent-watch")
+
+    def _stop_watching(self) -> None:
+        self._watch_stop.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    async def _watch(self, folder: Path) -> None:
+        from watchfiles import PythonFilter, awatch
+
+        self._watch_stop = stop = asyncio.Event()
+        try:
+            async for changes in awatch(
+                folder, watch_filter=PythonFilter(), stop_event=stop, debounce=200, step=50
+            ):
+                names = sorted({Path(path).name for _, path in changes})
+                logger.info("changed: %s; reloading the agent", ", ".join(names))
+                started = time.perf_counter()
+                try:
+                    await self.reload_agent().wait()
+                except (WorkerCancelled, WorkerFailed):
+                    continue  # a newer reload replaced it, or the failure was reported
+                logger.info("reload took %.0f ms", (time.perf_counter() - started) * 1000)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the watcher itself failed (folder removed...): log, stop watching
+            logger.exception("watching %s for changes failed", folder)
+
+    def action_clear_log(self) -> None:
+        """Empty the log pane."""
+        self.log_pane.clear()

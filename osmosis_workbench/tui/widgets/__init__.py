@@ -1,0 +1,33 @@
+"""Reusable widgets and views of the workbench: the message index, detail, dialogs, renderers."""
+
+from osmosis_workbench.tui.widgets.dialogs import CrashDialog, EditResponseDialog
+from osmosis_workbench.tui.widgets.message_format import (
+    answer_tokens,
+    editable_to_message,
+    format_reward,
+    message_to_editable,
+    tool_names_by_call_id,
+)
+from osmosis_workbench.tui.widgets.message_list import MessageDetail, MessageList
+from osmosis_workbench.tui.widgets.rollout_views import (
+    render_message,
+    render_outcome,
+    render_response,
+    render_tools,
+)
+
+__all__ = [
+    "CrashDialog",
+    "EditResponseDialog",
+    "MessageDetail",
+    "MessageList",
+    "answer_tokens",
+    "editable_to_message",
+    "format_reward",
+    "message_to_editable",
+    "render_message",
+    "render_outcome",
+    "render_response",
+    "render_tools",
+    "tool_names_by_call_id",
+]

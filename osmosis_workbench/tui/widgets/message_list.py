@@ -1,0 +1,313 @@
+"""The message history: a one-line-per-message index (line API) and a detail pane.
+
+``MessageList`` follows toolong's design: the messages live outside the widget, ``render_line``
+draws only the rows on screen, each row's ``Strip`` is kept in an LRU, and ``virtual_size``
+comes from the message count. One widget per message (a ``ListView``) takes seconds per key
+at a few thousand messages; this stays flat at 10,000 (see ``benchmarks/bench_tui_scroll.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.containers import VerticalScroll
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
+
+from osmosis_workbench.tui.widgets.message_format import (
+    estimate_tokens,
+    first_line,
+    format_tokens,
+    tool_label,
+    tool_names_by_call_id,
+)
+from osmosis_workbench.tui.widgets.rollout_views import render_message
+
+#: Width of the role column ("assistant" is the longest role).
+_ROLE_WIDTH = 9
+#: Width of the token column, right-aligned.
+_TOKENS_WIDTH = 7
+
+
+class MessageList(ScrollView, can_focus=True):
+    """One line per message: index, role, tool name, first line, tokens; a cursor selects."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "message-list--cursor",
+        "message-list--index",
+        "message-list--system",
+        "message-list--user",
+        "message-list--assistant",
+        "message-list--tool",
+        "message-list--tool-name",
+        "message-list--tokens",
+        "message-list--pending",
+    }
+
+    DEFAULT_CSS = """
+    MessageList {
+        overflow-x: hidden;
+        background: $surface;
+        & > .message-list--cursor { background: $boost; text-style: bold; }
+        &:focus > .message-list--cursor { background: $accent 35%; }
+        & > .message-list--index { color: $text-muted; }
+        & > .message-list--system { color: $text-muted; text-style: bold; }
+        & > .message-list--user { color: $success; text-style: bold; }
+        & > .message-list--assistant { color: $primary; text-style: bold; }
+        & > .message-list--tool { color: $warning; text-style: bold; }
+        & > .message-list--tool-name { color: $secondary; }
+        & > .message-list--tokens { color: $text-muted; }
+        & > .message-list--pending { color: $warning; text-style: italic; }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+        Binding("enter", "select", "Open message", show=False),
+    ]
+
+    class Highlighted(Message):
+        """The cursor moved to the message at ``index``."""
+
+        def __init__(self, message_list: MessageList, index: int) -> None:
+            super().__init__()
+            self.message_list = message_list
+            self.index = index
+
+        def can_replace(self, message: Message) -> bool:
+            # Held-down keys queue many moves: only the latest one needs a detail render.
+            return isinstance(message, MessageList.Highlighted) and (
+                message.message_list is self.message_list
+            )
+
+    class Selected(Message):
+        """The message at ``index`` was chosen (enter or click)."""
+
+        def __init__(self, message_list: MessageList, index: int) -> None:
+            super().__init__()
+            self.message_list = message_list
+            self.index = index
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._messages: Sequence[Mapping[str, Any]] = ()
+        self._tool_names: dict[str, str] = {}
+        self._exact_tokens: Mapping[int, int] = {}
+        self._pending: int | None = None
+        # Keyed by (index, width): a resize renders the visible rows again, nothing else.
+        self._line_cache: LRUCache[tuple[int, int], Strip] = LRUCache(maxsize=2048)
+        self.cursor = 0
+
+    # ---- data ---------------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> Sequence[Mapping[str, Any]]:
+        """The messages shown (kept by reference, never copied)."""
+        return self._messages
+
+    @property
+    def count(self) -> int:
+        """How many messages there are."""
+        return len(self._messages)
+
+    def tool_name(self, index: int) -> str:
+        """The tool column of message ``index`` (a result's tool, or an answer's calls)."""
+        return tool_label(self._messages[index], self._tool_names)
+
+    def tokens_text(self, index: int) -> str:
+        """Tokens of message ``index``: the model's count for answers, else an estimate."""
+        exact = self._exact_tokens.get(index)
+        if exact is not None:
+            return format_tokens(exact, True)
+        return format_tokens(estimate_tokens(self._messages[index]), False)
+
+    def set_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        exact_tokens: Mapping[int, int] | None = None,
+        pending_index: int | None = None,
+        follow: bool = True,
+    ) -> None:
+        """Show ``messages``; with ``follow`` a cursor on the last message stays on the last."""
+        was_at_end = self.cursor >= len(self._messages) - 1
+        self._messages = messages
+        self._tool_names = tool_names_by_call_id(messages)
+        self._exact_tokens = exact_tokens or {}
+        self._pending = pending_index
+        self._line_cache.clear()
+        self.virtual_size = Size(0, len(messages))
+        last = max(0, len(messages) - 1)
+        self.cursor = last if follow and was_at_end else min(self.cursor, last)
+        self._scroll_cursor_into_view()
+        self.refresh()
+        self.post_message(self.Highlighted(self, self.cursor))
+
+    # ---- rendering ----------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        """Draw screen row ``y``: only visible rows are ever rendered."""
+        index = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if index >= len(self._messages) or width <= 0:
+            return Strip.blank(width, base)
+        key = (index, width)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            strip = self._render_message_line(index, width)
+            self._line_cache[key] = strip
+        if index == self.cursor:
+            return strip.apply_style(base + self.get_component_rich_style("message-list--cursor"))
+        return strip.apply_style(base)
+
+    def _style(self, name: str) -> Style:
+        # Foreground and text style only: the row background comes from render_line.
+        style = self.get_component_rich_style(f"message-list--{name}", partial=True)
+        return Style(color=style.color, bold=style.bold, italic=style.italic)
+
+    def _render_message_line(self, index: int, width: int) -> Strip:
+        message = self._messages[index]
+        role = str(message.get("role") or "?")
+        index_width = max(3, len(str(len(self._messages) - 1)))
+        # The tool column shrinks on narrow panes so the first line keeps some room.
+        tool_width = 0 if width < 40 else 10 if width < 70 else 14
+        pending = index == self._pending
+        tokens = "⏸ pending" if pending else self.tokens_text(index)
+        segments = [
+            Segment(f"{index:>{index_width}} ", self._style("index")),
+            Segment(set_cell_size(role, _ROLE_WIDTH) + " ",
+                    self._style(role if role in ("system", "user", "assistant", "tool")
+                                else "index")),
+        ]
+        if tool_width:
+            label = tool_label(message, self._tool_names)
+            segments.append(Segment(set_cell_size(label, tool_width) + " ",
+                                    self._style("tool-name")))
+        used = sum(cell_len(s.text) for s in segments)
+        tokens_width = max(_TOKENS_WIDTH, cell_len(tokens)) + 1
+        text_width = max(0, width - used - tokens_width)
+        segments.append(Segment(set_cell_size(first_line(message), text_width),
+                                self._style("pending") if pending else Style()))
+        segments.append(Segment(f"{tokens:>{tokens_width}}",
+                                self._style("pending" if pending else "tokens")))
+        return Strip(segments).adjust_cell_length(width)
+
+    # ---- cursor -------------------------------------------------------------------------------
+
+    def move_cursor(self, index: int) -> None:
+        """Put the cursor on message ``index`` (clamped) and keep it on screen."""
+        if not self._messages:
+            return
+        index = max(0, min(index, len(self._messages) - 1))
+        if index == self.cursor:
+            return
+        old, self.cursor = self.cursor, index
+        # Only the two changed rows are drawn again (unless the view scrolls).
+        self.refresh_line(old)
+        self.refresh_line(index)
+        self._scroll_cursor_into_view()
+        self.post_message(self.Highlighted(self, index))
+
+    def _scroll_cursor_into_view(self) -> None:
+        top = self.scroll_offset.y
+        height = max(1, self.scrollable_content_region.height)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def action_cursor_up(self) -> None:
+        """Previous message."""
+        self.move_cursor(self.cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        """Next message."""
+        self.move_cursor(self.cursor + 1)
+
+    def action_page_up(self) -> None:
+        """One screen up."""
+        self.move_cursor(self.cursor - self._page())
+
+    def action_page_down(self) -> None:
+        """One screen down."""
+        self.move_cursor(self.cursor + self._page())
+
+    def action_first(self) -> None:
+        """The first message."""
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        """The last message."""
+        self.move_cursor(len(self._messages) - 1)
+
+    def action_select(self) -> None:
+        """Open the message under the cursor."""
+        if self._messages:
+            self.post_message(self.Selected(self, self.cursor))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click selects the row under the pointer."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = self.scroll_offset.y + offset.y
+        if 0 <= index < len(self._messages):
+            self.move_cursor(index)
+            self.post_message(self.Selected(self, index))
+
+
+class MessageDetail(VerticalScroll, can_focus=True):
+    """The selected message in full: markdown content, pretty JSON, labelled tool results."""
+
+    DEFAULT_CSS = """
+    MessageDetail {
+        background: $surface;
+        padding: 0 1;
+        & > Static { width: 1fr; }
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.index: int | None = None
+
+    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
+        yield Static("Select a message to see it whole.", classes="message-detail-body")
+
+    @property
+    def body(self) -> Static:
+        """The Static holding the rendered message."""
+        return self.query_one(".message-detail-body", Static)
+
+    def show(self, message: Mapping[str, Any], *, index: int, tool_name: str, tokens: str,
+             pending: bool = False) -> None:
+        """Render ``message`` (number ``index``) and scroll back to its top."""
+        self.index = index
+        self.body.update(render_message(message, index=index, tool_name=tool_name,
+                                        tokens=tokens, pending=pending))
+        self.scroll_home(animate=False)
+
+    def clear(self, text: str = "No messages yet.") -> None:
+        """Show a hint instead of a message."""
+        self.index = None
+        self.body.update(text)
