@@ -193,8 +193,9 @@ class FakeTrainer:
             self.chat_calls += 1
             if self.chat_latency_s > 0:
                 await asyncio.sleep(self.chat_latency_s)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": self._chat_headers})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": self._chat_headers}
+            )
             await send({"type": "http.response.body", "body": CHAT_COMPLETION_BYTES})
             return
         if path.endswith("/v1/rollout/completed"):
@@ -210,8 +211,7 @@ class FakeTrainer:
                     self.bad_completions += 1
                 if self.on_completed is not None:
                     self.on_completed(rollout_id)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": self._ok_headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self._ok_headers})
             await send({"type": "http.response.body", "body": b'{"ok":true}'})
             return
         await send({"type": "http.response.start", "status": 404, "headers": []})
@@ -318,8 +318,7 @@ class RawConnection:
                 elif name == b"transfer-encoding":
                     raise HTTPError("chunked answers are not supported")
             payload = await self._reader.readexactly(length) if length else b""
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             self.close()
             raise HTTPError(f"{type(exc).__name__}: {exc}") from None
         if close:

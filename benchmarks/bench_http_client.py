@@ -215,7 +215,7 @@ def _child(*extra: str, timeout: float = 120.0) -> dict[str, Any]:
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"{' '.join(extra)} printed no result:\n{done.stderr[-2000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -243,16 +243,19 @@ def main() -> None:
         client_main(args)
         return
 
-    pools = [int(x) for x in args.pools.split(",")] if args.pools else (
-        [10, 100, 1000] if args.quick else list(POOL_SIZES))
-    concs = [int(x) for x in args.concurrency.split(",")] if args.concurrency else list(
-        CONCURRENCY)
+    pools = (
+        [int(x) for x in args.pools.split(",")]
+        if args.pools
+        else ([10, 100, 1000] if args.quick else list(POOL_SIZES))
+    )
+    concs = [int(x) for x in args.concurrency.split(",")] if args.concurrency else list(CONCURRENCY)
     duration = 1.0 if args.quick else args.duration
     libs = args.libs.split(",")
     port = kit.free_port()
     trainer = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--role", "trainer", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         asyncio.run(kit.wait_listening(kit.HOST, port))
@@ -262,25 +265,53 @@ def main() -> None:
                 for conc in concs:
                     if lib == "httpx+sem" and pool >= conc:
                         continue  # the gate never waits: same as plain httpx
-                    r = _child("--role", "client", "--lib", lib, "--pool", str(pool),
-                               "--conc", str(conc), "--port", str(port),
-                               "--trainer-pid", str(trainer.pid), "--warmup", str(args.warmup),
-                               "--duration", str(duration))
+                    r = _child(
+                        "--role",
+                        "client",
+                        "--lib",
+                        lib,
+                        "--pool",
+                        str(pool),
+                        "--conc",
+                        str(conc),
+                        "--port",
+                        str(port),
+                        "--trainer-pid",
+                        str(trainer.pid),
+                        "--warmup",
+                        str(args.warmup),
+                        "--duration",
+                        str(duration),
+                    )
                     results[f"{lib}|{pool}|{conc}"] = r
-                    print(f"  {lib:9s} M={pool:4d} C={conc:4d}: {r['rps']:6.0f} req/s, "
-                          f"{r['cpu_us_per_req']:6.0f} us CPU/req, client CPU "
-                          f"{r['client_cpu_pct']:3.0f}%, trainer CPU {r['trainer_cpu_pct']:3.0f}%"
-                          f", p99 {r['p99_ms']:.0f} ms", file=sys.stderr, flush=True)
-        per_request = _child("--role", "client", "--lib", "per-request", "--port", str(port),
-                             "--requests", str(100 if args.quick else args.requests))
+                    print(
+                        f"  {lib:9s} M={pool:4d} C={conc:4d}: {r['rps']:6.0f} req/s, "
+                        f"{r['cpu_us_per_req']:6.0f} us CPU/req, client CPU "
+                        f"{r['client_cpu_pct']:3.0f}%, trainer CPU {r['trainer_cpu_pct']:3.0f}%"
+                        f", p99 {r['p99_ms']:.0f} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        per_request = _child(
+            "--role",
+            "client",
+            "--lib",
+            "per-request",
+            "--port",
+            str(port),
+            "--requests",
+            str(100 if args.quick else args.requests),
+        )
     finally:
         trainer.terminate()
         trainer.wait(timeout=15)
 
     print()
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; client process "
-          f"on core {CLIENT_CPU}, fake trainer (zero latency) on core {TRAINER_CPU}; "
-          f"{args.warmup:g} s warm-up + {duration:g} s per cell")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; client process "
+        f"on core {CLIENT_CPU}, fake trainer (zero latency) on core {TRAINER_CPU}; "
+        f"{args.warmup:g} s warm-up + {duration:g} s per cell"
+    )
     print()
     print("requests/s (client CPU us per request) [p99 ms] with C requests in flight:")
     head = "| client | M | " + " | ".join(f"C={c}" for c in concs) + " |"
@@ -291,11 +322,16 @@ def main() -> None:
             cells = []
             for conc in concs:
                 r = results.get(f"{lib}|{pool}|{conc}")
-                cells.append("(= httpx)" if r is None else
-                             f"{r['rps']:.0f} ({r['cpu_us_per_req']:.0f}) [{r['p99_ms']:.0f}]")
-            name = {"httpx": "httpx Limits(M, M)",
-                    "httpx+sem": "httpx Limits(M, M) + Semaphore(M)",
-                    "aiohttp": "aiohttp TCPConnector(limit=M)"}[lib]
+                cells.append(
+                    "(= httpx)"
+                    if r is None
+                    else f"{r['rps']:.0f} ({r['cpu_us_per_req']:.0f}) [{r['p99_ms']:.0f}]"
+                )
+            name = {
+                "httpx": "httpx Limits(M, M)",
+                "httpx+sem": "httpx Limits(M, M) + Semaphore(M)",
+                "aiohttp": "aiohttp TCPConnector(limit=M)",
+            }[lib]
             print(f"| {name} | {pool} | " + " | ".join(cells) + " |")
     print()
     print("one request at a time (C=1): shared client vs a client per request:")

@@ -108,7 +108,8 @@ def make_trainer_client(variant: str, pool: int | None) -> Any:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=config.max_connections),
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=config.connect_timeout_s,
+                    total=None,
+                    sock_connect=config.connect_timeout_s,
                     sock_read=config.timeout_s,
                 ),
             )
@@ -505,29 +506,62 @@ async def run_case(
     sport, tport = kit.free_port(), kit.free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     server_log = open(logdir / f"server-{kind}-{mode}-{inflight or total}.log", "wb")
-    server_args = ["--role", "server", "--kind", kind, "--port", str(sport),
-                   "--cpu", str(SERVER_CPU)]
+    server_args = [
+        "--role",
+        "server",
+        "--kind",
+        kind,
+        "--port",
+        str(sport),
+        "--cpu",
+        str(SERVER_CPU),
+    ]
     if max_concurrent is not None:
         server_args += ["--max-concurrent", str(max_concurrent)]
     if pool is not None:
         server_args += ["--pool", str(pool)]
     server_args += ["--ours-client", ours_client]
-    server = subprocess.Popen(_child_cmd(*server_args), cwd=ROOT, env=env,
-                              stdout=server_log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        _child_cmd(*server_args), cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT
+    )
     if connections is None:
         connections = min(max(inflight, 1), 256) if mode == "steady" else 256
     conns = connections
     load_args = [
-        "--role", "load", "--mode", mode, "--server-port", str(sport),
-        "--trainer-port", str(tport), "--server-pid", str(server.pid),
-        "--inflight", str(inflight), "--total", str(total), "--latency", str(latency),
-        "--warmup", str(warmup), "--duration", str(duration), "--drain", str(drain),
-        "--connections", str(conns), "--cpu", str(LOAD_CPU),
+        "--role",
+        "load",
+        "--mode",
+        mode,
+        "--server-port",
+        str(sport),
+        "--trainer-port",
+        str(tport),
+        "--server-pid",
+        str(server.pid),
+        "--inflight",
+        str(inflight),
+        "--total",
+        str(total),
+        "--latency",
+        str(latency),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+        "--drain",
+        str(drain),
+        "--connections",
+        str(conns),
+        "--cpu",
+        str(LOAD_CPU),
     ]
     load_log = logdir / f"load-{kind}-{mode}-{inflight or total}.log"
     load = await asyncio.create_subprocess_exec(
-        *_child_cmd(*load_args), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=open(load_log, "wb"),
+        *_child_cmd(*load_args),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=open(load_log, "wb"),
     )
     samples: list = []
     stop = asyncio.Event()
@@ -559,7 +593,7 @@ async def run_case(
             f"load process for {kind}/{mode} printed no result; see {load_log}:\n"
             + load_log.read_text()[-2000:]
         )
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     t0, t1 = result["window"]
     window = [s for s in samples if t0 <= s[0] <= t1]
     lat = [s[1] for s in window]
@@ -596,8 +630,14 @@ async def time_to_health(cmd: list[str], port: int) -> float | None:
     """Seconds from spawning ``cmd`` to its first 200 on /health (None if it never answers)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         while time.perf_counter() - started < 20:
             if proc.poll() is not None:
@@ -635,9 +675,22 @@ async def measure_startup(reps: int) -> dict[str, Any]:
         times = []
         for _ in range(reps):
             port = kit.free_port()
-            times.append(await time_to_health(
-                [str(cli), "serve", "-m", "sample_project.server:agent_loop", "--local",
-                 "--host", kit.HOST, "--port", str(port)], port))
+            times.append(
+                await time_to_health(
+                    [
+                        str(cli),
+                        "serve",
+                        "-m",
+                        "sample_project.server:agent_loop",
+                        "--local",
+                        "--host",
+                        kit.HOST,
+                        "--port",
+                        str(port),
+                    ],
+                    port,
+                )
+            )
         if all(t is not None for t in times):
             out["osmosis_serve"] = times
     standin = []
@@ -666,79 +719,130 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
-    return (f"machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: dict) -> None:
     print()
     print(machine_line())
-    print(f"server on core {SERVER_CPU}; fake trainer + load generator + /health prober on core "
-          f"{LOAD_CPU}; window {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured; "
-          f"callback pool {meta['pool']} connections for both servers; ours with "
-          f"create_app defaults (max_concurrent={meta['max_concurrent']})")
+    client = meta["ours_client"]
+    print(
+        f"server on core {SERVER_CPU}; fake trainer + load generator + /health prober on core "
+        f"{LOAD_CPU}; {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured per "
+        f"cell; callback pool {meta['pool']} connections for both servers (httpx Limits(M, M)"
+        f"{'' if client == 'httpx' else f'; ours: {client} client variant'}); ours with "
+        f"create_app defaults (max_concurrent={meta['max_concurrent']})"
+    )
     print()
-    head = ("| in flight | baseline r/s | ours r/s | ours/baseline | /health p50 / p99 ms "
-            "(baseline) | /health p50 / p99 ms (ours) | lost (b / o) | server CPU % (b / o) "
-            "| server CPU ms per rollout (b / o) | load CPU % (b / o) "
-            "| other processes' CPU % (b / o) |")
+    head = (
+        "| in flight | baseline r/s | ours r/s | ours/baseline | CPU per rollout b / o (ms) "
+        "| /health p50 / p99 ms baseline | /health p50 / p99 ms ours | lost b / o "
+        "| server CPU % b / o | load CPU % b / o | other processes' CPU % b / o |"
+    )
     print(head)
     print("|" + "---:|" * (head.count("|") - 1))
+    verdicts = []
     for n, pair in steady.items():
         b, o = pair.get("baseline"), pair.get("ours")
-        ratio = (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o and b["rollouts_per_s"] \
-            else None
+        ratio = (
+            (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o and b["rollouts_per_s"] else None
+        )
         print(
             f"| {n} | {_f(b and b['rollouts_per_s'])} | {_f(o and o['rollouts_per_s'])} | "
             f"{_f(ratio and 100 * ratio, '{:.0f}%')} | "
+            f"{_f(b and b['server_cpu_ms_per_rollout'], '{:.2f}')} / "
+            f"{_f(o and o['server_cpu_ms_per_rollout'], '{:.2f}')} | "
             f"{_f(b and b['health_p50_ms'], '{:.1f}')} / {_f(b and b['health_p99_ms'], '{:.1f}')}"
             f" | {_f(o and o['health_p50_ms'], '{:.1f}')} / "
             f"{_f(o and o['health_p99_ms'], '{:.1f}')} | "
             f"{_f(b and b['lost'])} / {_f(o and o['lost'])} | "
             f"{_f(b and b['server_cpu_pct'])} / {_f(o and o['server_cpu_pct'])} | "
-            f"{_f(b and b['server_cpu_ms_per_rollout'], '{:.2f}')} / "
-            f"{_f(o and o['server_cpu_ms_per_rollout'], '{:.2f}')} | "
             f"{_f(b and b['load_cpu_pct'])} / {_f(o and o['load_cpu_pct'])} | "
             f"{_f(b and b['other_cpu_pct'])} / {_f(o and o['other_cpu_pct'])} |"
         )
+        if ratio is not None:
+            ok = ratio >= 0.9 and o["health_p99_ms"] < 50 and o["lost"] == 0
+            verdicts.append(
+                f"N={n}: {'PASS' if ok else 'FAIL'} ({100 * ratio:.0f}% of baseline, "
+                f"/health p99 {o['health_p99_ms']:.1f} ms, lost {o['lost']})"
+            )
     if burst:
         print()
-        print(f"{meta['total']:,} rollouts at once, trainer chat latency {meta['latency']:g} s, "
-              f"ours with create_app(agent, max_concurrent={meta['total']}), callback pool "
-              f"{meta['pool']}:")
-        print("| server | accepted | completed | lost | dup | wall s | all accepted after s | "
-              "peak in flight | RSS before / peak MB | KiB per in-flight rollout | "
-              "/health p50 / p99 / max ms |")
+        print(
+            f"{meta['total']:,} rollouts at once, trainer chat latency {meta['latency']:g} s "
+            f"(completed callback: no latency), ours with create_app(agent, "
+            f"max_concurrent={meta['total']}), callback pool {meta['burst_pool']}, time limit "
+            f"{meta['burst_timeout']:g} s:"
+        )
+        print(
+            "| server | accepted | completed | lost | dup | wall s | all accepted after s | "
+            "peak in flight | RSS before / peak MB | KiB per in-flight rollout | "
+            "/health p50 / p99 / max ms |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for kind, r in burst.items():
-            per = (r["rss_peak_mb"] - r["rss_before_mb"]) * 1024 / max(1, meta["total"])
             peak_in_flight = max(r["peak_in_flight"], r.get("health_peak_active") or 0)
+            grown_kib = (r["rss_peak_mb"] - r["rss_before_mb"]) * 1024
+            per = f"{grown_kib / max(1, peak_in_flight):.1f}"
+            if peak_in_flight != meta["total"]:
+                per += f" ({grown_kib / meta['total']:.1f} per {meta['total']:,})"
+            lost = f"{r['lost']} unfinished at the limit" if r.get("timed_out") else str(r["lost"])
             print(
-                f"| {kind} | {r['accepted']} | {r['completed']} | {r['lost']} | "
+                f"| {kind} | {r['accepted']} | {r['completed']} | {lost} | "
                 f"{r['duplicates']} | {r['wall_s']:.1f} | {_f(r['all_accepted_s'], '{:.1f}')} | "
                 f"{peak_in_flight} | {r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} | "
-                f"{per:.1f} | {r['health_p50_ms']:.1f} / {r['health_p99_ms']:.1f} / "
+                f"{per} | {r['health_p50_ms']:.1f} / {r['health_p99_ms']:.1f} / "
                 f"{r['health_max_ms']:.0f} |"
             )
+            if kind == "ours":
+                ok = r["completed"] == meta["total"] and r["lost"] == 0 and not r["timed_out"]
+                verdicts.append(
+                    f"{meta['total']:,} in flight, {meta['latency']:g} s trainer: "
+                    f"{'PASS' if ok else 'FAIL'} ({r['completed']:,} of {meta['total']:,} "
+                    f"completed in {r['wall_s']:.0f} s)"
+                )
     if startup:
         print()
-        print(f"start-up to first /health 200 (python -c pass alone: "
-              f"{startup['python_pass_s']:.2f} s):")
+        print(
+            f"start-up to first /health 200 (python -c pass alone: "
+            f"{startup['python_pass_s']:.2f} s):"
+        )
         print("| command | runs s | median s | max s |")
         print("|---|---|---:|---:|")
         rows = []
         if "osmosis_serve" in startup:
-            rows.append(("osmosis serve -m sample_project.server:agent_loop --local",
-                         startup["osmosis_serve"]))
-        rows.append(("stand-in: python -c uvicorn.run(sample_project.server.app)",
-                     startup["standin"]))
+            rows.append(
+                (
+                    "osmosis serve -m sample_project.server:agent_loop --local",
+                    startup["osmosis_serve"],
+                )
+            )
+        rows.append(
+            ("stand-in: python -c uvicorn.run(sample_project.server.app)", startup["standin"])
+        )
         for name, times in rows:
             ok = [t for t in times if t is not None]
             runs = ", ".join("-" if t is None else f"{t:.2f}" for t in times)
-            print(f"| {name} | {runs} | {_f(kit.percentile(ok, 0.5), '{:.2f}')} | "
-                  f"{_f(max(ok) if ok else None, '{:.2f}')} |")
+            print(
+                f"| {name} | {runs} | {_f(kit.percentile(ok, 0.5), '{:.2f}')} | "
+                f"{_f(max(ok) if ok else None, '{:.2f}')} |"
+            )
         if "osmosis_serve" not in startup:
-            print("(`osmosis serve` not available yet: stand-in measured)")
+            print("(`osmosis serve` not available: the stand-in is the figure)")
+        name, times = rows[0]
+        ok = [t for t in times if t is not None]
+        median = kit.percentile(ok, 0.5)
+        verdicts.append(
+            f"start-up ({'osmosis serve' if 'osmosis_serve' in startup else 'stand-in'}"
+            f"): {'PASS' if ok and median < 1.5 else 'FAIL'} (median "
+            f"{_f(median, '{:.2f}')} s)"
+        )
+    if verdicts:
+        print()
+        print("bar: " + "; ".join(verdicts))
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
@@ -750,34 +854,66 @@ async def orchestrate(args: argparse.Namespace) -> None:
     kinds = args.kinds.split(",")
     ns = [int(n) for n in args.ns.split(",")] if args.ns else list(STEADY_NS)
     logdir = Path(tempfile.mkdtemp(prefix="bench_server-"))
-    meta = {"warmup": warmup, "duration": duration, "pool": pool, "total": total,
-            "latency": args.latency, "max_concurrent": args.max_concurrent or 100}
+    burst_timeout = args.burst_timeout or (60.0 if args.quick else 150.0)
+    meta = {
+        "warmup": warmup,
+        "duration": duration,
+        "pool": pool,
+        "total": total,
+        "latency": args.latency,
+        "max_concurrent": args.max_concurrent or 100,
+        "ours_client": args.ours_client,
+        "burst_pool": args.burst_pool or pool,
+        "burst_timeout": burst_timeout,
+    }
     steady: dict[int, dict] = {}
     raw: dict[str, Any] = {"meta": meta, "steady": steady}
     for n in ns:
         steady[n] = {}
         for kind in kinds:
-            r = await run_case(kind, mode="steady", inflight=n, warmup=warmup,
-                               duration=duration, max_concurrent=args.max_concurrent,
-                               pool=args.pool, ours_client=args.ours_client, logdir=logdir)
+            r = await run_case(
+                kind,
+                mode="steady",
+                inflight=n,
+                warmup=warmup,
+                duration=duration,
+                max_concurrent=args.max_concurrent,
+                pool=args.pool,
+                ours_client=args.ours_client,
+                logdir=logdir,
+            )
             steady[n][kind] = r
-            print(f"  {kind:8s} N={n:5d}: {r['rollouts_per_s']:7.0f} rollouts/s, /health p99 "
-                  f"{r['health_p99_ms']:.1f} ms, lost {r['lost']}, server CPU "
-                  f"{r['server_cpu_pct']:.0f}%, load CPU {r['load_cpu_pct']:.0f}%",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {kind:8s} N={n:5d}: {r['rollouts_per_s']:7.0f} rollouts/s, /health p99 "
+                f"{r['health_p99_ms']:.1f} ms, lost {r['lost']}, server CPU "
+                f"{r['server_cpu_pct']:.0f}%, load CPU {r['load_cpu_pct']:.0f}%",
+                file=sys.stderr,
+                flush=True,
+            )
     burst = None
     if not args.skip_burst:
         burst = {}
         burst_kinds = kinds if args.burst_baseline else [k for k in kinds if k == "ours"]
         for kind in burst_kinds:
-            r = await run_case(kind, mode="burst", total=total, latency=args.latency,
-                               drain=args.burst_timeout, max_concurrent=total,
-                               pool=args.burst_pool or args.pool,
-                               ours_client=args.ours_client, logdir=logdir)
+            r = await run_case(
+                kind,
+                mode="burst",
+                total=total,
+                latency=args.latency,
+                drain=burst_timeout,
+                max_concurrent=total,
+                pool=args.burst_pool or args.pool,
+                ours_client=args.ours_client,
+                logdir=logdir,
+            )
             burst[kind] = r
-            print(f"  {kind:8s} burst {total}: completed {r['completed']}/{r['accepted']}, "
-                  f"wall {r['wall_s']:.1f} s, RSS {r['rss_before_mb']:.0f} -> "
-                  f"{r['rss_peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+            print(
+                f"  {kind:8s} burst {total}: completed {r['completed']}/{r['accepted']}, "
+                f"wall {r['wall_s']:.1f} s, RSS {r['rss_before_mb']:.0f} -> "
+                f"{r['rss_peak_mb']:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
         raw["burst"] = burst
     startup = None
     if not args.skip_startup:
@@ -791,26 +927,46 @@ async def orchestrate(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short windows, 2,000-rollout burst")
-    parser.add_argument("--role", choices=["main", "server", "load"], default="main",
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=["main", "server", "load"], default="main", help=argparse.SUPPRESS
+    )
     parser.add_argument("--kinds", default="baseline,ours", help="servers to run")
     parser.add_argument("--ns", default="", help="rollouts in flight, comma-separated")
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--pool", type=int, default=None,
-                        help="callback pool size for both servers (default: ours)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="ours: create_app max_concurrent for the steady runs")
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument(
+        "--pool", type=int, default=None, help="callback pool size for both servers (default: ours)"
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="ours: create_app max_concurrent for the steady runs",
+    )
     parser.add_argument("--total", type=int, default=0, help="burst size (default 10,000)")
     parser.add_argument("--latency", type=float, default=1.0, help="burst: trainer chat latency")
-    parser.add_argument("--burst-timeout", type=float, default=240.0)
-    parser.add_argument("--burst-baseline", action="store_true",
-                        help="also run the burst against the baseline")
+    parser.add_argument(
+        "--burst-timeout",
+        type=float,
+        default=0.0,
+        help="burst time limit in s (default 150; --quick 60)",
+    )
+    parser.add_argument(
+        "--burst-baseline", action="store_true", help="also run the burst against the baseline"
+    )
     parser.add_argument("--skip-burst", action="store_true")
-    parser.add_argument("--burst-pool", type=int, default=None,
-                        help="callback pool size for the burst run (default: --pool)")
-    parser.add_argument("--ours-client", choices=["httpx", "gated", "aiohttp"], default="httpx",
-                        help="ours: TrainerClient as shipped (httpx) or a proposed transport")
+    parser.add_argument(
+        "--burst-pool",
+        type=int,
+        default=None,
+        help="callback pool size for the burst run (default: --pool)",
+    )
+    parser.add_argument(
+        "--ours-client",
+        choices=["httpx", "gated", "aiohttp"],
+        default="httpx",
+        help="ours: TrainerClient as shipped (httpx) or a proposed transport",
+    )
     parser.add_argument("--skip-startup", action="store_true")
     # child roles
     parser.add_argument("--kind", choices=["ours", "baseline"], help=argparse.SUPPRESS)

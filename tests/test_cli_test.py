@@ -188,3 +188,20 @@ def test_no_model_anywhere_says_how_to_give_one(echo_project: Path, capsys):
     code = main(["test", "-m", "echo_agent:agent_loop", "-d", "data.jsonl"])
     assert code == 2
     assert "--model provider/name" in capsys.readouterr().err
+
+
+def test_replay_divergence_names_the_row_and_the_message(tmp_path: Path, capsys):
+    rows = [json.loads(line) for line in Path(SAMPLE_DATA).read_text().splitlines()]
+    rows[1]["user_prompt"] = "What is 145 divided by 12?"  # the agent's data changed
+    data = tmp_path / "changed.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
+    cassette = ROOT / "sample_project" / "cassette.jsonl"
+    code = main(["test", "-m", SAMPLE_AGENT, "-d", str(data), "--model", f"replay:{cassette}",
+                 "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 1
+    [line] = [line for line in out.splitlines() if line.startswith("[") and "Row 1:" in line]
+    assert "ERROR llm_error" in line
+    assert "-r1-" in line  # the rollout id names the row
+    assert "message 1 (role user) differs from the recording" in line
+    assert "Passed: 2" in out

@@ -792,3 +792,44 @@ async def test_register_when_ready_warns_and_returns_on_failure(
     )
     assert "did not answer within 0.3 s" in warned[1]
     assert fake_platform.registrations == []  # never registered a server that is not up
+
+
+async def test_osmosis_serve_registers_itself_with_the_key_it_enforces(
+    fake_platform: FakePlatform, tmp_path: Path
+):
+    """The real `osmosis serve` (no --local): logged in, it registers once /health answers,
+    and the platform's check of /platform/health with the registered key succeeds."""
+    store_logins(workspace("acme"))
+    fake_platform.tokens["tok-acme"] = verify_answer(org="acme")
+    port = closed_port()
+    api_key = generate_api_key()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OSMOSIS_PLATFORM_URL": fake_platform.url,
+           "OSMOSIS_CONFIG_DIR": os.environ["OSMOSIS_CONFIG_DIR"], "PYTHONPATH": str(root)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "osmosis_workbench.cli", "serve",
+        "-m", "sample_project.server:agent_loop", "-H", "127.0.0.1", "-p", str(port),
+        "--public-host", "127.0.0.1", "--api-key", api_key,
+        cwd=root, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output: list[str] = []
+    try:
+        async def read_until_registered() -> None:
+            assert proc.stdout is not None
+            while line := (await proc.stdout.readline()).decode():
+                output.append(line)
+                if "Registered with the Osmosis platform" in line:
+                    return
+
+        await asyncio.wait_for(read_until_registered(), 60)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    [registration] = fake_platform.registrations
+    assert registration["token"] == "tok-acme"
+    assert registration["body"] == {"host": "127.0.0.1", "port": port,
+                                    "agent_loop_name": "calculator", "api_key": api_key}
+    text = "".join(output)
+    assert "as srv_1 (status: healthy)" in text
+    # The key is the one the server enforces: without it, init is refused.
+    assert api_key not in text  # given with --api-key, so never echoed

@@ -237,17 +237,17 @@ class DatasetScreen(Screen):
     def workspace_opened(self, workspace: Workspace) -> None:
         """Show the rows of a (re)opened workspace, reading its dataset if nobody has."""
         problem = getattr(self.app, "dataset_error", None)
-        if problem:
-            self.query_one("#dataset-detail", Static).update(
-                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
-            )
-        elif not workspace.rows and not workspace.bad_rows and workspace.config.dataset:
+        if not problem and not (workspace.rows or workspace.bad_rows) and workspace.config.dataset:
             self.load_dataset()
             return
         self.results.clear()
         self.marked.clear()
         self._fill_table()
         self._show_info()
+        if problem:  # the app could not read the file: say why here too
+            self.query_one("#dataset-detail", Static).update(
+                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
+            )
 
     def on_screen_resume(self) -> None:
         """The workspace may have opened (or reloaded) since: refresh the header line."""
@@ -582,9 +582,8 @@ class DatasetScreen(Screen):
         """Start a batch over ``rows`` (``None``: every row); False when it cannot start."""
         if self._refuse_while_running("start another"):
             return False
-        ws = self.workspace
-        if ws.trainer is None:
-            self.notify("the workspace is still opening; try again in a moment", severity="warning")
+        ws = self._ready_workspace("start the batch")
+        if ws is None:
             return False
         if not ws.config.dataset:
             self.notify("no dataset: start the workbench with --dataset FILE", severity="error")

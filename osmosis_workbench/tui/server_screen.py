@@ -26,12 +26,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.coordinate import Coordinate
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from osmosis_workbench.engine.live import LiveRollout, LiveStepSession, live_outcome
+from osmosis_workbench.engine.live import (
+    LiveRollout,
+    LiveRollouts,
+    LiveStepSession,
+    live_outcome,
+)
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
 
 if TYPE_CHECKING:
@@ -132,17 +138,6 @@ class ServerScreen(Screen):
         Binding("escape", "focus_rollouts", "Rollouts", show=False),
     ]
 
-    DEFAULT_CSS = """
-    ServerScreen #server-form { height: 1; padding: 0 1; }
-    ServerScreen #server-form Label { padding: 0 1 0 0; }
-    ServerScreen #server-host { width: 18; margin: 0 2 0 0; }
-    ServerScreen #server-port { width: 8; margin: 0 2 0 0; }
-    ServerScreen #server-key { width: 1fr; }
-    ServerScreen #server-status { height: 2; padding: 0 1; background: $boost; }
-    ServerScreen #server-rollouts { height: 1fr; }
-    ServerScreen #server-log { height: 10; }
-    """
-
     def __init__(
         self,
         *,
@@ -165,6 +160,7 @@ class ServerScreen(Screen):
         self._ticker: Timer | None = None
         self._watch_stop = asyncio.Event()
         self._watch_task: asyncio.Task | None = None
+        self._live: LiveRollouts | None = None  # the workspace's, while this screen follows it
         self._previous_on_change: Any = None
 
     # ---- composition and typed access -------------------------------------------------------
@@ -189,9 +185,15 @@ class ServerScreen(Screen):
         yield Footer()
 
     @property
-    def workspace(self) -> Workspace:
-        """The app's engine state."""
-        return self.app.workspace  # type: ignore[attr-defined]
+    def workspace(self) -> Workspace | None:
+        """The app's engine state (``None`` while it opens)."""
+        return getattr(self.app, "workspace", None)
+
+    def _ready_workspace(self, doing: str) -> Workspace | None:
+        ws = self.workspace
+        if ws is None:
+            self.notify(f"the workspace is still opening: {doing} in a moment", timeout=3)
+        return ws
 
     @property
     def table(self) -> DataTable:
@@ -206,38 +208,53 @@ class ServerScreen(Screen):
     @property
     def remote(self) -> bool:
         """Whether the workbench is attached to a remote server (``--url``)."""
-        return self.workspace.remote is not None
+        ws = self.workspace
+        return ws is not None and ws.remote is not None
 
     @property
     def serving(self) -> bool:
         """Whether the embedded server is up."""
-        return self.workspace.server is not None
+        ws = self.workspace
+        return ws is not None and ws.server is not None
 
     def on_mount(self) -> None:
-        """Follow the live rollouts, start the lag meter, the status ticker and the watcher."""
+        """Start the lag meter and the status ticker; follow the workspace once it is open."""
         table = self.table
         for key, label, width in _COLUMNS:
             table.add_column(label, key=key, width=width)
-        live = self.workspace.live
-        self._previous_on_change = live.on_change
-        live.on_change = self._rollout_changed
-        self._dirty.update(live.rollouts)
-        self._flush_rollouts()
-        if self.serving:
-            self.url = self.workspace.server.url
-        if self.remote:
-            self.query_one("#server-form").disabled = True
         self.lag.start()
         self._ticker = self.set_interval(self.STATUS_INTERVAL_S, self._tick, name="server-status")
-        self._show_status()
+        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
+        if ready is not None:
+            ready.subscribe(self, self.workspace_opened)
+        if self.workspace is not None:
+            self.workspace_opened(self.workspace)
+        else:
+            self._show_status()
+
+    def workspace_opened(self, workspace: Workspace) -> None:
+        """Follow a (re)opened workspace: its live rollouts, its server, its agent's folder."""
+        self._unfollow()
+        live = self._live = workspace.live
+        self._previous_on_change = live.on_change
+        live.on_change = self._rollout_changed
+        self.table.clear()
+        self._dirty = set(live.rollouts)
+        self._flush_rollouts()
+        self.url = workspace.server.url if workspace.server is not None else None
+        self.query_one("#server-form").disabled = workspace.remote is not None
         if self.watch_enabled:
             self.watch_agent()
+        self._show_status()
+
+    def _unfollow(self) -> None:
+        live, self._live = self._live, None
+        if live is not None and live.on_change == self._rollout_changed:
+            live.on_change = self._previous_on_change
 
     def on_unmount(self) -> None:
         """Stop following (the server itself keeps running; the app stops it at exit)."""
-        live = self.workspace.live
-        if live.on_change == self._rollout_changed:
-            live.on_change = self._previous_on_change
+        self._unfollow()
         self.lag.stop()
         self._stop_watching()
 
@@ -249,8 +266,10 @@ class ServerScreen(Screen):
 
     def _tick(self) -> None:
         """Once a second: elapsed times, health, counts, lag."""
-        ws = self.workspace
-        live = ws.live
+        live = self._live
+        if live is None:
+            self._show_status()
+            return
         self._dirty.update(rid for rid, r in live.rollouts.items() if not r.done)
         # LiveRollouts drops the oldest beyond its cap without an event: drop their rows too.
         if self.table.row_count > len(live.rollouts):
@@ -267,6 +286,15 @@ class ServerScreen(Screen):
         ws = self.workspace
         first = Text(no_wrap=True, overflow="ellipsis")
         second = Text(no_wrap=True, overflow="ellipsis")
+        lag = self.lag
+        lag_text = (
+            f"loop lag {lag.last_ms:.0f} ms (max {lag.max_ms:.0f})",
+            "red" if lag.max_ms >= 100 else "",
+        )
+        if ws is None:
+            first.append("opening the workspace…", "italic")
+            second.append(*lag_text)
+            return first, second
         if self.remote:
             assert ws.remote is not None
             first.append("◆ attached to ", "bold")
@@ -297,11 +325,7 @@ class ServerScreen(Screen):
                 f" · completed {health.get('completed_rollouts', 0)}"
                 f" · paused {paused} · "
             )
-        lag = self.lag
-        second.append(
-            f"loop lag {lag.last_ms:.0f} ms (max {lag.max_ms:.0f})",
-            "red" if lag.max_ms >= 100 else "",
-        )
+        second.append(*lag_text)
         if ws.live.pause_all:
             second.append(" · pausing every rollout", "bold cyan")
         watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
@@ -315,7 +339,7 @@ class ServerScreen(Screen):
     @work(exclusive=True, exit_on_error=False, group="server-remote-health")
     async def poll_remote_health(self) -> None:
         """GET the remote server's /health (a remote server is observed only through it)."""
-        target = self.workspace.remote
+        target = self.workspace.remote if self.workspace else None
         if target is None or target.client is None:
             return
         try:
@@ -337,7 +361,9 @@ class ServerScreen(Screen):
     def _flush_rollouts(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
-        rollouts = self.workspace.live.rollouts
+        if self._live is None:
+            return
+        rollouts = self._live.rollouts
         table = self.table
         for rid in dirty:
             rollout = rollouts.get(rid)
@@ -351,6 +377,8 @@ class ServerScreen(Screen):
                     table.update_cell(rid, key, cell)
             else:
                 table.add_row(*cells, key=rid)
+        if dirty:
+            self._show_status()  # paused and in-flight counts follow the rows
 
     @staticmethod
     def _cells(rollout: LiveRollout) -> list[Text]:
@@ -374,11 +402,11 @@ class ServerScreen(Screen):
             key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
         except (CellDoesNotExist, RowDoesNotExist):
             return None
-        return self.workspace.live.rollouts.get(str(key.value))
+        return self._live.rollouts.get(str(key.value)) if self._live is not None else None
 
     def _chosen(self) -> LiveRollout | None:
         rollout = self.highlighted()
-        if rollout is None:
+        if rollout is None or self._live is None:
             self.notify("no rollout selected: trainers' rollouts appear here", timeout=3)
         return rollout
 
@@ -387,7 +415,8 @@ class ServerScreen(Screen):
         rollout = self._chosen()
         if rollout is None:
             return
-        live = self.workspace.live
+        live = self._live
+        assert live is not None
         rid = rollout.rollout_id
         if rollout.done:
             self.notify(f"{rid} has finished", timeout=3)
@@ -402,8 +431,16 @@ class ServerScreen(Screen):
 
     def action_toggle_pause_all(self) -> None:
         """Pause every rollout at its next LLM answer (again: stop)."""
-        live = self.workspace.live
+        live = self._live
+        if live is None:
+            return
         live.pause_all = not live.pause_all
+        self.notify(
+            "pausing every rollout at its next LLM answer"
+            if live.pause_all
+            else "not pausing every rollout",
+            timeout=2,
+        )
         self._show_status()
 
     async def action_step_rollout(self) -> None:
@@ -414,7 +451,8 @@ class ServerScreen(Screen):
         if rollout.done:
             self.action_open_rollout()
             return
-        session = LiveStepSession(self.workspace.live, rollout.rollout_id)
+        assert self._live is not None
+        session = LiveStepSession(self._live, rollout.rollout_id)
         await session.start()
         self.app.open_session(session)  # type: ignore[attr-defined]
 
@@ -434,15 +472,15 @@ class ServerScreen(Screen):
     def action_continue_rollout(self) -> None:
         """Release the highlighted rollout and stop pausing it."""
         rollout = self._chosen()
-        if rollout is not None and not self.workspace.live.continue_(rollout.rollout_id):
+        if rollout is not None and self._live and not self._live.continue_(rollout.rollout_id):
             self.notify(f"{rollout.rollout_id} is not paused", timeout=2)
 
     def action_abort_rollout(self) -> None:
         """End the highlighted rollout as ERROR (cancelled), paused or not."""
         rollout = self._chosen()
-        if rollout is None or rollout.done:
-            return
         ws = self.workspace
+        if rollout is None or rollout.done or ws is None:
+            return
         if ws.live.abort(rollout.rollout_id, "aborted from the workbench"):
             return
         app = ws.server_app
@@ -481,6 +519,8 @@ class ServerScreen(Screen):
 
     def action_start_server(self) -> None:
         """Serve the agent on the form's host and port (a key: trainers must send it)."""
+        if self._ready_workspace("start the server") is None:
+            return
         if self.remote:
             self.notify(
                 "attached to a remote server with --url: there is nothing to serve here",
@@ -502,15 +542,17 @@ class ServerScreen(Screen):
     @work(exit_on_error=False, group="server-control")
     async def start_server(self, host: str, port: int, api_key: str | None) -> None:
         """Start the embedded server; a busy port becomes an error notification."""
+        ws = self.workspace
+        assert ws is not None
         try:
-            self.url = await self.workspace.start_server(host=host, port=port, api_key=api_key)
+            self.url = await ws.start_server(host=host, port=port, api_key=api_key)
         except Exception as exc:  # ServerStartError (port busy...), a failing app start-up
             self.notify(str(exc), title="Server not started", severity="error", timeout=8)
             return
         finally:
             self._busy = None
             self._show_status()
-        logger.info("serving %s at %s", self.workspace.agent_name, self.url)
+        logger.info("serving %s at %s", ws.agent_name, self.url)
         self.notify(f"serving at {self.url}", title="Server started", timeout=3)
 
     def action_stop_server(self) -> None:
@@ -528,13 +570,15 @@ class ServerScreen(Screen):
     @work(exit_on_error=False, group="server-control")
     async def stop_server(self) -> None:
         """Stop the embedded server (a paused rollout would hold the drain until its timeout)."""
-        live = self.workspace.live
+        ws = self.workspace
+        assert ws is not None
+        live = ws.live
         live.pause_all = False
         for rid, rollout in list(live.rollouts.items()):
             if not rollout.done:
                 live.continue_(rid)
         try:
-            await self.workspace.stop_server()
+            await ws.stop_server()
         finally:
             self._busy = None
             self.url = None
@@ -549,7 +593,8 @@ class ServerScreen(Screen):
 
     def action_copy_url(self) -> None:
         """Copy the server's URL to the clipboard."""
-        url = self.workspace.remote.url if self.remote else self.url  # type: ignore[union-attr]
+        ws = self.workspace
+        url = ws.remote.url if ws is not None and ws.remote is not None else self.url
         if not url:
             self.notify("the server is not running", timeout=2)
             return
@@ -558,7 +603,7 @@ class ServerScreen(Screen):
 
     def action_copy_key(self) -> None:
         """Copy the server's API key to the clipboard."""
-        key = self.workspace.server_api_key if self.serving else None
+        key = self.workspace.server_api_key if self.workspace and self.serving else None
         if not key:
             self.notify("no API key: the server runs in local mode (or is stopped)", timeout=3)
             return
@@ -569,6 +614,8 @@ class ServerScreen(Screen):
 
     def action_reload_agent(self) -> None:
         """Re-import the agent's module (new rollouts use the new code)."""
+        if self._ready_workspace("reload the agent") is None:
+            return
         if self.remote:
             self.notify(
                 "attached to a remote server with --url: no agent module to reload",
@@ -581,6 +628,8 @@ class ServerScreen(Screen):
     async def reload_agent(self) -> bool:
         """Reload; a broken module keeps the old agent and shows the import error."""
         ws = self.workspace
+        if ws is None:
+            return False
         try:
             name = await ws.reload_agent()
         except Exception as exc:  # ImportFromStringError, a syntax error in the user's code
@@ -608,7 +657,7 @@ class ServerScreen(Screen):
     def watch_agent(self) -> None:
         """Reload the agent whenever a Python file next to it changes (until toggled off)."""
         self._stop_watching()
-        folder = self.workspace.agent_folder()
+        folder = self.workspace.agent_folder() if self.workspace else None
         if folder is not None:
             # A plain task, not a worker: it never ends, and tests wait for workers to end.
             self._watch_task = asyncio.create_task(self._watch(folder), name="agent-watch")
