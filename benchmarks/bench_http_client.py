@@ -22,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,53 +94,62 @@ def make_poster(lib: str, pool: int) -> tuple[Any, Any]:
     raise ValueError(lib)
 
 
-async def client_run(args: argparse.Namespace) -> dict[str, Any]:
+def client_run(args: argparse.Namespace) -> None:
+    """Keep ``args.concurrency`` posts in flight; a watchdog thread owns the window.
+
+    The window is timed by a thread, not by the event loop: a pool that stalls the loop for
+    seconds must not stretch the measurement. The thread prints the result and ends the process.
+    """
     url = f"http://{kit.HOST}:{args.port}/v1/chat/completions"
-    post, _client = make_poster(args.lib, args.pool)
-    count = 0
-    errors = 0
-    measuring = False
+    state = {"count": 0, "errors": 0, "measuring": False}
     latencies: list[float] = []
-    stop = False
 
-    async def worker() -> None:
-        nonlocal count, errors
-        while not stop:
-            started = time.perf_counter()
-            try:
-                status = await post(url)
-            except Exception:
-                errors += 1
-                await asyncio.sleep(0.01)
-                continue
-            if measuring:
-                if status == 200:
-                    count += 1
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
+    def watchdog() -> None:
+        time.sleep(args.warmup)
+        state["measuring"] = True
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        tcpu0 = kit.cpu_seconds(args.trainer_pid)
+        time.sleep(args.duration)
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        tcpu1 = kit.cpu_seconds(args.trainer_pid)
+        count, window = state["count"], t1 - t0
+        done = list(latencies[:count])
+        result = {
+            "rps": count / window,
+            "cpu_us_per_req": 1e6 * (cpu1 - cpu0) / max(1, count),
+            "client_cpu_pct": 100 * (cpu1 - cpu0) / window,
+            "trainer_cpu_pct": 100 * (tcpu1 - tcpu0) / window,
+            "p50_ms": 1000 * kit.percentile(done, 0.5),
+            "p99_ms": 1000 * kit.percentile(done, 0.99),
+            "errors": state["errors"],
+            "count": count,
+        }
+        print("RESULT " + json.dumps(result), flush=True)
+        os._exit(0)  # no clean-up: closing a pool with a thousand queued requests is slow
 
-    tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
-    await asyncio.sleep(args.warmup)
-    measuring = True
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    tcpu0 = kit.cpu_seconds(args.trainer_pid)
-    await asyncio.sleep(args.duration)
-    t1, cpu1 = time.perf_counter(), time.process_time()
-    tcpu1 = kit.cpu_seconds(args.trainer_pid)
-    stop = True
-    del tasks
-    window = t1 - t0
-    return {
-        "rps": count / window,
-        "cpu_us_per_req": 1e6 * (cpu1 - cpu0) / max(1, count),
-        "client_cpu_pct": 100 * (cpu1 - cpu0) / window,
-        "trainer_cpu_pct": 100 * (tcpu1 - tcpu0) / window,
-        "p50_ms": 1000 * kit.percentile(latencies, 0.5),
-        "p99_ms": 1000 * kit.percentile(latencies, 0.99),
-        "errors": errors,
-        "count": count,
-    }
+    async def main() -> None:
+        post, _client = make_poster(args.lib, args.pool)
+
+        async def worker() -> None:
+            while True:
+                started = time.perf_counter()
+                try:
+                    status = await post(url)
+                except Exception:
+                    state["errors"] += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                if state["measuring"]:
+                    if status == 200:
+                        latencies.append(time.perf_counter() - started)
+                        state["count"] += 1
+                    else:
+                        state["errors"] += 1
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+
+    asyncio.run(main())
 
 
 async def per_request_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,11 +209,11 @@ def client_main(args: argparse.Namespace) -> None:
     kit.pin_to_cpu(CLIENT_CPU)
     kit.raise_fd_limit()
     kit.install_uvloop()
-    runner = per_request_run if args.lib == "per-request" else client_run
-    # No asyncio.run: its clean-up would cancel and await every in-flight request.
-    result = asyncio.new_event_loop().run_until_complete(runner(args))
+    if args.lib != "per-request":
+        client_run(args)  # prints its result and exits
+        return
+    result = asyncio.run(per_request_run(args))
     print("RESULT " + json.dumps(result), flush=True)
-    os._exit(0)  # no cleanup: closing a pool with a thousand queued requests is slow
 
 
 # ---- the orchestrator -----------------------------------------------------------------------
@@ -224,7 +234,7 @@ def main() -> None:
     parser.add_argument("--libs", default="httpx,httpx+sem,aiohttp")
     parser.add_argument("--pools", default="")
     parser.add_argument("--concurrency", default="")
-    parser.add_argument("--warmup", type=float, default=0.3)
+    parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=1.5)
     parser.add_argument("--requests", type=int, default=300, help="per-request comparison size")
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
@@ -265,6 +275,7 @@ def main() -> None:
                 for conc in concs:
                     if lib == "httpx+sem" and pool >= conc:
                         continue  # the gate never waits: same as plain httpx
+                    cell_started = time.perf_counter()
                     r = _child(
                         "--role",
                         "client",
@@ -288,7 +299,7 @@ def main() -> None:
                         f"  {lib:9s} M={pool:4d} C={conc:4d}: {r['rps']:6.0f} req/s, "
                         f"{r['cpu_us_per_req']:6.0f} us CPU/req, client CPU "
                         f"{r['client_cpu_pct']:3.0f}%, trainer CPU {r['trainer_cpu_pct']:3.0f}%"
-                        f", p99 {r['p99_ms']:.0f} ms",
+                        f", p99 {r['p99_ms']:.0f} ms ({time.perf_counter() - cell_started:.1f} s)",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -168,8 +168,12 @@ def default_pool() -> int:
     return TrainerClientConfig().max_connections
 
 
-def build_baseline(pool: int) -> Any:
-    """The thinnest FastAPI + uvicorn + httpx server doing the same exchanges."""
+def build_baseline(pool: int, client_kind: str = "httpx") -> Any:
+    """The thinnest FastAPI + uvicorn + httpx server doing the same exchanges.
+
+    ``client_kind="aiohttp"`` swaps the shared httpx.AsyncClient for an aiohttp.ClientSession
+    (to measure server_core's own overhead against a baseline with the same client as ours).
+    """
     from contextlib import asynccontextmanager
 
     import httpx
@@ -178,21 +182,40 @@ def build_baseline(pool: int) -> Any:
 
     state = {"active": 0, "completed": 0}
     tasks: set[asyncio.Task] = set()
-    holder: dict[str, httpx.AsyncClient] = {}
+    holder: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        holder["client"] = httpx.AsyncClient(
-            timeout=httpx.Timeout(300.0, connect=10.0),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-        )
+        if client_kind == "aiohttp":
+            import aiohttp
+
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=pool),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=300.0),
+            )
+
+            async def post(url: str, body: dict) -> dict:
+                async with session.post(url, json=body) as response:
+                    return await response.json()
+
+            holder["post"], holder["close"] = post, session.close
+        else:
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(300.0, connect=10.0),
+                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            )
+
+            async def post(url: str, body: dict) -> dict:
+                return (await client.post(url, json=body)).json()
+
+            holder["post"], holder["close"] = post, client.aclose
         yield
-        await holder["client"].aclose()
+        await holder["close"]()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     async def run(req: dict) -> None:
-        client = holder["client"]
+        post = holder["post"]
         url = req["server_url"].rstrip("/")
         messages = req["messages"]
         try:
@@ -205,11 +228,10 @@ def build_baseline(pool: int) -> Any:
                 "logprobs": True,
                 **req.get("completion_params", {}),
             }
-            response = await client.post(f"{url}/v1/chat/completions", json=chat)
-            answer = response.json()["choices"][0]["message"]
-            await client.post(
+            answer = (await post(f"{url}/v1/chat/completions", chat))["choices"][0]["message"]
+            await post(
                 f"{url}/v1/rollout/completed",
-                json={
+                {
                     "rollout_id": req["rollout_id"],
                     "status": "COMPLETED",
                     "final_messages": messages + [answer],
@@ -253,7 +275,7 @@ def server_main(args: argparse.Namespace) -> None:
     if args.kind == "ours":
         app = build_ours(args.max_concurrent, args.pool, args.ours_client)
     else:
-        app = build_baseline(pool)
+        app = build_baseline(pool, args.baseline_client)
     uvicorn.run(
         app,
         host=kit.HOST,
@@ -367,6 +389,8 @@ async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
             task.cancel()
         window = t1 - t0
         result.update(
+            timed_out=bool(pending),
+            drain_s=time.monotonic() - t1,
             rollouts_per_s=(c1 - c0) / window,
             window=[t0, t1],
             load_cpu_pct=100 * (cpu1 - cpu0) / window,
@@ -412,7 +436,11 @@ async def load_main_async(args: argparse.Namespace) -> dict[str, Any]:
         await sampler
         for task in tasks:
             task.cancel()
+        # What stays after every rollout finished: the records kept for the idempotency TTL.
+        await asyncio.sleep(1.0)
+        rss_after = kit.rss_bytes(args.server_pid)
         result.update(
+            rss_after_mb=rss_after / 2**20,
             timed_out=timed_out,
             wall_s=t1 - t0,
             all_accepted_s=all_accepted_at,
@@ -495,11 +523,12 @@ async def run_case(
     latency: float = 0.0,
     warmup: float = 2.0,
     duration: float = 10.0,
-    drain: float = 20.0,
+    drain: float = 10.0,
     max_concurrent: int | None = None,
     pool: int | None = None,
     connections: int | None = None,
     ours_client: str = "httpx",
+    baseline_client: str = "httpx",
     logdir: Path,
 ) -> dict[str, Any]:
     """One server process + one load process; returns the load process's figures + /health."""
@@ -520,7 +549,7 @@ async def run_case(
         server_args += ["--max-concurrent", str(max_concurrent)]
     if pool is not None:
         server_args += ["--pool", str(pool)]
-    server_args += ["--ours-client", ours_client]
+    server_args += ["--ours-client", ours_client, "--baseline-client", baseline_client]
     server = subprocess.Popen(
         _child_cmd(*server_args), cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT
     )
@@ -725,15 +754,31 @@ def machine_line() -> str:
     )
 
 
+def _lost(r: dict | None) -> str:
+    if not r:
+        return "-"
+    if r.get("timed_out"):
+        return f"{r['lost']} unfinished {r['drain_s']:.0f} s after the window"
+    return str(r["lost"])
+
+
 def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: dict) -> None:
     print()
     print(machine_line())
-    client = meta["ours_client"]
+    ours_client = {
+        "httpx": "TrainerClient as shipped (httpx",
+        "gated": "TrainerClient variant: httpx behind a Semaphore(M)",
+        "aiohttp": "TrainerClient variant: aiohttp TCPConnector(limit=M)",
+    }[meta["ours_client"]]
+    baseline_client = {
+        "httpx": "one httpx.AsyncClient, Limits(M, M)",
+        "aiohttp": "one aiohttp.ClientSession, TCPConnector(limit=M)",
+    }[meta["baseline_client"]]
     print(
         f"server on core {SERVER_CPU}; fake trainer + load generator + /health prober on core "
-        f"{LOAD_CPU}; {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured per "
-        f"cell; callback pool {meta['pool']} connections for both servers (httpx Limits(M, M)"
-        f"{'' if client == 'httpx' else f'; ours: {client} client variant'}); ours with "
+        f"{LOAD_CPU}; {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured per cell;"
+        f" callback pool M={meta['pool']} for both servers; baseline: {baseline_client}; ours:"
+        f" {ours_client}{', Limits(M, M))' if meta['ours_client'] == 'httpx' else ''}, "
         f"create_app defaults (max_concurrent={meta['max_concurrent']})"
     )
     print()
@@ -758,13 +803,13 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
             f"{_f(b and b['health_p50_ms'], '{:.1f}')} / {_f(b and b['health_p99_ms'], '{:.1f}')}"
             f" | {_f(o and o['health_p50_ms'], '{:.1f}')} / "
             f"{_f(o and o['health_p99_ms'], '{:.1f}')} | "
-            f"{_f(b and b['lost'])} / {_f(o and o['lost'])} | "
+            f"{_lost(b)} / {_lost(o)} | "
             f"{_f(b and b['server_cpu_pct'])} / {_f(o and o['server_cpu_pct'])} | "
             f"{_f(b and b['load_cpu_pct'])} / {_f(o and o['load_cpu_pct'])} | "
             f"{_f(b and b['other_cpu_pct'])} / {_f(o and o['other_cpu_pct'])} |"
         )
         if ratio is not None:
-            ok = ratio >= 0.9 and o["health_p99_ms"] < 50 and o["lost"] == 0
+            ok = ratio >= 0.9 and o["health_p99_ms"] < 50 and o["lost"] == 0 and not o["timed_out"]
             verdicts.append(
                 f"N={n}: {'PASS' if ok else 'FAIL'} ({100 * ratio:.0f}% of baseline, "
                 f"/health p99 {o['health_p99_ms']:.1f} ms, lost {o['lost']})"
@@ -774,12 +819,13 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
         print(
             f"{meta['total']:,} rollouts at once, trainer chat latency {meta['latency']:g} s "
             f"(completed callback: no latency), ours with create_app(agent, "
-            f"max_concurrent={meta['total']}), callback pool {meta['burst_pool']}, time limit "
+            f"max_concurrent={meta['total']}), {meta['ours_client']} callback client, pool "
+            f"{meta['burst_pool']}, time limit "
             f"{meta['burst_timeout']:g} s:"
         )
         print(
             "| server | accepted | completed | lost | dup | wall s | all accepted after s | "
-            "peak in flight | RSS before / peak MB | KiB per in-flight rollout | "
+            "peak in flight | RSS before / peak / after MB | KiB per in-flight rollout | "
             "/health p50 / p99 / max ms |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -793,7 +839,8 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
             print(
                 f"| {kind} | {r['accepted']} | {r['completed']} | {lost} | "
                 f"{r['duplicates']} | {r['wall_s']:.1f} | {_f(r['all_accepted_s'], '{:.1f}')} | "
-                f"{peak_in_flight} | {r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} | "
+                f"{peak_in_flight} | {r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} / "
+                f"{r['rss_after_mb']:.0f} | "
                 f"{per} | {r['health_p50_ms']:.1f} / {r['health_p99_ms']:.1f} / "
                 f"{r['health_max_ms']:.0f} |"
             )
@@ -848,13 +895,13 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
 async def orchestrate(args: argparse.Namespace) -> None:
     kit.pin_to_cpu(LOAD_CPU)
     kit.raise_fd_limit()
-    warmup, duration = (1.0, 4.0) if args.quick else (args.warmup, args.duration)
+    warmup, duration = (1.0, 3.0) if args.quick else (args.warmup, args.duration)
     total = args.total if args.total else (2_000 if args.quick else 10_000)
     pool = args.pool or default_pool()
     kinds = args.kinds.split(",")
     ns = [int(n) for n in args.ns.split(",")] if args.ns else list(STEADY_NS)
     logdir = Path(tempfile.mkdtemp(prefix="bench_server-"))
-    burst_timeout = args.burst_timeout or (60.0 if args.quick else 150.0)
+    burst_timeout = args.burst_timeout or (45.0 if args.quick else 100.0)
     meta = {
         "warmup": warmup,
         "duration": duration,
@@ -863,6 +910,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "latency": args.latency,
         "max_concurrent": args.max_concurrent or 100,
         "ours_client": args.ours_client,
+        "baseline_client": args.baseline_client,
         "burst_pool": args.burst_pool or pool,
         "burst_timeout": burst_timeout,
     }
@@ -880,6 +928,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 max_concurrent=args.max_concurrent,
                 pool=args.pool,
                 ours_client=args.ours_client,
+                baseline_client=args.baseline_client,
                 logdir=logdir,
             )
             steady[n][kind] = r
@@ -904,6 +953,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 max_concurrent=total,
                 pool=args.burst_pool or args.pool,
                 ours_client=args.ours_client,
+                baseline_client=args.baseline_client,
                 logdir=logdir,
             )
             burst[kind] = r
@@ -932,8 +982,8 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="baseline,ours", help="servers to run")
     parser.add_argument("--ns", default="", help="rollouts in flight, comma-separated")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument(
         "--pool", type=int, default=None, help="callback pool size for both servers (default: ours)"
     )
@@ -949,7 +999,7 @@ def main() -> None:
         "--burst-timeout",
         type=float,
         default=0.0,
-        help="burst time limit in s (default 150; --quick 60)",
+        help="burst time limit in s (default 100; --quick 45)",
     )
     parser.add_argument(
         "--burst-baseline", action="store_true", help="also run the burst against the baseline"
@@ -966,6 +1016,12 @@ def main() -> None:
         choices=["httpx", "gated", "aiohttp"],
         default="httpx",
         help="ours: TrainerClient as shipped (httpx) or a proposed transport",
+    )
+    parser.add_argument(
+        "--baseline-client",
+        choices=["httpx", "aiohttp"],
+        default="httpx",
+        help="baseline's shared client (the bar's baseline is httpx)",
     )
     parser.add_argument("--skip-startup", action="store_true")
     # child roles

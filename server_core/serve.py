@@ -6,20 +6,17 @@ the host process routes the ``uvicorn`` loggers) and a short graceful-shutdown t
 answers a busy port with ``sys.exit(3)``; that ``SystemExit`` is caught here and raised as
 ``ServerStartError`` with the port named.
 
-For ``osmosis serve`` (uvicorn owning the process): ``bind_socket`` binds the listening socket
-up front and turns a busy port into a one-line ``ServerStartError``, and ``HeadlessServer`` is a
-uvicorn server whose SIGTERM/SIGINT mean "drain, then exit normally" (uvicorn itself re-raises
-the signal after its graceful shutdown, so the process would die of it with status 143).
+For ``osmosis serve`` (uvicorn owning the process), ``HeadlessServer`` is a uvicorn server whose
+SIGTERM/SIGINT mean "drain, then exit normally" (uvicorn itself re-raises the signal after its
+graceful shutdown, so the process would die of it with status 143).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -62,38 +59,6 @@ class HeadlessServer(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (inheritable, for uvicorn's reload workers).
-
-    Raises ``ServerStartError`` with a one-line message naming the port when it cannot bind.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family=family)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            reason = f"port {port} is already in use on {host or '0.0.0.0'}"
-            hint = "stop the other server or pick another port with --port"
-        elif exc.errno == errno.EACCES:
-            reason = f"no permission to listen on port {port}"
-            hint = "use a port above 1023 with --port"
-        elif exc.errno == errno.EADDRNOTAVAIL:
-            reason = f"{host!r} is not an address of this machine"
-            hint = "pick another --host (0.0.0.0 listens on every interface)"
-        else:
-            reason = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-            hint = "pick another --host or --port"
-        raise ServerStartError(f"{reason}; {hint}") from None
-    except BaseException:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
 def connect_host(host: str) -> str:

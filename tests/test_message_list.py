@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.cache import LRUCache
+from textual.geometry import Region
 
 from osmosis_workbench.tui.widgets import MessageDetail, MessageList
 from osmosis_workbench.tui.widgets.message_format import (
@@ -62,7 +63,7 @@ class ListApp(App[None]):
 
     def on_message_list_highlighted(self, event: MessageList.Highlighted) -> None:
         self.query_one(MessageDetail).show(
-            self.messages[event.index], index=event.index,
+            event.message_list.messages[event.index], index=event.index,
             tool_name=event.message_list.tool_name(event.index), tokens="1")
 
 
@@ -74,7 +75,8 @@ def plain(renderable: object, width: int = 120) -> str:
 
 
 def visible_text(widget: MessageList) -> list[str]:
-    return [widget.render_line(y).text for y in range(widget.scrollable_content_region.height)]
+    region = widget.scrollable_content_region
+    return [strip.text for strip in widget.render_lines(Region(0, 0, region.width, region.height))]
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -206,8 +208,8 @@ async def test_the_detail_pane_shows_the_highlighted_message_with_its_tool() -> 
         detail = app.query_one(MessageDetail)
         assert detail.index == 3
         assert "add" in visible_text(widget)[3]  # the tool column of the result's row
-        rendered = plain(detail.body.content)
-        assert "#3 tool result of add" in rendered
+        assert "#3 tool result of add" in detail.plain_text
+        assert "call id c0" in detail.plain_text
 
 
 async def test_enter_and_click_select_a_message() -> None:

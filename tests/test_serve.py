@@ -1,9 +1,11 @@
 """``osmosis serve`` as a real subprocess on loopback: options, auth, validation, traces,
 reload, a busy port, and SIGTERM draining with an ERROR completion for what was left running.
 
-The trainer these servers call back is a small FastAPI app served in the test's own event loop
-with ``server_core.serve.EmbeddedServer`` on a free loopback port. Readiness is always polled
-(GET /health every 50 ms up to a deadline), never slept for.
+Every process is started at once by the module's ``fleet`` fixture (start-up dominates these
+tests; one process per test, the sample one shared by the read-only tests). The trainer they call
+back is a small FastAPI app served in the test's own event loop with
+``server_core.serve.EmbeddedServer`` on a free loopback port. Readiness is always polled (GET
+/health every 50 ms up to a deadline), never slept for.
 """
 
 from __future__ import annotations
@@ -131,7 +133,6 @@ class Served:
         self.log_path = workdir / f"serve-{self.port}.out"
         config_dir = workdir / "config"
         config_dir.mkdir(exist_ok=True)
-        self.started = time.perf_counter()
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [*OSMOSIS, "serve", *args, "-H", "127.0.0.1", "-p", str(self.port)],
@@ -236,9 +237,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
             env_extra={"OSMOSIS_ROLLOUT_API_KEY": "osm_rollout_from-env-ignored"},
         )
         started["sample"].log_dir = log_dir
-        started["generated_key"] = Served(
-            ["-m", SAMPLE, "--skip-register"], cwd=ROOT, workdir=workdir
-        )
         started["no_validate"] = Served(
             [
                 "-m",
@@ -267,8 +265,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
             workdir=workdir,
             env_extra={"OSMOSIS_ROLLOUT_API_KEY": ENV_KEY},
         )
+        # No --api-key and none in the environment: a key is generated (and must survive
+        # reloads, which start a new worker process).
         started["reload"] = Served(
-            ["-m", "tiny_agent:agent_loop", "--local", "--reload"], cwd=reload_dir, workdir=workdir
+            ["-m", "tiny_agent:agent_loop", "--skip-register", "--reload"],
+            cwd=reload_dir,
+            workdir=workdir,
         )
         started["reload"].source = reload_dir / "tiny_agent.py"
         started["no_login"] = Exited(
@@ -493,24 +495,37 @@ async def test_log_dir_gets_a_trace_per_rollout(sample_server: Served) -> None:
     assert "cb-secret-key" not in trace_path.read_text(encoding="utf-8")
 
 
-async def test_generated_key_is_shown_once_and_works(fleet: dict[str, Any]) -> None:
-    server: Served = fleet["generated_key"]
-    server.wait_healthy()
+def generated_key(server: Served) -> str:
+    """The key ``osmosis serve`` generated and printed (it must be printed exactly once)."""
     out = server.output()
     keys = re.findall(r"osm_rollout_[A-Za-z0-9_-]+", out)
     assert len(keys) == 1, out
-    [key] = keys
-    assert len(key) > len("osm_rollout_") + 30
-    async with loopback_trainer() as trainer, httpx.AsyncClient(timeout=5.0) as http:
-        body = trainer.init_body("generated-key")
-        response = await http.post(f"{server.url}/v1/rollout/init", json=body)
-        assert response.status_code == 401
+    assert "shown once" in out
+    assert len(keys[0]) > len("osm_rollout_") + 30
+    return keys[0]
+
+
+async def init_status(server: Served, trainer: LoopbackTrainer, rollout_id: str, key=None):
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(timeout=5.0) as http:
         response = await http.post(
-            f"{server.url}/v1/rollout/init", json=body, headers={"authorization": f"Bearer {key}"}
+            f"{server.url}/v1/rollout/init", json=trainer.init_body(rollout_id), headers=headers
         )
-        assert response.status_code == 202, response.text
-        await eventually(lambda: trainer.completions_for("generated-key"), what="completion")
-    assert server.stop() == 0
+    return response.status_code
+
+
+async def test_generated_key_is_shown_once_and_works(fleet: dict[str, Any]) -> None:
+    server: Served = fleet["reload"]  # the one server without a key given
+    server.wait_healthy()
+    key = generated_key(server)
+    async with loopback_trainer() as trainer:
+        assert await init_status(server, trainer, "no-key") == 401
+        assert await init_status(server, trainer, "generated-key", key) == 202
+        [completion] = await eventually(
+            lambda: trainer.completions_for("generated-key"), what="the completion"
+        )
+    assert completion["status"] == "COMPLETED"
+    assert trainer.completion_auth == ["Bearer cb-secret-key"]
 
 
 # ---- refusing to start ------------------------------------------------------------------------
@@ -614,6 +629,7 @@ async def test_sigterm_drains_then_reports_running_rollouts_as_cancelled(fleet: 
 async def test_reload_picks_up_a_code_change(fleet: dict[str, Any]) -> None:
     server: Served = fleet["reload"]
     assert server.wait_healthy()["agent_loop"] == "tiny_v1"
+    key = generated_key(server)
     path: Path = server.source  # type: ignore[attr-defined]
     path.write_text(path.read_text(encoding="utf-8").replace("tiny_v1", "tiny_v2"), "utf-8")
 
@@ -623,4 +639,10 @@ async def test_reload_picks_up_a_code_change(fleet: dict[str, Any]) -> None:
 
     await eventually(reloaded, timeout=20, what="/health to show the reloaded agent")
     assert "Reloading" in server.output()
+    # The new worker serves with the same key, and did not print another one.
+    assert generated_key(server) == key
+    async with loopback_trainer() as trainer:
+        assert await init_status(server, trainer, "after-reload") == 401
+        assert await init_status(server, trainer, "after-reload", key) == 202
+        await eventually(lambda: trainer.completions_for("after-reload"), what="completion")
     assert server.stop() == 0

@@ -1,14 +1,16 @@
 """``osmosis serve``: serve an agent loop over the rollout protocol, headless.
 
-Everything heavy (server_core, uvicorn, fastapi) is imported inside ``run_serve`` so that
-``osmosis --help`` stays fast.
+Everything heavy (server_core, uvicorn, fastapi) is imported once the port is bound, so that
+``osmosis --help`` stays fast and a busy port is reported at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -170,6 +172,41 @@ def reload_app_factory() -> Any:
     return build_app(settings)
 
 
+def _bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, inheritable (uvicorn's reload workers get it).
+
+    Stdlib only, so a busy port is reported before any slow import. Raises ``OSError`` whose
+    message is one line naming the port and the fix.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            message = (
+                f"port {port} is already in use on {host}; stop the other server or pick "
+                "another port with --port"
+            )
+        elif exc.errno == errno.EACCES:
+            message = f"no permission to listen on port {port}; use a port above 1023 (--port)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            message = (
+                f"{host!r} is not an address of this machine; pick another --host "
+                "(0.0.0.0 listens on every interface)"
+            )
+        else:
+            message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise OSError(exc.errno, message) from None
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"Error: {message}", file=sys.stderr)
     return code
@@ -201,6 +238,26 @@ async def _awaited(awaitable: Any) -> Any:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Validate, then serve until interrupted (SIGINT/SIGTERM drain the rollouts first)."""
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port must be between 0 and 65535, got {args.port}", 2)
+    if args.max_concurrent < 1:
+        return _fail("--max-concurrent must be at least 1", 2)
+    if args.rollout_timeout <= 0 or args.drain_timeout < 0:
+        return _fail("--rollout-timeout must be positive and --drain-timeout not negative", 2)
+    # Bind first: a busy port is reported at once, in one line, before any slow import.
+    try:
+        sock = _bind_socket(args.host, args.port)
+    except OSError as exc:
+        return _fail(exc.strerror or str(exc))
+    port = sock.getsockname()[1]  # the real one when 0 was asked for
+    try:
+        return _serve(args, sock, port)
+    finally:
+        sock.close()
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
+    """Check the login, load and validate the agent, then serve on the bound ``sock``."""
     import logging
     import logging.config
 
@@ -208,18 +265,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from uvicorn.config import LOGGING_CONFIG
 
     from server_core import ImportFromStringError, generate_api_key, load_agent_loop
-    from server_core.serve import HeadlessServer, ServerStartError, bind_socket, connect_host
+    from server_core.serve import HeadlessServer, connect_host
 
     logging.config.dictConfig(LOGGING_CONFIG)
     log = logging.getLogger("uvicorn.error")
     log.setLevel(args.log_level.upper())
-
-    if not 0 <= args.port <= 65535:
-        return _fail(f"--port must be between 0 and 65535, got {args.port}", 2)
-    if args.max_concurrent < 1:
-        return _fail("--max-concurrent must be at least 1", 2)
-    if args.rollout_timeout <= 0 or args.drain_timeout < 0:
-        return _fail("--rollout-timeout must be positive and --drain-timeout not negative", 2)
 
     credentials = None
     if not (args.local or args.skip_register):
@@ -230,88 +280,78 @@ def run_serve(args: argparse.Namespace) -> int:
         except platform.PlatformError as exc:
             return _fail(str(exc))
 
-    # Bind first: a busy port is reported at once, in one line, before any slow import.
+    log.info("Osmosis RolloutServer starting...")
     try:
-        sock = bind_socket(args.host, args.port)
-    except ServerStartError as exc:
-        return _fail(str(exc))
-    port = sock.getsockname()[1]  # the real one when 0 was asked for
+        agent = load_agent_loop(args.module, search_path=os.getcwd())
+    except ImportFromStringError as exc:
+        return _fail(str(exc), 2)
 
-    try:
-        log.info("Osmosis RolloutServer starting...")
-        try:
-            agent = load_agent_loop(args.module, search_path=os.getcwd())
-        except ImportFromStringError as exc:
-            return _fail(str(exc), 2)
+    if args.no_validate:
+        tool_names = _tool_names_without_validation(agent, log)
+    else:
+        from server_core.validate import validate_agent_loop
 
-        if args.no_validate:
-            tool_names = _tool_names_without_validation(agent, log)
-        else:
-            from server_core.validate import validate_agent_loop
+        report = validate_agent_loop(agent)
+        if not report.ok:
+            print("✗ Agent loop validation failed", file=sys.stderr)
+            for problem in report.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
+            return 1
+        tool_names = report.tool_names
+    # Routed only now: the validation's own throwaway server would log a "draining" line.
+    _route_sdk_logs(args.log_level)
+    log.info("Agent: %s", agent.name)
+    log.info("Tools: %d", len(tool_names))
 
-            report = validate_agent_loop(agent)
-            if not report.ok:
-                print("✗ Agent loop validation failed", file=sys.stderr)
-                for problem in report.problems:
-                    print(f"  - {problem}", file=sys.stderr)
-                print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
-                return 1
-            tool_names = report.tool_names
-        # Routed only now: the validation's own throwaway server would log a "draining" line.
-        _route_sdk_logs(args.log_level)
-        log.info("Agent: %s", agent.name)
-        log.info("Tools: %d", len(tool_names))
+    api_key: str | None = None
+    if not args.local:
+        api_key = args.api_key or os.environ.get("OSMOSIS_ROLLOUT_API_KEY")
+        if not api_key:
+            api_key = generate_api_key()
+            log.info("API key (shown once; trainers send it as 'Authorization: Bearer <key>'):")
+            log.info("  %s", api_key)
+    else:
+        log.info("Local mode: no API key, no platform registration (development only)")
 
-        api_key: str | None = None
-        if not args.local:
-            api_key = args.api_key or os.environ.get("OSMOSIS_ROLLOUT_API_KEY")
-            if not api_key:
-                api_key = generate_api_key()
-                log.info("API key (shown once; trainers send it as 'Authorization: Bearer <key>'):")
-                log.info("  %s", api_key)
-        else:
-            log.info("Local mode: no API key, no platform registration (development only)")
+    settings = _settings(args, api_key)
+    if credentials is not None:
+        settings["register"] = _registration(args, port, api_key, log, connect_host)
 
-        settings = _settings(args, api_key)
-        if credentials is not None:
-            settings["register"] = _registration(args, port, api_key, log, connect_host)
+    config_kwargs: dict[str, Any] = dict(
+        host=args.host,
+        port=port,
+        log_level=args.log_level,
+        access_log=args.log_level == "debug",
+        timeout_graceful_shutdown=15,
+    )
+    if args.reload:
+        from uvicorn.supervisors import ChangeReload
 
-        config_kwargs: dict[str, Any] = dict(
-            host=args.host,
-            port=port,
-            log_level=args.log_level,
-            access_log=args.log_level == "debug",
-            timeout_graceful_shutdown=15,
+        os.environ[_RELOAD_SETTINGS_ENV] = json.dumps(settings)
+        config = uvicorn.Config(
+            "osmosis_workbench.commands.serve_cmd:reload_app_factory",
+            factory=True,
+            reload=True,
+            reload_dirs=[os.getcwd()],
+            **config_kwargs,
         )
-        if args.reload:
-            from uvicorn.supervisors import ChangeReload
-
-            os.environ[_RELOAD_SETTINGS_ENV] = json.dumps(settings)
-            config = uvicorn.Config(
-                "osmosis_workbench.commands.serve_cmd:reload_app_factory",
-                factory=True,
-                reload=True,
-                reload_dirs=[os.getcwd()],
-                **config_kwargs,
-            )
-            server = HeadlessServer(config)
-            _log_listening(log, args.host, port)
-            ChangeReload(config, target=server.run, sockets=[sock]).run()
-            return 0
-
-        config = uvicorn.Config(build_app(settings), **config_kwargs)
         server = HeadlessServer(config)
         _log_listening(log, args.host, port)
-        try:
-            server.run(sockets=[sock])
-        except SystemExit as exc:
-            if exc.code:
-                return _fail("the server failed to start (see the log above)", 1)
-        if not server.started:
-            return _fail("the server failed to start (see the log above)", 1)
+        ChangeReload(config, target=server.run, sockets=[sock]).run()
         return 0
-    finally:
-        sock.close()
+
+    config = uvicorn.Config(build_app(settings), **config_kwargs)
+    server = HeadlessServer(config)
+    _log_listening(log, args.host, port)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:
+        if exc.code:
+            return _fail("the server failed to start (see the log above)", 1)
+    if not server.started:
+        return _fail("the server failed to start (see the log above)", 1)
+    return 0
 
 
 def _log_listening(log: Any, host: str, port: int) -> None:

@@ -289,7 +289,7 @@ def _resolve_run_options(args: argparse.Namespace) -> tuple[Path | None, dict[st
 
 
 async def _run_batch(args: argparse.Namespace) -> int:
-    from osmosis_workbench.engine.batch import BatchOptions, BatchRunner, summarize
+    from osmosis_workbench.engine.batch import BatchOptions, BatchRunner, slim_entry, summarize
     from osmosis_workbench.engine.datasets import (
         DatasetError,
         RowSelection,
@@ -397,10 +397,14 @@ async def _run_batch(args: argparse.Namespace) -> int:
     )
     progress = _Progress(total, not args.quiet)
     counter = 0
+    # Whole entries only when they are written out (-o); the summary needs a few fields.
+    keep = (lambda entry: entry) if args.output else slim_entry
+    entries = {key: keep(entry) for key, entry in earlier.items()}
 
     def on_result(result: Any) -> None:
         nonlocal counter
         counter += 1
+        entries[(result.row, result.attempt)] = keep(result.journal_entry())
         progress.done = counter
         progress.failed += 0 if result.passed else 1
         progress.clear()
@@ -422,7 +426,8 @@ async def _run_batch(args: argparse.Namespace) -> int:
     try:
         targets, embedded = await _targets(args, trainer)
         runner = BatchRunner(trainer, targets, options, journal=journal, on_result=on_result,
-                             on_bad_row=on_bad_row, run_tag=run_dir.name[-8:])
+                             on_bad_row=on_bad_row, run_tag=run_dir.name[-8:],
+                             keep_results=False)
         try:
             await runner.run()
         finally:
@@ -440,7 +445,6 @@ async def _run_batch(args: argparse.Namespace) -> int:
         await trainer.aclose()
         progress.clear()
 
-    entries = {**earlier, **{(r.row, r.attempt): r.journal_entry() for r in runner.results}}
     summary = summarize(list(entries.values()), bad_rows=len(runner.bad_rows),
                         duration_s=time.perf_counter() - started, k=args.attempts,
                         stopped_early=runner.stopped_early)

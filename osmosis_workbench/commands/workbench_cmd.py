@@ -85,7 +85,8 @@ def workbench_options(args: argparse.Namespace) -> tuple[dict[str, Any], int | N
             raise UsageError("--row needs a dataset: add -d FILE")
         if row < 0:
             raise UsageError(f"--row {row}: rows are numbered from 0")
-    timeout = float(get("rollout_timeout", 600.0) or 600.0)
+    timeout = get("rollout_timeout")
+    timeout = 600.0 if timeout is None else float(timeout)
     if timeout <= 0:
         raise UsageError("--rollout-timeout must be more than 0 seconds")
     model = get("model") or default_model(dataset, module)

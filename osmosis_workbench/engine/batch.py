@@ -123,6 +123,16 @@ class BatchSummary:
         )
 
 
+#: The journal fields ``summarize`` reads; a run keeps only these per rollout in memory.
+SUMMARY_FIELDS = ("row", "attempt", "passed", "reward", "tokens", "cost_usd", "duration_ms",
+                  "violations")
+
+
+def slim_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The part of a journal entry a summary needs (trajectories can be large)."""
+    return {key: entry.get(key) for key in SUMMARY_FIELDS}
+
+
 def summarize(
     entries: list[dict[str, Any]],
     *,
@@ -198,6 +208,7 @@ class BatchRunner:
         on_result: Callable[[BatchResult], None] | None = None,
         on_bad_row: Callable[[RowError], None] | None = None,
         run_tag: str | None = None,
+        keep_results: bool = True,
     ) -> None:
         if not targets:
             raise ValueError("a batch needs at least one rollout server")
@@ -208,7 +219,10 @@ class BatchRunner:
         self.on_result = on_result
         self.on_bad_row = on_bad_row
         self.run_tag = f"{run_tag}-{uuid.uuid4().hex[:6]}" if run_tag else uuid.uuid4().hex[:8]
+        #: Finished results, in finishing order (empty with ``keep_results=False``: a
+        #: million-row run keeps its trajectories in the journal, not in memory).
         self.results: list[BatchResult] = []
+        self.keep_results = keep_results
         self.bad_rows: list[RowError] = []
         self.stopped_early: str | None = None
         self._target_cycle = itertools.cycle(targets)
@@ -257,7 +271,8 @@ class BatchRunner:
                 continue  # drain the queue without running
             row, attempt = job
             result = await self._run_one(row, attempt)
-            self.results.append(result)
+            if self.keep_results:
+                self.results.append(result)
             if self.journal is not None:
                 self.journal.write(result.journal_entry())
             if self.on_result:

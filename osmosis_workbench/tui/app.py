@@ -26,12 +26,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
-from osmosis_workbench.tui.widgets import CrashDialog, MessageList
+from osmosis_workbench.tui.widgets import CrashDialog, KeyBar, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class UnavailableScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"{self.heading}\n\n{self.detail}", classes="unavailable")
-        yield Footer()
+        yield KeyBar()
 
 
 def _mode_screen(module: str, class_name: str, title: str) -> Screen[Any]:
@@ -200,7 +200,8 @@ class WorkbenchApp(App[None]):
             await workspace.load_dataset()
         except Exception as exc:  # a bad file must not stop the debugger or the server
             self.dataset_error = f"Could not read the dataset {config.dataset}: {exc}"
-            self.notify(self.dataset_error, title="Dataset", severity="error", timeout=10)
+            self.notify(self.dataset_error, title="Dataset", severity="error", timeout=10,
+                        markup=False)
         self.sub_title = f"{workspace.agent_name} · {workspace.model_name}"
         self.debugger.workspace_opened()
         if self.start_row is not None:
@@ -219,7 +220,8 @@ class WorkbenchApp(App[None]):
             message = "".join(traceback.format_exception(exc))
         self.debugger.workspace_failed(message)
         self.notify(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    title="Could not open the workspace", severity="error", timeout=10)
+                    title="Could not open the workspace", severity="error", timeout=10,
+                    markup=False)
 
     async def action_quit(self) -> None:
         """Abort a rollout in progress, then exit (the workspace closes on unmount)."""

@@ -22,12 +22,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, LoadingIndicator, OptionList, Static
+from textual.widgets import ContentSwitcher, Header, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.widgets import (
     EditResponseDialog,
+    KeyBar,
     MessageDetail,
     MessageList,
     answer_tokens,
@@ -154,7 +155,7 @@ class DebuggerScreen(Screen[None]):
                 yield Static("Loading the tools…", id="tools-text")
             with VerticalScroll(id="result-view", classes="pane"):
                 yield Static(id="result-text")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     @property
     def workbench(self) -> WorkbenchApp:
@@ -207,9 +208,9 @@ class DebuggerScreen(Screen[None]):
         # Side by side on wide terminals; list above detail when narrow, so lines stay readable.
         self.set_class(self.size.width < 140, "-narrow")
 
-    def _loading_text(self) -> str:
+    def _loading_text(self) -> Text:
         config = self.workbench.config_summary
-        return f"Loading {config}…\n(importing the engine and the agent module)"
+        return Text(f"Loading {config}…\n(importing the engine and the agent module)")
 
     # ---- state and views ----------------------------------------------------------------------
 
@@ -230,7 +231,6 @@ class DebuggerScreen(Screen[None]):
             self.query_one(f"#{view}").focus()
         if view == "tools-view":
             self._load_tools()
-        self.refresh_bindings()
 
     def show_main_view(self) -> None:
         """The view that belongs to the current state."""
@@ -276,10 +276,14 @@ class DebuggerScreen(Screen[None]):
             rows = self.workbench.row_count
             text.append(f"{rows} rows. Pick one with enter to step through it", style="dim")
         elif state in ("starting", "running"):
-            turn = self._turns()
             text.append("▶ running", style="bold green")
-            text.append(f"  · waiting for LLM call {turn + 1}" if state == "running" else
-                        "  · sending the rollout request")
+            exchanges = self._exchanges()
+            if state == "starting":
+                text.append("  · sending the rollout request")
+            elif exchanges and exchanges[-1].completion is None:
+                text.append(f"  · waiting for the model (LLM call {len(exchanges)})")
+            else:
+                text.append("  · the agent is working (tools, then its next LLM call)")
         elif state == "paused" and self.paused is not None:
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
             text.append("  · the agent has not seen this answer yet", style="dim")
@@ -299,9 +303,6 @@ class DebuggerScreen(Screen[None]):
     def _exchanges(self) -> list[Any]:
         run = getattr(self.session, "run", None)
         return list(getattr(run, "exchanges", None) or [])
-
-    def _turns(self) -> int:
-        return len(self._exchanges())
 
     def _totals(self) -> tuple[int, int]:
         if self.outcome is not None:
@@ -356,6 +357,8 @@ class DebuggerScreen(Screen[None]):
                                   id=f"bad-{bad.index}", disabled=True))
         options.sort(key=lambda o: int((o.id or "row-0").split("-")[1]))
         picker.add_options(options)
+        if options:
+            picker.highlighted = 0
         error = self.workbench.dataset_error
         if error:
             picker.add_option(Option(Text(error, style="bold red"), disabled=True))
@@ -385,7 +388,7 @@ class DebuggerScreen(Screen[None]):
             )
         except (IndexError, AssertionError) as exc:
             self.notify(f"{exc}. Pick another row.", title=f"Row {row_index}",
-                        severity="error")
+                        severity="error", markup=False)
             if self.follower is None:
                 self.state = "idle"
                 self.show_main_view()
@@ -457,10 +460,13 @@ class DebuggerScreen(Screen[None]):
         self.post_message(RolloutFinished(follower, outcome or session.outcome))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A rollout worker that raised is a crash: show it, keep the app."""
+        """A rollout worker that raised is a crash: show it, let go of the session, keep the app."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.workbench.show_crash("The rollout crashed", event.worker.error)
             if self.state in _ACTIVE:
+                # The session is in an unknown state: stop following it.
+                self.follower = None
+                self.paused = None
                 self.state = "idle" if self.outcome is None else "finished"
                 self.show_main_view()
 
@@ -539,12 +545,14 @@ class DebuggerScreen(Screen[None]):
         if not 0 <= event.index < len(messages):
             return
         index = event.index
-        self.message_detail.show(
-            messages[index], index=index, tool_name=self.message_list.tool_name(index),
-            tokens=self.message_list.tokens_text(index),
-            pending=self.state == "paused" and index == len(messages) - 1,
-        )
-        self.message_detail.border_title = f"Message {index}"
+        # One frame for the body, its scroll position and the title, not three.
+        with self.app.batch_update():
+            self.message_detail.show(
+                messages[index], index=index, tool_name=self.message_list.tool_name(index),
+                tokens=self.message_list.tokens_text(index),
+                pending=self.state == "paused" and index == len(messages) - 1,
+            )
+            self.message_detail.border_title = f"Message {index}"
 
     @on(MessageList.Selected)
     def _message_selected(self, _event: MessageList.Selected) -> None:

@@ -16,7 +16,9 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
+
+from osmosis_workbench.tui.widgets.key_bar import KeyBar
 
 INTRO = (
     "The workbench runs your agent through the real rollout protocol: each dataset row becomes "
@@ -41,13 +43,15 @@ def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, s
             item = Binding(*item)
         if not item.description:
             continue
-        keys = " / ".join(
+        keys = item.key.split(",")
+        # A key_display stands for the first key; the others show as themselves.
+        shown = " / ".join(
             app.get_key_display(Binding(key.strip(), item.action, item.description,
-                                        key_display=item.key_display))
-            for key in item.key.split(",")
+                                        key_display=item.key_display if n == 0 else None))
+            for n, key in enumerate(keys)
         )
-        rows.setdefault(keys, []).append(item.tooltip or item.description)
-    return [(keys, "; or ".join(texts)) for keys, texts in rows.items()]
+        rows.setdefault(shown, []).append(item.tooltip or item.description)
+    return [(keys, " · ".join(texts)) for keys, texts in rows.items()]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -75,7 +79,7 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Osmosis workbench: help", classes="dialog-title")
             with VerticalScroll(id="help-body"):
                 yield Static(Group(Text(INTRO), Text(), *tables), id="help-text")
-        yield Footer()
+        yield KeyBar()
 
     def action_close(self) -> None:
         """Back to where you were."""

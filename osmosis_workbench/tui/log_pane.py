@@ -204,6 +204,8 @@ def install_log_routing(app: App, *, max_lines: int = 5000) -> LogRouter:
         router = LogRouter(max_lines)
         router.install(app)
         _routers[app] = router
+        if hasattr(app, "log_pane_handler"):  # the workbench app keeps a reference to it
+            app.log_pane_handler = router  # type: ignore[attr-defined]
     return router
 
 
@@ -220,16 +222,21 @@ def log_router(app: App) -> LogRouter | None:
 
 
 def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
-    """Notify about a worker that raised (its traceback goes to the log pane, not the terminal)."""
+    """Report a worker that raised: the app's crash dialog when it has one, else a notification;
+    the traceback goes to the log pane either way, never to the terminal."""
     worker = event.worker
-    if event.state is WorkerState.ERROR and worker.error is not None:
-        error = worker.error
-        logging.getLogger("osmosis_workbench.tui").error(
-            "%s failed", worker.name, exc_info=(type(error), error, error.__traceback__)
-        )
-        node.notify(
-            f"{type(error).__name__}: {error}", title=f"{worker.name} failed", severity="error"
-        )
+    if event.state is not WorkerState.ERROR or worker.error is None:
+        return
+    error = worker.error
+    title = f"Unexpected error in {worker.description or worker.name or 'a task'}"
+    show_crash = getattr(node.app, "show_crash", None)
+    if show_crash is not None:
+        show_crash(title, error)  # logs the traceback itself
+        return
+    logging.getLogger("osmosis_workbench.tui").error(
+        "%s", title, exc_info=(type(error), error, error.__traceback__)
+    )
+    node.notify(f"{type(error).__name__}: {error}", title=title, severity="error")
 
 
 class LogLineHighlighter(Highlighter):

@@ -24,35 +24,29 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from osmosis_workbench.engine.live import (
-    LiveRollout,
-    LiveRollouts,
-    LiveStepSession,
-    live_outcome,
-)
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
+from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.live import LiveRollout, LiveRollouts
     from osmosis_workbench.engine.workspace import Workspace
 
 logger = logging.getLogger("osmosis_workbench.tui.server")
 
-_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("id", "rollout", 30),
-    ("state", "state", 10),
-    ("turns", "turns", 5),
-    ("elapsed", "elapsed", 8),
-    ("reward", "reward", 7),
-    ("error", "error", None),
-)
+_COLUMNS = [
+    Column("id", "rollout", 30),
+    Column("state", "state", 10),
+    Column("turns", "turns", 5, "right"),
+    Column("elapsed", "elapsed", 8, "right"),
+    Column("reward", "reward", 7, "right"),
+    Column("error", "error", 0),
+]
 _STATE_STYLES = {
     "running": "yellow",
     "paused": "bold cyan",
@@ -121,22 +115,30 @@ class ServerScreen(Screen):
     STATUS_INTERVAL_S = 1.0
 
     BINDINGS = [
-        Binding("s", "start_server", "Start"),
-        Binding("x", "stop_server", "Stop"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("d", "step_rollout", "Step"),
-        Binding("c", "continue_rollout", "Continue"),
-        Binding("a", "abort_rollout", "Abort"),
-        Binding("o", "open_rollout", "Trajectory", show=False),
-        Binding("P", "toggle_pause_all", "Pause all", show=False),
-        Binding("r", "reload_agent", "Reload"),
-        Binding("w", "toggle_watch", "Watch", show=False),
-        Binding("g", "new_key", "New key", show=False),
-        Binding("u", "copy_url", "Copy URL", show=False),
-        Binding("k", "copy_key", "Copy key", show=False),
-        Binding("ctrl+l", "clear_log", "Clear log", show=False),
-        Binding("escape", "focus_rollouts", "Rollouts", show=False),
-    ]
+        Binding("s", "start_server", "Start",
+                tooltip="Serve the agent on the host, port and key above (enter in the form too)"),
+        Binding("x", "stop_server", "Stop", tooltip="Stop the server (paused rollouts resume)"),
+        Binding("p", "toggle_pause", "Pause",
+                tooltip="Pause the highlighted rollout at its next LLM answer (again: don't)"),
+        Binding("d", "step_rollout", "Step",
+                tooltip="Step the highlighted rollout in the debugger (also enter)"),
+        Binding("c", "continue_rollout", "Continue",
+                tooltip="Release the highlighted rollout and stop pausing it"),
+        Binding("a", "abort_rollout", "Abort", tooltip="End the highlighted rollout as ERROR"),
+        Binding("o", "open_rollout", "Trajectory", show=False,
+                tooltip="Show the highlighted rollout's messages and result"),
+        Binding("P", "toggle_pause_all", "Pause all", show=False,
+                tooltip="Pause every rollout at its next LLM answer (again: stop)"),
+        Binding("r", "reload_agent", "Reload", tooltip="Re-import the agent module"),
+        Binding("w", "toggle_watch", "Watch", show=False,
+                tooltip="Reload the agent when a file next to it is saved: on/off"),
+        Binding("g", "new_key", "New key", show=False, tooltip="Generate a server API key"),
+        Binding("u", "copy_url", "Copy URL", show=False, tooltip="Copy the server URL"),
+        Binding("k", "copy_key", "Copy key", show=False, tooltip="Copy the server API key"),
+        Binding("ctrl+l", "clear_log", "Clear log", show=False, tooltip="Empty the log pane"),
+        Binding("escape", "focus_rollouts", "Rollouts", show=False,
+                tooltip="Leave the form for the rollouts list"),
+    ]  # fmt: skip
 
     def __init__(
         self,
@@ -180,9 +182,14 @@ class ServerScreen(Screen):
                 compact=True,
             )
         yield Static(id="server-status")
-        yield DataTable(id="server-rollouts", cursor_type="row", zebra_stripes=True)
+        yield RowTable(
+            _COLUMNS,
+            self._row_cells,
+            empty_text="No rollouts yet: start the server (s) and point a trainer at its URL.",
+            id="server-rollouts",
+        )
         yield LogPane(id="server-log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def workspace(self) -> Workspace | None:
@@ -196,9 +203,9 @@ class ServerScreen(Screen):
         return ws
 
     @property
-    def table(self) -> DataTable:
+    def table(self) -> RowTable:
         """The live rollouts table."""
-        return self.query_one("#server-rollouts", DataTable)
+        return self.query_one("#server-rollouts", RowTable)
 
     @property
     def log_pane(self) -> LogPane:
@@ -219,9 +226,6 @@ class ServerScreen(Screen):
 
     def on_mount(self) -> None:
         """Start the lag meter and the status ticker; follow the workspace once it is open."""
-        table = self.table
-        for key, label, width in _COLUMNS:
-            table.add_column(label, key=key, width=width)
         self.lag.start()
         self._ticker = self.set_interval(self.STATUS_INTERVAL_S, self._tick, name="server-status")
         ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
@@ -258,6 +262,16 @@ class ServerScreen(Screen):
         self.lag.stop()
         self._stop_watching()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers Start or Stop, and the rollout keys once there are rollouts."""
+        if action == "start_server":
+            return not self.serving and not self.remote
+        if action == "stop_server":
+            return self.serving
+        if action in ("toggle_pause", "step_rollout", "continue_rollout", "abort_rollout"):
+            return self.is_mounted and self.table.row_count > 0
+        return True
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that failed unexpectedly: say so, and log the traceback to the log pane."""
         report_worker_failure(self, event)
@@ -273,8 +287,8 @@ class ServerScreen(Screen):
         self._dirty.update(rid for rid, r in live.rollouts.items() if not r.done)
         # LiveRollouts drops the oldest beyond its cap without an event: drop their rows too.
         if self.table.row_count > len(live.rollouts):
-            for key in list(self.table.rows):
-                if key.value not in live.rollouts:
+            for key in self.table.keys:
+                if key not in live.rollouts:
                     self.table.remove_row(key)
         self._flush_rollouts()
         if self.remote:
@@ -334,7 +348,10 @@ class ServerScreen(Screen):
 
     def _show_status(self) -> None:
         first, second = self.status_lines()
-        self.query_one("#server-status", Static).update(Text("\n").join([first, second]))
+        # Two fixed lines: no layout pass (a layout repaints the whole screen).
+        self.query_one("#server-status", Static).update(
+            Text("\n").join([first, second]), layout=False
+        )
 
     @work(exclusive=True, exit_on_error=False, group="server-remote-health")
     async def poll_remote_health(self) -> None:
@@ -368,17 +385,24 @@ class ServerScreen(Screen):
         for rid in dirty:
             rollout = rollouts.get(rid)
             if rollout is None:
-                if rid in table.rows:
+                if rid in table:
                     table.remove_row(rid)
                 continue
-            cells = self._cells(rollout)
-            if rid in table.rows:
-                for (key, _, _), cell in zip(_COLUMNS, cells, strict=True):
-                    table.update_cell(rid, key, cell)
+            if rid in table:
+                table.touch(rid)
             else:
-                table.add_row(*cells, key=rid)
+                table.add_row(rid)
+                if table.row_count == 1:
+                    self.refresh_bindings()  # the rollout keys apply now
         if dirty:
             self._show_status()  # paused and in-flight counts follow the rows
+
+    def _row_cells(self, rid: str) -> list[Text]:
+        # The table asks for the cells of the rows it draws (visible ones only).
+        rollout = self._live.rollouts.get(rid) if self._live is not None else None
+        if rollout is None:
+            return [Text(rid), *(Text("") for _ in _COLUMNS[1:])]
+        return self._cells(rollout)
 
     @staticmethod
     def _cells(rollout: LiveRollout) -> list[Text]:
@@ -395,14 +419,10 @@ class ServerScreen(Screen):
 
     def highlighted(self) -> LiveRollout | None:
         """The rollout under the cursor."""
-        table = self.table
-        if table.row_count == 0:
+        key = self.table.cursor_key
+        if key is None or self._live is None:
             return None
-        try:
-            key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
-        except (CellDoesNotExist, RowDoesNotExist):
-            return None
-        return self._live.rollouts.get(str(key.value)) if self._live is not None else None
+        return self._live.rollouts.get(key)
 
     def _chosen(self) -> LiveRollout | None:
         rollout = self.highlighted()
@@ -452,6 +472,8 @@ class ServerScreen(Screen):
             self.action_open_rollout()
             return
         assert self._live is not None
+        from osmosis_workbench.engine.live import LiveStepSession
+
         session = LiveStepSession(self._live, rollout.rollout_id)
         await session.start()
         self.app.open_session(session)  # type: ignore[attr-defined]
@@ -463,9 +485,11 @@ class ServerScreen(Screen):
             return
         reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
         title = f"{rollout.rollout_id} · {rollout.state} · reward {reward}"
+        from osmosis_workbench.engine.live import live_outcome
+
         self.app.show_outcome(live_outcome(rollout), title)  # type: ignore[attr-defined]
 
-    @on(DataTable.RowSelected, "#server-rollouts")
+    @on(RowTable.RowSelected, "#server-rollouts")
     async def _row_selected(self) -> None:
         await self.action_step_rollout()
 
@@ -551,6 +575,7 @@ class ServerScreen(Screen):
             return
         finally:
             self._busy = None
+            self.refresh_bindings()
             self._show_status()
         logger.info("serving %s at %s", ws.agent_name, self.url)
         self.notify(f"serving at {self.url}", title="Server started", timeout=3)
@@ -581,6 +606,7 @@ class ServerScreen(Screen):
             await ws.stop_server()
         finally:
             self._busy = None
+            self.refresh_bindings()
             self.url = None
             self._show_status()
         self.notify("server stopped", timeout=2)

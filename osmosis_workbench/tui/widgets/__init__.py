@@ -1,6 +1,7 @@
 """Reusable widgets and views of the workbench: the message index, detail, dialogs, renderers."""
 
 from osmosis_workbench.tui.widgets.dialogs import CrashDialog, EditResponseDialog
+from osmosis_workbench.tui.widgets.key_bar import KeyBar
 from osmosis_workbench.tui.widgets.message_format import (
     answer_tokens,
     editable_to_message,
@@ -19,6 +20,7 @@ from osmosis_workbench.tui.widgets.rollout_views import (
 __all__ = [
     "CrashDialog",
     "EditResponseDialog",
+    "KeyBar",
     "MessageDetail",
     "MessageList",
     "answer_tokens",

@@ -10,8 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Label, Static, TextArea
+from textual.widgets import Label, Static, TextArea
 
+from osmosis_workbench.tui.widgets.key_bar import KeyBar
 from osmosis_workbench.tui.widgets.message_format import (
     editable_to_message,
     message_to_editable,
@@ -44,7 +45,7 @@ class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
             yield TextArea(message_to_editable(self.original), id="edit-text",
                            show_line_numbers=True, tab_behavior="indent", soft_wrap=True)
             yield Static("", id="edit-error")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def editor(self) -> TextArea:
@@ -100,7 +101,7 @@ class CrashDialog(ModalScreen[None]):
             if self.saved_to:
                 hint += f" The traceback is also in {self.saved_to}."
             yield Static(hint, classes="dialog-help")
-        yield Footer()
+        yield KeyBar()
 
     def action_close(self) -> None:
         """Back to the workbench."""

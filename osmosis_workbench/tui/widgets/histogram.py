@@ -78,7 +78,8 @@ class RewardHistogram(Widget):
     def set_rewards(self, rewards: Iterable[float]) -> None:
         """Show these rewards (replaces what was shown)."""
         self.bins = reward_bins(rewards, self.bins_wanted)
-        self.refresh(layout=True)
+        # A fixed height needs no layout pass (which would repaint the whole screen).
+        self.refresh(layout=self.styles.height is None or self.styles.height.is_auto)
 
     def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
         """One line per bin (one for the 'no rewards' note)."""

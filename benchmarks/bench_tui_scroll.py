@@ -1,0 +1,188 @@
+"""Benchmark: the workbench's first screen, and scrolling a 10,000-message trajectory.
+
+Run with `uv run python benchmarks/bench_tui_scroll.py [--messages N] [--presses N]`.
+
+1. First screen: `osmosis-workbench -m sample_project.server:agent_loop -d ... --row 0` runs in
+   a pseudo-terminal (160x48, like a person's tmux); we time, from the process start, the first
+   frame (the header is drawn), the loaded workspace (the row is shown paused at its first tool
+   call) and the exit after ctrl+q. The bar: first frame within 1.5 s.
+2. Scrolling: the real app shows a finished 10,000-message trajectory in the message view
+   (`app.show_outcome`); keys are pressed one at a time through Textual's Pilot. For each key:
+   the process CPU time it cost (the app is single-threaded: this is the work the key caused,
+   measured net of an unbound key's baseline) and the wall time until the app was idle again
+   (which includes Pilot's 20 ms idle-detection steps). The bar: under 50 ms per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import os
+import pty
+import select
+import statistics
+import struct
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCROLL_KEYS = ("down", "up", "pagedown", "pageup", "end", "home")
+
+
+# ---- first screen -----------------------------------------------------------------------------
+
+
+def _read_until(fd: int, needle: bytes, buffer: bytearray, deadline: float) -> float | None:
+    """Read the terminal until ``needle`` appears; the time it did (None on timeout)."""
+    while time.perf_counter() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buffer.extend(chunk)
+        if needle in buffer:
+            return time.perf_counter()
+    return None
+
+
+def first_screen(columns: int = 160, rows: int = 48) -> dict[str, float | None]:
+    """Seconds from launch to the first frame, to the paused row, and to a clean exit."""
+    command = [str(ROOT / ".venv" / "bin" / "osmosis-workbench"),
+               "-m", "sample_project.server:agent_loop",
+               "-d", "sample_project/test_data.jsonl", "--row", "0"]
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
+    started = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the workbench on the pseudo-terminal
+        os.chdir(ROOT)
+        os.execve(command[0], command, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    buffer = bytearray()
+    deadline = started + 30
+    frame = _read_until(fd, b"Osmosis workbench", buffer, deadline)
+    paused = _read_until(fd, b"paused at turn 1", buffer, deadline)
+    os.write(fd, b"\x11")  # ctrl+q
+    quit_sent = time.perf_counter()
+    _read_until(fd, b"\x00never", buffer, quit_sent + 10)  # drain until the child closes
+    _, status = os.waitpid(pid, 0)
+    exited = time.perf_counter()
+    return {
+        "first frame s": None if frame is None else frame - started,
+        "row 0 paused s": None if paused is None else paused - started,
+        "exit after ctrl+q s": exited - quit_sent,
+        "exit code": os.waitstatus_to_exitcode(status),
+    }
+
+
+# ---- scrolling --------------------------------------------------------------------------------
+
+
+def trajectory(count: int) -> list[dict[str, Any]]:
+    """A calculator trajectory of ``count`` messages: answers calling add, and results."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a calculator assistant."},
+        {"role": "user", "content": "Add the numbers from 1 to 5000, one call at a time."},
+    ]
+    turn = 0
+    while len(messages) < count:
+        messages.append({"role": "assistant", "content": f"Step {turn}: adding {turn}.",
+                         "tool_calls": [{"id": f"c{turn}", "type": "function", "function": {
+                             "name": "add", "arguments": f'{{"a": {turn}, "b": 1}}'}}]})
+        messages.append({"role": "tool", "tool_call_id": f"c{turn}", "content": str(turn + 1)})
+        turn += 1
+    return messages[:count]
+
+
+async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, Any]:
+    """Per-key CPU and wall milliseconds in the message view of a ``count``-message result."""
+    from osmosis_workbench.engine.models import ScriptedBackend
+    from osmosis_workbench.engine.trainer import RolloutOutcome
+    from osmosis_workbench.engine.workspace import WorkspaceConfig
+    from osmosis_workbench.tui.app import make_app
+
+    messages = trajectory(count)
+    outcome = RolloutOutcome(
+        rollout_id="bench", status="COMPLETED", final_messages=messages, finish_reason="stop",
+        error=None, error_category=None, traceback=None, reward=1.0, metrics={},
+        duration_ms=1.0, tokens=count * 10, cost_usd=None, llm_calls=count // 2, tools=[],
+        violations=[], completion=None)
+    config = WorkspaceConfig(module="sample_project.server:agent_loop", model="scripted",
+                             search_path=str(ROOT))
+    app = make_app(config, backend=ScriptedBackend([]))
+    results: dict[str, Any] = {}
+    async with app.run_test(size=size) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = time.perf_counter()
+        app.show_outcome(outcome, "bench")
+        await pilot.pause()
+        results["show 10k s"] = time.perf_counter() - shown
+        listing = app.debugger.message_list
+        assert listing.count == count, listing.count
+
+        async def measure(key: str, times: int) -> tuple[list[float], list[float]]:
+            cpu, wall = [], []
+            for _ in range(times):
+                c0, w0 = time.process_time(), time.perf_counter()
+                await pilot.press(key)
+                await pilot.pause()
+                cpu.append((time.process_time() - c0) * 1000)
+                wall.append((time.perf_counter() - w0) * 1000)
+            return cpu, wall
+
+        baseline_cpu, _ = await measure("f12", presses)  # unbound: Pilot's own cost
+        base = statistics.median(baseline_cpu)
+        listing.move_cursor(count // 2)  # middle of the trajectory: both directions scroll
+        await pilot.pause()
+        for key in SCROLL_KEYS:
+            times = presses if key not in ("end", "home") else max(3, presses // 10)
+            cpu, wall = await measure(key, times)
+            net = [max(0.0, c - base) for c in cpu]
+            results[key] = (statistics.median(net), max(net), statistics.median(wall), max(wall))
+        results["baseline cpu ms"] = base
+        results["cursor"] = listing.cursor
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--presses", type=int, default=40)
+    parser.add_argument("--no-pty", action="store_true", help="skip the first-screen run")
+    args = parser.parse_args()
+
+    if not args.no_pty:
+        print("First screen (pty 160x48, from process start)")
+        runs = [first_screen() for _ in range(3)]
+        for name in runs[0]:
+            values = [run[name] for run in runs]
+            shown = ", ".join("-" if v is None else f"{v:.2f}" for v in values)
+            print(f"  {name:<22} {shown}")
+        print()
+
+    for size in ((100, 30), (200, 60)):
+        results = asyncio.run(scroll(args.messages, args.presses, size))
+        print(f"Scrolling {args.messages:,} messages at {size[0]}x{size[1]} "
+              f"(show_outcome {results['show 10k s'] * 1000:.0f} ms, "
+              f"Pilot baseline {results['baseline cpu ms']:.1f} ms CPU per key)")
+        print(f"  {'key':<10} {'CPU ms p50':>11} {'CPU ms max':>11} {'wall ms p50':>12} "
+              f"{'wall ms max':>12}")
+        for key in SCROLL_KEYS:
+            cpu50, cpumax, wall50, wallmax = results[key]
+            print(f"  {key:<10} {cpu50:>11.1f} {cpumax:>11.1f} {wall50:>12.1f} {wallmax:>12.1f}")
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""The Server screen: serving the agent on a real port, a trainer's rollouts, pausing and stepping
+them, reloading the agent, and attaching to a remote server with ``--url``.
+
+The trainer here is real too: a ``LocalTrainer`` listening on a loopback port drives rollouts
+against the served agent over HTTP, exactly as a training cluster would; only its model is a
+``ScriptedBackend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from textual.app import App
+from textual.message import Message
+from textual.notifications import Notification, Notify
+from textual.pilot import Pilot
+from textual.signal import Signal
+from textual.widgets import Input, Static
+from textual.worker import Worker, WorkerState
+
+from osmosis_workbench.engine.live import LiveStepSession
+from osmosis_workbench.engine.models import ScriptedBackend
+from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
+from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
+from osmosis_workbench.tui.dataset_screen import DatasetScreen
+from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
+from osmosis_workbench.tui.server_screen import ServerScreen
+
+ROOT = Path(__file__).resolve().parents[1]
+STYLESHEET = ROOT / "osmosis_workbench" / "tui" / "workbench.tcss"
+AGENT = "sample_project.server:agent_loop"
+
+
+def calculator(body: dict[str, Any]) -> Any:
+    """A model that adds the prompt's two numbers with the add tool, then states the sum."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return {"content": f"The answer is {last['content']}."}
+    a, b = (int(n) for n in last["content"].split("+"))
+    return {"tool_calls": [{"name": "add", "arguments": {"a": a, "b": b}}]}
+
+
+def request(rollout_id: str, question: str = "2+3", truth: str = "5") -> dict[str, Any]:
+    """A trainer's rollout request (the trainer adds server_url and its callback key)."""
+    return {
+        "rollout_id": rollout_id,
+        "messages": [{"role": "user", "content": question}],
+        "completion_params": {},
+        "metadata": {"ground_truth": truth},
+    }
+
+
+class Harness(App[None]):
+    """Stands in for the workbench app: a workspace, and the three calls screens make."""
+
+    CSS_PATH = STYLESHEET
+
+    def __init__(self, workspace: Workspace | None, screen: Any) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.first_screen = screen
+        self.calls: list[tuple[Any, ...]] = []
+        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
+
+    def on_mount(self) -> None:
+        install_log_routing(self)
+        self.push_screen(self.first_screen)
+
+    def on_unmount(self) -> None:
+        uninstall_log_routing(self)
+
+    def open_debugger(self, row_index: int, stepping: bool = True) -> None:
+        self.calls.append(("open_debugger", row_index, stepping))
+
+    def open_session(self, session: Any, label: str | None = None) -> None:
+        self.calls.append(("open_session", session))
+
+    def show_outcome(self, outcome: Any, title: str) -> None:
+        self.calls.append(("show_outcome", outcome, title))
+
+
+class Run:
+    """A running harness: the app, its pilot, the messages seen, and helpers."""
+
+    def __init__(self, app: Harness, pilot: Pilot, seen: list[Message]) -> None:
+        self.app, self.pilot, self.seen = app, pilot, seen
+
+    @property
+    def screen(self) -> ServerScreen:
+        screen = self.app.screen
+        assert isinstance(screen, ServerScreen), screen
+        return screen
+
+    async def press(self, *keys: str) -> None:
+        """Press keys, then let workers finish and the screen settle."""
+        await self.pilot.press(*keys)
+        await self.app.workers.wait_for_complete()
+        await self.pilot.pause()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Let the app run until ``predicate()`` holds (a rollout over a real socket...)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self.pilot.pause(0.01)
+
+    def notes(self) -> list[Notification]:
+        return [m.notification for m in self.seen if isinstance(m, Notify)]
+
+    def status(self) -> str:
+        return str(self.screen.query_one("#server-status", Static).render())
+
+    def state(self, rollout_id: str) -> str:
+        return self.screen.table.cell_text(rollout_id, "state")
+
+    def log_text(self) -> str:
+        pane = self.screen.log_pane
+        pane.drain()
+        return "\n".join(pane.lines)
+
+
+@asynccontextmanager
+async def running(workspace: Workspace | None, screen: Any = None) -> AsyncIterator[Run]:
+    app = Harness(workspace, screen or ServerScreen(port=0, watch=False))
+    seen: list[Message] = []
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        run = Run(app, pilot, seen)
+        await pilot.pause()
+        yield run
+        failed = [m for m in seen if isinstance(m, Worker.StateChanged)
+                  and m.state is WorkerState.ERROR]  # fmt: skip
+        assert not failed, "a worker crashed"
+
+
+@pytest.fixture
+async def open_workspace() -> AsyncIterator[Callable[..., Any]]:
+    """``await open_workspace(**config)``: an opened Workspace with the calculator model."""
+    opened: list[Workspace] = []
+
+    async def _open(**config: Any) -> Workspace:
+        if "url" not in config:
+            config.setdefault("module", AGENT)
+        config.setdefault("search_path", str(ROOT))
+        ws = Workspace(WorkspaceConfig(**config), backend=ScriptedBackend(calculator))
+        await ws.open()
+        opened.append(ws)
+        return ws
+
+    yield _open
+    for ws in opened:
+        await ws.aclose()
+
+
+@pytest.fixture
+async def trainer() -> AsyncIterator[LocalTrainer]:
+    """An external trainer listening on a loopback port (its model: the calculator)."""
+    external = LocalTrainer(ScriptedBackend(calculator))
+    await external.listen("127.0.0.1", 0)
+    yield external
+    await external.aclose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client
+
+
+# ---- serving on a real port ---------------------------------------------------------------------
+
+
+async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
+    open_workspace, trainer, http
+):
+    ws = await open_workspace()
+    async with running(ws) as run:
+        assert "stopped" in run.status() and "No rollouts yet" in str(
+            run.screen.table.render_line(1).text
+        )
+        await run.press("g")  # a fresh API key in the form
+        key = run.screen.query_one("#server-key", Input).value
+        assert key.startswith("osm_rollout_") and len(key) > 40
+        await run.press("s")
+        url = run.screen.url
+        assert url is not None and url.startswith("http://127.0.0.1:") and ws.server is not None
+        assert f"serving {url} · key {key}" in run.status()
+        await run.until(lambda: "Uvicorn running on" in run.log_text())  # uvicorn's log, here
+        health = (await http.get(f"{url}/health")).json()
+        assert health["status"] == "healthy" and health["agent_loop"] == "calculator"
+        refused = await http.post(f"{url}/v1/rollout/init", json={**request("x"),
+                                  "server_url": trainer.url})  # fmt: skip
+        assert refused.status_code == 401  # the key is enforced
+
+        # A trainer's rollout, paused at its first LLM answer (P: pause every rollout).
+        await run.press("P")
+        assert ws.live.pause_all and "pausing every rollout" in run.status()
+        target = ServerTarget(url=url, api_key=key, client=http)
+        rollout = asyncio.create_task(
+            trainer.run_rollout(request("trainer-1"), target, timeout_s=20)
+        )
+        await run.until(lambda: "trainer-1" in run.screen.table
+                        and run.state("trainer-1") == "paused")  # fmt: skip
+        assert "paused 1" in run.status()
+        await run.press("P")
+        assert not ws.live.pause_all
+
+        # d: the debugger gets a StepSession-like view of it; step it with the same calls.
+        await run.press("d")
+        kind, session = run.app.calls[-1]
+        assert kind == "open_session" and isinstance(session, LiveStepSession)
+        paused = await session.wait()
+        assert paused is not None and paused.turn == 1
+        assert paused.message["tool_calls"][0]["function"]["name"] == "add"
+        assert session.next() is True
+        paused = await session.wait()  # d asked for a pause at every answer of this rollout
+        assert paused is not None and paused.turn == 2
+        assert paused.message["content"] == "The answer is 5."
+        assert session.continue_() is True
+        outcome = await rollout
+        assert outcome.ok and outcome.reward == 1.0 and not outcome.violations
+        await run.until(lambda: run.state("trainer-1") == "completed")
+        assert run.screen.table.cell_text("trainer-1", "reward") == "1"
+        await run.press("o")
+        kind, shown, title = run.app.calls[-1]
+        assert kind == "show_outcome" and shown.reward == 1.0 and title.startswith("trainer-1")
+
+        await run.press("x")
+        assert ws.server is None and run.screen.url is None and "stopped" in run.status()
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"{url}/health")  # the port is closed
+
+
+async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspace, trainer, http):
+    ws = await open_workspace()
+    async with running(ws) as run:
+        await run.press("s")
+        assert run.screen.url is not None
+        target = ServerTarget(url=run.screen.url, client=http)  # local mode: no key
+        ws.live.pause_all = True  # hold both at their first answer
+        first = asyncio.create_task(trainer.run_rollout(request("r-1"), target, timeout_s=20))
+        second = asyncio.create_task(trainer.run_rollout(request("r-2"), target, timeout_s=20))
+        await run.until(lambda: {"r-1", "r-2"} <= set(run.screen.table.keys)
+                        and run.state("r-1") == run.state("r-2") == "paused")  # fmt: skip
+        ws.live.pause_all = False
+        # p on a held rollout explains the keys; c releases r-1 for good.
+        await run.press("home", "p")
+        assert any("d steps it, c continues it" in n.message for n in run.notes())
+        await run.press("c")
+        assert (await first).ok
+        # a on r-2: it ends as ERROR, category cancelled, and the trainer hears so.
+        await run.press("down", "a")
+        outcome = await second
+        assert not outcome.ok and outcome.error_category == "cancelled"
+        await run.until(lambda: run.state("r-2") == "cancelled")
+        # p on a running (not held) rollout asks for a pause at its next answer; p again: no.
+        third = asyncio.create_task(trainer.run_rollout(request("r-3"), target, timeout_s=20))
+        await run.until(lambda: "r-3" in run.screen.table)
+        run.screen.table.move_cursor("r-3")
+        await run.press("p")
+        await run.until(lambda: run.state("r-3") in ("paused", "completed"))
+        if run.state("r-3") == "paused":
+            await run.press("c")
+        assert (await third).ok
+
+
+async def test_a_busy_port_and_a_bad_port_are_reported_not_raised(open_workspace):
+    ws = await open_workspace()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        async with running(ws) as run:
+            run.screen.query_one("#server-port", Input).value = str(port)
+            await run.press("s")
+            errors = [n for n in run.notes() if n.severity == "error"]
+            assert errors and errors[-1].title == "Server not started"
+            assert str(port) in errors[-1].message and ws.server is None
+            assert "stopped" in run.status()
+            run.screen.query_one("#server-port", Input).value = "http"
+            await run.press("s")
+            assert "is not a port number" in run.notes()[-1].message
+            # enter in the form starts it too (here on a free port).
+            run.screen.query_one("#server-port", Input).value = "0"
+            run.screen.query_one("#server-host", Input).focus()
+            await run.press("enter")
+            assert ws.server is not None and run.screen.url is not None
+            await run.press("s")
+            assert "already serving" in run.notes()[-1].message
+            await run.press("x")
+
+
+async def test_u_and_k_copy_the_url_and_key(open_workspace):
+    ws = await open_workspace()
+    async with running(ws) as run:
+        await run.press("u")
+        assert "not running" in run.notes()[-1].message
+        await run.press("g", "s")
+        await run.press("u")
+        assert run.app.clipboard == run.screen.url
+        await run.press("k")
+        assert run.app.clipboard == ws.server_api_key and ws.server_api_key
+        await run.press("ctrl+l")
+        assert run.screen.log_pane.line_count == 0
+        await run.press("x")
+
+
+# ---- reloading the agent ------------------------------------------------------------------------
+
+AGENT_SOURCE = """
+from server_core import RolloutAgentLoop
+
+
+class Agent(RolloutAgentLoop):
+    name = "{name}"
+
+    def get_tools(self, request):
+        return []
+
+    async def run(self, ctx):
+        messages = list(ctx.request.messages)
+        answer = await ctx.chat(messages)
+        return ctx.complete([*messages, answer.message], reward=1.0)
+
+
+agent_loop = Agent()
+"""
+
+
+async def test_r_reloads_the_agent_and_saving_a_file_reloads_it_too(open_workspace, tmp_path):
+    module = tmp_path / "reloadable_agent.py"
+    module.write_text(AGENT_SOURCE.format(name="first"))
+    ws = await open_workspace(module="reloadable_agent:agent_loop", search_path=str(tmp_path))
+    async with running(ws, ServerScreen(port=0, watch=True)) as run:
+        assert ws.agent_name == "first" and "(watching)" in run.status()
+        module.write_text(AGENT_SOURCE.format(name="second"))
+        await run.until(lambda: ws.agent_name == "second")  # saved: reloaded, no key needed
+        await run.until(lambda: "reloaded agent second" in run.log_text())
+        await run.press("w")  # stop watching; r still reloads
+        assert "(not watching)" in run.status()
+        module.write_text(AGENT_SOURCE.format(name="third"))
+        await run.press("r")
+        assert ws.agent_name == "third"
+        assert run.notes()[-1].message == "reloaded agent third"
+        module.write_text("this is not python")
+        await run.press("r")
+        assert ws.agent_name == "third"  # a broken module keeps the working agent
+        assert run.notes()[-1].title == "Agent not reloaded"
+
+
+# ---- attached to a remote server (--url) ---------------------------------------------------------
+
+
+async def test_with_url_the_screens_work_against_the_remote_server(open_workspace, tmp_path):
+    served = await open_workspace()
+    url = await served.start_server(host="127.0.0.1", port=0)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"system_prompt": "calc", "user_prompt": "1+2", "ground_truth": 3}\n'
+        '{"system_prompt": "calc", "user_prompt": "5+5", "ground_truth": 10}\n'
+    )
+    remote = await open_workspace(url=url, dataset=str(rows))
+    async with running(remote) as run:
+        await run.until(lambda: "health healthy" in run.status())
+        assert f"attached to {url}" in run.status()
+        await run.press("s")
+        assert "nothing to serve" in run.notes()[-1].message and remote.server is None
+        await run.press("r")
+        assert "no agent module" in run.notes()[-1].message
+        # A batch from the dataset screen runs on the remote server, the same way.
+        await run.app.push_screen(DatasetScreen())
+        await run.press()
+        await run.press("r")
+        dataset = run.app.screen
+        assert isinstance(dataset, DatasetScreen) and dataset.summary is not None
+        assert dataset.summary.passed == 2
+    assert served.server_health()["completed_rollouts"] == 2  # they ran over there
+
+
+# ---- the real app -------------------------------------------------------------------------------
+
+
+async def test_the_server_mode_of_the_real_app_starts_and_stops_the_server():
+    from osmosis_workbench.tui.app import make_app
+
+    app = make_app({"module": AGENT, "search_path": str(ROOT)},
+                   backend=ScriptedBackend(calculator))  # fmt: skip
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("3")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ServerScreen)
+        screen.query_one("#server-port", Input).value = "0"
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.workspace is not None and app.workspace.server is not None
+        assert screen.url is not None
+        await pilot.press("x")
+        await app.workers.wait_for_complete()
+        assert app.workspace.server is None
+
+
+def test_importing_the_screens_imports_neither_litellm_nor_the_engine():
+    # The app imports a mode's screen on the UI path when it is first shown: it must be light.
+    code = textwrap.dedent(
+        """
+        import sys
+        import osmosis_workbench.tui.dataset_screen, osmosis_workbench.tui.server_screen
+        heavy = ("litellm", "fastapi", "osmosis_workbench.engine.trainer")
+        print(sorted(name for name in heavy if name in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+# ---- layout snapshot ----------------------------------------------------------------------------
+
+
+class SnapshotHarness(Harness):
+    """Opens (and closes) its own workspace: snapshots run the app in a loop of their own."""
+
+    def __init__(self) -> None:
+        config = WorkspaceConfig(module=AGENT, search_path=str(ROOT))
+        super().__init__(Workspace(config, backend=ScriptedBackend(calculator)),
+                         ServerScreen(port=9000, watch=False))  # fmt: skip
+
+    async def on_mount(self) -> None:
+        install_log_routing(self)
+        assert self.workspace is not None
+        await self.workspace.open()
+        await self.push_screen(self.first_screen)
+
+    async def on_unmount(self) -> None:
+        uninstall_log_routing(self)
+        assert self.workspace is not None
+        await self.workspace.aclose()
+
+
+async def _steady(pilot: Pilot) -> None:
+    # The loop's lag changes from run to run: show a steady status line for the picture.
+    screen = pilot.app.screen
+    assert isinstance(screen, ServerScreen)
+    screen.lag.stop()
+    screen.lag.samples.clear()
+    screen._show_status()
+    await pilot.pause()
+
+
+def test_server_layout_snapshot(snap_compare):
+    assert snap_compare(SnapshotHarness(), terminal_size=(100, 30), run_before=_steady)
