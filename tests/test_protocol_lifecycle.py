@@ -141,9 +141,7 @@ async def test_cancel_unknown_rollout_is_404(serve, make_agent):
     assert response.status_code == 404
 
 
-async def test_agent_that_swallows_nothing_but_raises_cancelled_error_itself_still_reports(
-    serve, make_agent, trainer
-):
+async def test_agent_raising_cancelled_error_itself_still_reports(serve, make_agent, trainer):
     async def run(ctx):
         raise asyncio.CancelledError  # e.g. it awaited a future someone else cancelled
 
@@ -372,6 +370,19 @@ async def _cancel_all(server, trainer, ids) -> None:
         assert (await server.cancel(rollout_id)).status_code == 202
 
 
+async def _cancel_at_once(server, trainer, ids) -> None:
+    for rollout_id in ids:  # no pause after init: the rollouts may not have started yet
+        assert (await server.cancel(rollout_id)).status_code == 202
+
+
+async def _raise_cancelled_error(ctx):
+    raise asyncio.CancelledError
+
+
+async def _unsendable(ctx):
+    return ctx.complete([{"role": "assistant", "content": object()}])
+
+
 async def _shutdown(server, trainer, ids) -> None:
     await trainer.wait_until(lambda: all(trainer.chats_for(i) for i in ids))
     await server.lifespan.__aexit__(None, None, None)
@@ -424,6 +435,15 @@ SCENARIOS: dict[str, Scenario] = {
     "trainer-unreachable": Scenario(unreachable=True, expect=("ERROR", "llm_error", "failed")),
     "cancelled": Scenario(
         run=_blocked(), action=_cancel_all, expect=("ERROR", "cancelled", "delivered")
+    ),
+    "cancelled-at-once": Scenario(
+        run=_blocked(), action=_cancel_at_once, expect=("ERROR", "cancelled", "delivered")
+    ),
+    "agent-raises-cancelled-error": Scenario(
+        run=_raise_cancelled_error, expect=("ERROR", "agent_error", "delivered")
+    ),
+    "result-not-serialisable": Scenario(
+        run=_unsendable, expect=("ERROR", "agent_error", "delivered")
     ),
     "deadline": Scenario(
         run=_blocked(), server={"rollout_timeout": 0.05}, expect=("ERROR", "timeout", "delivered")

@@ -194,11 +194,7 @@ async def test_rows_spread_over_two_urls(tmp_path, capsys) -> None:
 
 
 async def test_429_with_retry_after_still_gets_every_row_done(tmp_path, capsys) -> None:
-    """Busy answers are retried after Retry-After and every row still runs to its completion.
-
-    Whether the retried rows *pass* is not asserted here: today they often fail on a trainer
-    race (see ``test_a_chat_that_overtakes_the_init_answer_still_gets_the_tools``).
-    """
+    """Busy answers are retried after Retry-After and every row still runs and passes."""
     app = sample_app()
     gate = InitGate(app, refuse=3, retry_after="1")
     async with serving(gate) as url:
@@ -206,6 +202,7 @@ async def test_429_with_retry_after_still_gets_every_row_done(tmp_path, capsys) 
         completed = app.state.rollouts.completed_total
     out = capsys.readouterr().out
     assert summary_count(out, "Total") == ROWS
+    assert summary_count(out, "Passed") == ROWS, out
     assert "init refused" not in out and "init_failed" not in out, out
     assert len(gate.refused) == 3
     assert len(gate.inits) == ROWS + 3
@@ -315,20 +312,13 @@ async def test_protocol_violations_are_reported(tmp_path, capsys) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    reason="engine/trainer.py: LocalTrainer.drive() forgets the run as soon as its first "
-    "completion arrives, so a second completion for the same rollout is answered 404 and "
-    "never recorded as a violation",
-    strict=False,
-)
 async def test_a_second_completion_is_reported(tmp_path, capsys) -> None:
     app = nonconforming_app()
     async with serving(app) as url:
         await asyncio.to_thread(osmosis_test, [url], tmp_path, "--limit", "1")
         await asyncio.gather(*app.state.tasks)
     out = capsys.readouterr().out
-    # The duplicate should be acknowledged and recorded; today it usually meets a 404
-    # (unknown rollout_id), because the trainer has already forgotten the rollout.
+    # The duplicate is acknowledged (the trainer remembers finished rollouts) and reported.
     assert [a[3] for a in app.state.answers] == [200, 200], app.state.answers
     assert "second completion for the same rollout" in out, out
     assert summary_count(out, "Protocol violations") == 2
@@ -354,12 +344,6 @@ class SlowInitAnswer:
         await self.app(scope, receive, late_send)
 
 
-@pytest.mark.xfail(
-    reason="engine/trainer.py: LocalTrainer._chat applies run.tools, which send_init sets only "
-    "once it has read the 202; a chat callback that overtakes the init answer reaches the "
-    "model without the tools (the replay then misses)",
-    strict=False,
-)
 async def test_a_chat_that_overtakes_the_init_answer_still_gets_the_tools(tmp_path, capsys):
     async with serving(SlowInitAnswer(sample_app())) as url:
         code = await asyncio.to_thread(osmosis_test, [url], tmp_path, "--limit", "2")

@@ -273,6 +273,22 @@ async def test_open_session_follows_a_session_started_elsewhere() -> None:
         assert session.outcome.status == "COMPLETED"
 
 
+async def test_leaving_a_session_from_elsewhere_lets_it_run_on_instead_of_aborting() -> None:
+    """A live trainer's rollout must not die because the user opened another one."""
+    app = make_app(config())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        session = app.workspace.step(4)
+        app.open_session(session)
+        await settle(app, pilot)
+        assert session.paused is not None
+        app.open_debugger(0)
+        await settle(app, pilot)
+        await session.finish()
+        assert session.outcome.status == "COMPLETED" and session.outcome.reward == 1.0
+        assert app.debugger.follower.row_index == 0 and app.debugger.state == "paused"
+
+
 async def test_show_outcome_shows_a_finished_trajectory_read_only() -> None:
     messages = [{"role": "user", "content": "What is 1 + 1?"},
                 {"role": "assistant", "content": "It is 3."}]

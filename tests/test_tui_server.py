@@ -205,7 +205,7 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         assert ws.live.pause_all and "pausing every rollout" in run.status()
         target = ServerTarget(url=url, api_key=key, client=http)
         rollout = asyncio.create_task(
-            trainer.run_rollout(request("trainer-1"), target, timeout_s=20)
+            trainer.run_rollout(request("trainer-1"), target, timeout_s=10)
         )
         await run.until(lambda: "trainer-1" in run.screen.table
                         and run.state("trainer-1") == "paused")  # fmt: skip
@@ -246,23 +246,25 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
         assert run.screen.url is not None
         target = ServerTarget(url=run.screen.url, client=http)  # local mode: no key
         ws.live.pause_all = True  # hold both at their first answer
-        first = asyncio.create_task(trainer.run_rollout(request("r-1"), target, timeout_s=20))
-        second = asyncio.create_task(trainer.run_rollout(request("r-2"), target, timeout_s=20))
+        first = asyncio.create_task(trainer.run_rollout(request("r-1"), target, timeout_s=10))
+        second = asyncio.create_task(trainer.run_rollout(request("r-2"), target, timeout_s=10))
         await run.until(lambda: {"r-1", "r-2"} <= set(run.screen.table.keys)
                         and run.state("r-1") == run.state("r-2") == "paused")  # fmt: skip
         ws.live.pause_all = False
         # p on a held rollout explains the keys; c releases r-1 for good.
-        await run.press("home", "p")
+        run.screen.table.move_cursor("r-1")
+        await run.press("p")
         assert any("d steps it, c continues it" in n.message for n in run.notes())
         await run.press("c")
         assert (await first).ok
         # a on r-2: it ends as ERROR, category cancelled, and the trainer hears so.
-        await run.press("down", "a")
+        run.screen.table.move_cursor("r-2")
+        await run.press("a")
         outcome = await second
         assert not outcome.ok and outcome.error_category == "cancelled"
         await run.until(lambda: run.state("r-2") == "cancelled")
         # p on a running (not held) rollout asks for a pause at its next answer; p again: no.
-        third = asyncio.create_task(trainer.run_rollout(request("r-3"), target, timeout_s=20))
+        third = asyncio.create_task(trainer.run_rollout(request("r-3"), target, timeout_s=10))
         await run.until(lambda: "r-3" in run.screen.table)
         run.screen.table.move_cursor("r-3")
         await run.press("p")
@@ -293,8 +295,9 @@ async def test_a_busy_port_and_a_bad_port_are_reported_not_raised(open_workspace
             run.screen.query_one("#server-host", Input).focus()
             await run.press("enter")
             assert ws.server is not None and run.screen.url is not None
-            await run.press("s")
-            assert "already serving" in run.notes()[-1].message
+            # While it serves, the footer offers x (stop), and s is not bound.
+            assert run.screen.check_action("start_server", ()) is False
+            assert run.screen.check_action("stop_server", ()) is True
             await run.press("x")
 
 
@@ -371,8 +374,9 @@ async def test_with_url_the_screens_work_against_the_remote_server(open_workspac
     async with running(remote) as run:
         await run.until(lambda: "health healthy" in run.status())
         assert f"attached to {url}" in run.status()
+        assert run.screen.check_action("start_server", ()) is False  # not offered
         await run.press("s")
-        assert "nothing to serve" in run.notes()[-1].message and remote.server is None
+        assert remote.server is None and run.screen.query_one("#server-form").disabled
         await run.press("r")
         assert "no agent module" in run.notes()[-1].message
         # A batch from the dataset screen runs on the remote server, the same way.

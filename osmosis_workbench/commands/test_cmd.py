@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_RUNS_DIR = ".osmosis/runs"
+#: After a batch on remote servers: how long late callbacks may still arrive and be reported.
+_LATE_CALLBACK_GRACE_S = 0.5
 CASSETTE_NAME = "cassette.jsonl"
 
 
@@ -430,6 +432,10 @@ async def _run_batch(args: argparse.Namespace) -> int:
                              keep_results=False)
         try:
             await runner.run()
+            if embedded is None:
+                # Remote servers: give late callbacks (a second completion, a chat after
+                # the end) a moment to arrive, so the conformance check reports them.
+                await asyncio.sleep(_LATE_CALLBACK_GRACE_S)
         finally:
             if embedded is not None:
                 await embedded.__aexit__(None, None, None)
@@ -448,6 +454,9 @@ async def _run_batch(args: argparse.Namespace) -> int:
     summary = summarize(list(entries.values()), bad_rows=len(runner.bad_rows),
                         duration_s=time.perf_counter() - started, k=args.attempts,
                         stopped_early=runner.stopped_early)
+    for rollout_id, message in trainer.late_violations:
+        print(f"Protocol violation after rollout {rollout_id!r} ended: {message}")
+    summary.protocol_violations += len(trainer.late_violations)
     print("\n".join(summary_lines(summary)))
     print(f"Run directory: {run_dir}")
     if args.output:

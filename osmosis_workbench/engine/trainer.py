@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ from osmosis_workbench.engine.models import ModelBackend, ModelError
 from server_core.protocol import CompletedRequest, validate_tool
 
 logger = logging.getLogger("osmosis_workbench.trainer")
+
+#: How many finished runs the trainer remembers, to recognise late callbacks.
+_FINISHED_KEPT = 10_000
 
 #: The base URL the embedded server reaches the trainer at, in-process (never resolved).
 IN_PROCESS_TRAINER_URL = "http://local-trainer.invalid"
@@ -98,6 +102,8 @@ class RolloutRun:
     aborted: str | None = None
     started: float = field(default_factory=time.perf_counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set once the init's answer has been read (its tools apply to every generation).
+    init_answered: asyncio.Event = field(default_factory=asyncio.Event)
     #: Called with each exchange when it starts and when it ends (UIs follow a rollout here).
     on_exchange: Callable[[LLMExchange], None] | None = None
 
@@ -190,6 +196,11 @@ class LocalTrainer:
         #: The bearer token servers must send on callbacks (we hand it over in each request).
         self.callback_key = callback_key or "osm_trainer_" + secrets.token_urlsafe(16)
         self.runs: dict[str, RolloutRun] = {}
+        #: Recently finished runs, so a late callback (a second completion, a chat after the
+        #: end) is still recognised and reported instead of meeting a 404.
+        self.finished: OrderedDict[str, RolloutRun] = OrderedDict()
+        #: Violations seen after a rollout's outcome was reported: (rollout_id, message).
+        self.late_violations: list[tuple[str, str]] = []
         self.url = IN_PROCESS_TRAINER_URL
         self.app = self._build_app()
         self._server: Any = None
@@ -215,6 +226,16 @@ class LocalTrainer:
             await self._server.stop()
             self._server = None
         await self.backend.aclose()
+
+    def _find(self, rollout_id: Any) -> RolloutRun | None:
+        if not isinstance(rollout_id, str):
+            return None
+        return self.runs.get(rollout_id) or self.finished.get(rollout_id)
+
+    def _violation(self, run: RolloutRun, message: str) -> None:
+        run.violation(message)
+        if run.rollout_id in self.finished:  # its outcome is out already: report it apart
+            self.late_violations.append((run.rollout_id, message))
 
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization") or ""
@@ -244,14 +265,22 @@ class LocalTrainer:
         except ValueError:
             return _json({"detail": "body is not JSON"}, 400)
         rollout_id = body.get("rollout_id") if isinstance(body, dict) else None
-        run = self.runs.get(rollout_id) if isinstance(rollout_id, str) else None
+        run = self._find(rollout_id)
         if run is None:
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
         if not self._authorized(request):
             run.violation("chat callback without the api_key from the init request")
             return _json({"detail": "Invalid or missing API key"}, 401)
         if run.completion is not None:
-            run.violation("chat callback after the rollout's completion")
+            self._violation(run, "chat callback after the rollout's completion")
+            return _json({"detail": "the rollout is already completed"}, 409)
+        if not run.init_answered.is_set():
+            # The agent may call back before the trainer has read the init's 202 (it runs as
+            # soon as it is accepted); the init's tools must apply to this call too.
+            try:
+                await asyncio.wait_for(run.init_answered.wait(), 30.0)
+            except TimeoutError:
+                run.violation("chat callback for a rollout whose init never answered")
         if run.aborted:
             return _json({"error": {"type": "aborted", "message": run.aborted}}, 409)
         messages = body.get("messages")
@@ -304,7 +333,7 @@ class LocalTrainer:
         except ValueError:
             return _json({"detail": "body is not JSON"}, 400)
         rollout_id = raw.get("rollout_id") if isinstance(raw, dict) else None
-        run = self.runs.get(rollout_id) if isinstance(rollout_id, str) else None
+        run = self._find(rollout_id)
         if run is None:
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
         if not self._authorized(request):
@@ -327,7 +356,7 @@ class LocalTrainer:
                 run.done.set()
             return _json({"detail": problems}, 422)
         if run.completion is not None:
-            run.violation("second completion for the same rollout (must be exactly one)")
+            self._violation(run, "second completion for the same rollout (must be exactly one)")
             return _json({"detail": "already completed"}, 200)
         run.completion = raw
         run.done.set()
@@ -360,6 +389,12 @@ class LocalTrainer:
 
     async def send_init(self, run: RolloutRun, target: ServerTarget) -> None:
         """POST the init; checks the answer. Raises ``InitRefused`` when it is not a 202."""
+        try:
+            await self._send_init(run, target)
+        finally:
+            run.init_answered.set()  # chat callbacks that came early may go on now
+
+    async def _send_init(self, run: RolloutRun, target: ServerTarget) -> None:
         client = target.client
         assert client is not None, "ServerTarget needs a client"
         try:
@@ -438,7 +473,14 @@ class LocalTrainer:
                 return self.outcome(run, init_error=exc)
             return await self.wait(run, target, timeout_s + 5.0)
         finally:
-            self.runs.pop(run.rollout_id, None)
+            self.forget(run)
+
+    def forget(self, run: RolloutRun) -> None:
+        """Move a run whose outcome is out to the bounded recently-finished list."""
+        self.runs.pop(run.rollout_id, None)
+        self.finished[run.rollout_id] = run
+        while len(self.finished) > _FINISHED_KEPT:
+            self.finished.popitem(last=False)
 
     async def run_rollout(
         self,

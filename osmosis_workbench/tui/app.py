@@ -114,6 +114,7 @@ class WorkbenchApp(App[None]):
         #: Published with the ``Workspace`` each time it opens (other screens subscribe).
         self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
         self._debugger: DebuggerScreen | None = None
+        self._first_frame = asyncio.Event()
         self.add_mode("debug", lambda: self.debugger)
         self.add_mode("dataset", lambda: _mode_screen(
             "osmosis_workbench.tui.dataset_screen", "DatasetScreen", "Dataset"))
@@ -153,8 +154,10 @@ class WorkbenchApp(App[None]):
 
     def on_mount(self) -> None:
         self._install_log_routing()
-        # The engine is imported on a thread inside this worker, so the first frame is
-        # drawn while it loads.
+        # The worker starts now (so tests can wait for it) but imports the engine only after
+        # the first frame: on a thread, the import would still compete for the GIL with it.
+        self._first_frame = asyncio.Event()
+        self.call_after_refresh(self._first_frame.set)
         self._open_workspace()
 
     def _install_log_routing(self) -> None:
@@ -177,6 +180,7 @@ class WorkbenchApp(App[None]):
           description="open the workspace")
     async def _open_workspace(self) -> None:
         """Import the engine (off the loop), open the workspace, read the dataset."""
+        await self._first_frame.wait()
         old, self.workspace = self.workspace, None
         if old is not None and (problem := await _close_quietly(old)):
             logger.error("closing the previous workspace failed:\n%s", problem)

@@ -395,11 +395,10 @@ class DebuggerScreen(Screen[None]):
             return
         self._follow(follower)
 
-    def open_session(self, session: Any, label: str | None = None,
-                     row_index: int | None = None) -> None:
+    def open_session(self, session: Any, label: str | None = None) -> None:
         """Follow any object with the StepSession interface (started or not)."""
-        self._follow(Follower(session=session, label=label or getattr(session, "label", "")
-                              or "rollout", row_index=row_index))
+        self._follow(Follower(session=session,
+                              label=label or getattr(session, "label", "") or "rollout"))
 
     def show_outcome(self, outcome: Any, title: str) -> None:
         """Show a finished trajectory, read-only: its result and its messages."""
@@ -414,13 +413,23 @@ class DebuggerScreen(Screen[None]):
         self.show_view("messages-view")
 
     def detach(self, reason: str) -> None:
-        """Abort the followed rollout if it still runs (nobody would release its gate)."""
+        """Let go of the followed rollout: nobody would release its gate otherwise.
+
+        A dataset row's rollout is ours: it is aborted. A session opened from elsewhere (a
+        live rollout of a real trainer) is let run on without pausing instead.
+        """
         follower = self.follower
-        if follower is not None and follower.session is not None and (
-            not follower.session.finished
-        ):
-            follower.session.abort(f"aborted by user ({reason})")
-            self._drain(follower.session)
+        session = follower.session if follower is not None else None
+        if session is None or session.finished:
+            return
+        if follower.row_index is not None:
+            session.abort(f"aborted by user ({reason})")
+            self._drain(session)
+        else:
+            session.continue_()
+            close = getattr(session, "close", None)
+            if callable(close):
+                close()
 
     @work(group="rollouts", exit_on_error=False, description="end an abandoned rollout")
     async def _drain(self, session: Any) -> None:

@@ -84,7 +84,8 @@ class LogRouter(logging.Handler):
         # print() writes fragments ("a b", then "\n"); whole lines are kept per stream.
         self._partial = {False: "", True: ""}
         self._saved: dict[str, tuple[bool, int]] = {}  # propagate and level, per logger
-        self._removed: list[tuple[str, logging.Handler]] = []
+        # Handlers taken off, with the logger's propagate flag from just before.
+        self._removed: list[tuple[str, logging.Handler, bool]] = []
         self._app: weakref.ref[Any] | None = None
 
     # ---- the buffer -------------------------------------------------------------------------
@@ -157,8 +158,6 @@ class LogRouter(logging.Handler):
             self._saved[name] = (logger.propagate, logger.level)
             if name in _INFO_LOGGERS and logger.level == logging.NOTSET:
                 logger.setLevel(logging.INFO)
-            if name:
-                logger.propagate = True
         self.sweep()
         logging.getLogger().addHandler(self)
         app.begin_capture_print(self, stdout=True, stderr=True)
@@ -176,21 +175,26 @@ class LogRouter(logging.Handler):
             for handler in list(logger.handlers):
                 if handler is not self and _is_terminal_handler(handler, terminal):
                     logger.removeHandler(handler)
-                    self._removed.append((name, handler))
-            if name:
-                logger.propagate = True
+                    self._removed.append((name, handler, logger.propagate))
+                    # Its records went to the terminal instead of up: send them up, to us.
+                    # (A logger silenced with propagate off and no handler stays silent:
+                    # uvicorn.access with access_log=False.)
+                    logger.propagate = True
 
     def uninstall(self) -> None:
         """Give every logger back the handlers, propagation and level it had."""
         logging.getLogger().removeHandler(self)
         saved, self._saved = self._saved, {}
         removed, self._removed = self._removed, []
-        for name, handler in removed:
-            logging.getLogger(name).addHandler(handler)
         for name, (propagate, level) in saved.items():
             logger = logging.getLogger(name)
             logger.propagate = propagate
             logger.setLevel(level)
+        # Latest first, so each logger ends with the flag it had before we first touched it.
+        for name, handler, propagate in reversed(removed):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.propagate = propagate
         app = self._app() if self._app is not None else None
         if app is not None:
             app._capture_print.pop(self, None)  # end_capture_print raises when absent

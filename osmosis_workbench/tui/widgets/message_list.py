@@ -351,10 +351,17 @@ class MessageDetail(ScrollView, can_focus=True):
                                      pad=False)
         self._strips = [Strip(line).adjust_cell_length(width) for line in lines]
         self._rendered_width = width
-        self.virtual_size = Size(width, len(self._strips))
+        self._update_virtual_size()
+
+    def _update_virtual_size(self) -> None:
+        # Never less than the pane: moving between messages that fit then leaves the size
+        # alone, and a changed virtual size would lay out (and redraw) the whole screen.
+        height = max(len(self._strips), self.scrollable_content_region.height)
+        self.virtual_size = Size(self._rendered_width, height)
 
     def on_resize(self) -> None:
         self._render_strips()
+        self._update_virtual_size()
 
     def render_line(self, y: int) -> Strip:
         """Draw screen row ``y`` from the rendered lines."""

@@ -13,10 +13,8 @@ from typing import Any
 from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.highlighter import JSONHighlighter
-from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.rule import Rule
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -51,6 +49,14 @@ def json_block(data: Any) -> Text:
     return _JSON_HIGHLIGHTER(Text(compact_json(data)))
 
 
+def traceback_block(text: str) -> RenderableType:
+    """A Python traceback, highlighted."""
+    from rich.syntax import Syntax  # pygments: imported when a traceback is first shown
+
+    return Syntax(text.rstrip(), "pytb", theme="ansi_dark", word_wrap=True,
+                  background_color="default")
+
+
 def _facts(rows: Sequence[tuple[str, RenderableType | str]]) -> Table:
     """A two-column label/value grid."""
     table = Table.grid(padding=(0, 2))
@@ -72,6 +78,9 @@ def render_text_content(text: str, *, markdown: bool = True) -> RenderableType:
     if not stripped:
         return Text("(empty)", style="dim italic")
     if markdown and len(text) <= _MARKDOWN_LIMIT:
+        # Imported here: markdown-it and pygments cost ~0.2 s, kept off the first screen.
+        from rich.markdown import Markdown
+
         return Markdown(text, code_theme="ansi_dark")
     return Text(text)
 
@@ -237,8 +246,7 @@ def render_outcome(outcome: Any, *, title: str = "") -> RenderableType:
         parts.extend(Text(f"• {v}", style="yellow") for v in outcome.violations)
     if outcome.traceback:
         parts.append(Rule("traceback", style="red", align="left"))
-        parts.append(Syntax(outcome.traceback.rstrip(), "pytb", theme="ansi_dark",
-                            word_wrap=True, background_color="default"))
+        parts.append(traceback_block(outcome.traceback))
     final = next((m for m in reversed(outcome.final_messages)
                   if m.get("role") == "assistant" and content_text(m.get("content")).strip()),
                  None)

@@ -1,0 +1,72 @@
+"""Layout snapshots of the step debugger (pytest-textual-snapshot): a few, for layout only.
+
+Behaviour is asserted in test_tui_debugger.py; these catch a pane that overflows, a border
+that disappears or a key bar that no longer fits at 100 columns. The model is scripted, so
+ids and token counts are the same on every run. Update with `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.worker import WorkerState
+
+from osmosis_workbench.engine.models import ScriptedBackend
+from osmosis_workbench.engine.workspace import WorkspaceConfig
+from osmosis_workbench.tui.app import WorkbenchApp, make_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def calculator_model(body: dict[str, Any]) -> dict[str, Any]:
+    """Calls add(17, 25) first; once a tool answered, states its result."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return {"content": f"The answer is **{last['content']}**."}
+    return {"tool_calls": [{"name": "add", "arguments": {"a": 17, "b": 25}}]}
+
+
+def row_0_app() -> WorkbenchApp:
+    config = WorkspaceConfig(module="sample_project.server:agent_loop", model="scripted",
+                             dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+                             search_path=str(ROOT))
+    return make_app(config, row=0, backend=ScriptedBackend(calculator_model))
+
+
+def after(*keys: str):
+    """A ``run_before`` that waits for the workspace and the rollout, then presses ``keys``."""
+
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        for key in (None, *keys):
+            if key is not None:
+                await pilot.press(key)
+            for _ in range(50):
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                           for w in app.workers):
+                    break
+
+    return run_before
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def test_paused_answer_at_100x30(snap_compare: Any) -> None:
+    assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after())
+
+
+def test_message_history_at_200x60(snap_compare: Any) -> None:
+    assert snap_compare(row_0_app(), terminal_size=(200, 60), run_before=after("n", "m", "up"))
+
+
+def test_help_at_100x30(snap_compare: Any) -> None:
+    assert snap_compare(row_0_app(), terminal_size=(100, 30),
+                        run_before=after("question_mark"))
