@@ -787,17 +787,22 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
         "| /health p50 / p99 ms baseline | /health p50 / p99 ms ours | lost b / o "
         "| server CPU % b / o | load CPU % b / o | other processes' CPU % b / o |"
     )
-    print(head)
-    print("|" + "---:|" * (head.count("|") - 1))
     verdicts = []
+    if steady:
+        print(head)
+        print("|" + "---:|" * (head.count("|") - 1))
     for n, pair in steady.items():
         b, o = pair.get("baseline"), pair.get("ours")
-        ratio = (
-            (o["rollouts_per_s"] / b["rollouts_per_s"]) if b and o and b["rollouts_per_s"] else None
-        )
+        ratio = None
+        if b and o:
+            ratio = (
+                o["rollouts_per_s"] / b["rollouts_per_s"]
+                if b["rollouts_per_s"]
+                else (float("inf") if o["rollouts_per_s"] else None)
+            )
         print(
             f"| {n} | {_f(b and b['rollouts_per_s'])} | {_f(o and o['rollouts_per_s'])} | "
-            f"{_f(ratio and 100 * ratio, '{:.0f}%')} | "
+            f"{_f(ratio and 100 * ratio, '{:.0f}%') if ratio != float('inf') else 'baseline 0'} | "
             f"{_f(b and b['server_cpu_ms_per_rollout'], '{:.2f}')} / "
             f"{_f(o and o['server_cpu_ms_per_rollout'], '{:.2f}')} | "
             f"{_f(b and b['health_p50_ms'], '{:.1f}')} / {_f(b and b['health_p99_ms'], '{:.1f}')}"
@@ -810,8 +815,13 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
         )
         if ratio is not None:
             ok = ratio >= 0.9 and o["health_p99_ms"] < 50 and o["lost"] == 0 and not o["timed_out"]
+            share = (
+                f"{100 * ratio:.0f}% of baseline"
+                if ratio != float("inf")
+                else "the baseline completed none"
+            )
             verdicts.append(
-                f"N={n}: {'PASS' if ok else 'FAIL'} ({100 * ratio:.0f}% of baseline, "
+                f"N={n}: {'PASS' if ok else 'FAIL'} ({share}, "
                 f"/health p99 {o['health_p99_ms']:.1f} ms, lost {o['lost']})"
             )
     if burst:
@@ -900,6 +910,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
     pool = args.pool or default_pool()
     kinds = args.kinds.split(",")
     ns = [int(n) for n in args.ns.split(",")] if args.ns else list(STEADY_NS)
+    if args.skip_steady:
+        ns = []
     logdir = Path(tempfile.mkdtemp(prefix="bench_server-"))
     burst_timeout = args.burst_timeout or (45.0 if args.quick else 100.0)
     meta = {
@@ -1024,6 +1036,7 @@ def main() -> None:
         help="baseline's shared client (the bar's baseline is httpx)",
     )
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--skip-steady", action="store_true")
     # child roles
     parser.add_argument("--kind", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -495,7 +495,15 @@ class RolloutManager:
                 logger.warning("cancelling %d rollouts still running at shutdown", len(pending))
                 for record in self.in_flight():
                     self.cancel(record.rollout_id, "server shutting down")
-                await asyncio.wait(pending, timeout=self.limits.final_delivery_timeout_s)
+                _, pending = await asyncio.wait(
+                    pending, timeout=self.limits.final_delivery_timeout_s
+                )
+                if pending:
+                    # Deliveries still retrying: give up on them (each records "failed") rather
+                    # than leave them running against a closed client after the app is gone.
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.wait(pending, timeout=1.0)
         await self.client.aclose()
 
     def health(self) -> dict[str, Any]:

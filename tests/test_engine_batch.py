@@ -61,6 +61,11 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     assert entry["request"]["messages"][1]["content"] == "What is 9 * 9 + 9 * 9?"
     assert [m["role"] for m in entry["final_messages"]].count("tool") == 3
     assert entry["reward"] == 1.0 and entry["metrics"]["num_llm_calls"] == 3
+    # Tokens per call are journaled (the cassette recorded usage for each answer).
+    assert [c["turn"] for c in entry["calls"]] == [1, 2, 3]
+    assert all(c["prompt_tokens"] > 0 and c["completion_tokens"] > 0 for c in entry["calls"])
+    assert entry["tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"]
+                                  for c in entry["calls"])
     summary = summarize(list(entries.values()), bad_rows=0, duration_s=1.0, k=1)
     assert summary.all_passed and summary.reward_mean == 1.0 and summary.pass_at_k == 1.0
 

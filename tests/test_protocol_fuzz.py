@@ -178,12 +178,13 @@ def test_hostile_init_bodies_never_give_a_5xx(post, content):
     _check(post(content))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     st.dictionaries(
-        st.text(min_size=1, max_size=20).filter(lambda k: k not in FIELDS), json_values, max_size=5
+        st.text(min_size=1, max_size=20).filter(lambda k: k not in FIELDS), json_values, max_size=4
     ),
-    st.text(min_size=1, max_size=256).filter(lambda s: s.strip()),
+    # Long ids (256) are covered in test_protocol_init; here: which characters.
+    st.text(min_size=1, max_size=40).filter(lambda s: s.strip()),
 )
 def test_unknown_fields_and_any_rollout_id_are_accepted(post, extra, rollout_id):
     body = {**extra, **_valid_body(rollout_id)}

@@ -24,6 +24,18 @@ def _has_null(value) -> bool:
     return False
 
 
+def test_create_app_returns_a_fastapi_app_for_an_agent_instance(make_agent):
+    from fastapi import FastAPI
+
+    from server_core import create_app
+
+    app = create_app(make_agent(name="named"))
+    assert isinstance(app, FastAPI)
+    assert app.state.agent_loop.name == "named"
+    with pytest.raises(TypeError, match="RolloutAgentLoop instance"):
+        create_app(type(make_agent()))  # the class, not an instance
+
+
 # ---- accepted rollouts and tools --------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from server_core import RolloutCancelled
+from server_core import RolloutCancelled, ServerLimits
 
 KEY = "osm_rollout_lifecycle"
 
@@ -241,6 +241,25 @@ async def test_shutdown_lets_quick_rollouts_finish(serve, make_agent, trainer, w
     for rollout_id in ids:
         (completion,) = trainer.completions_for(rollout_id)
         assert completion["status"] == "COMPLETED"
+
+
+async def test_shutdown_gives_up_on_deliveries_past_the_final_timeout(
+    serve, make_agent, trainer, wait_for
+):
+    limits = ServerLimits(drain_timeout_s=0.02, final_delivery_timeout_s=0.05)
+    trainer.completion_default = trainer.Reply(200, delay=0.5)  # acknowledged too late
+    server = serve(make_agent(run=_blocked()), limits=limits)
+    lifespan = server.app.router.lifespan_context(server.app)
+    await lifespan.__aenter__()
+    rollout_id = await server.start()
+    await trainer.wait_for_chats(rollout_id)
+    started = time.perf_counter()
+    await asyncio.wait_for(lifespan.__aexit__(None, None, None), 5)
+    assert time.perf_counter() - started < 0.4
+    status = (await server.status(rollout_id)).json()
+    assert status["status"] == "cancelled"
+    assert status["completion_delivery"] == "failed"
+    assert "shutdown" in status["delivery_error"]
 
 
 async def test_shutdown_with_nothing_in_flight_is_immediate(serve, make_agent):

@@ -187,7 +187,7 @@ async def test_a_bad_dataset_does_not_stop_the_workbench(tmp_path: Path) -> None
 
 async def test_1_2_3_switch_between_debugger_dataset_and_server() -> None:
     app = make_app(config())
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await pilot.press("2")
         await pilot.pause()
@@ -301,7 +301,7 @@ async def test_show_outcome_shows_a_finished_trajectory_read_only() -> None:
         cost_usd=None, llm_calls=1, tools=[], violations=["init answered 200"],
         completion=None)
     app = make_app(config())
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         app.show_outcome(outcome, "batch row 7, attempt 2")
         await settle(app, pilot)

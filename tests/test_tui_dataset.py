@@ -187,11 +187,16 @@ async def test_rows_and_bad_rows_are_listed_with_the_error(open_workspace):
         assert "row 2 (line 3) is a bad row" in detail
 
 
-async def test_run_all_fills_rows_counts_summary_and_histogram(open_workspace):
+async def test_run_all_fills_rows_counts_summary_and_histogram_then_rows_open(open_workspace):
     ws = await open_workspace()
     async with running(ws) as run:
-        await run.press("x")
+        # Before any run: o has nothing to show, d steps the row in the debugger; x says so.
+        await run.press("o", "x")
+        assert run.app.calls == [] and any("has not run yet" in n.message for n in run.notes())
         assert any(n.message == "no batch is running" for n in run.notes())
+        await run.press("d")
+        assert run.app.calls == [("open_debugger", 0, True)]
+
         await run.press("r")
         assert [run.status(i) for i in (0, 1, 2, 3, 4, 5)] == [
             "pass", "fail", "bad", "error", "pass", "pass"
@@ -210,11 +215,26 @@ async def test_run_all_fills_rows_counts_summary_and_histogram(open_workspace):
         assert "pass rate 60.0%" in text and "reward mean 0.750" in text
         histogram = run.screen.query_one(RewardHistogram)
         assert [(b.label, b.count) for b in histogram.bins] == [("0", 1), ("1", 3)]
+        assert any(n.title == "Batch done" and "3/5 passed" in n.message for n in run.notes())
+
+        # o (and enter) open a finished row's trajectory; the title says how it went.
+        await run.press("o")
+        kind, outcome, title = run.app.calls[-1]
+        assert kind == "show_outcome" and outcome.ok and outcome.reward == 1.0
+        assert title.startswith("row 0 · attempt 1 · pass")
+        await run.press("down", "enter")
+        kind, outcome, title = run.app.calls[-1]
+        assert outcome.ok and outcome.reward == 0.0 and "fail" in title
+        # The bad row opens nothing and says why.
+        calls = len(run.app.calls)
+        await run.press("down", "o", "d")
+        assert len(run.app.calls) == calls
+        bad = [n.title for n in run.notes() if n.severity == "error"]
+        assert bad[-2:] == ["Row 2 is a bad row", "Row 2 is a bad row"]
         # The error row says what went wrong, on the row itself.
-        await run.press("down", "down", "down")
+        await run.press("down")
         detail = str(run.screen.query_one("#dataset-detail", Static).render())
         assert "error (llm_error)" in detail and "fell over" in detail
-        assert any(n.title == "Batch done" and "3/5 passed" in n.message for n in run.notes())
 
 
 async def test_space_marks_rows_and_s_runs_only_those(open_workspace):
@@ -334,29 +354,6 @@ async def test_attempts_give_pass_at_k(open_workspace):
         assert "pass@2 0.600" in str(run.screen.query_one("#dataset-summary-text").render())
         await run.press("a", "a", "a")
         assert run.screen.attempts == 1  # 2 -> 4 -> 8 -> 1
-
-
-async def test_o_enter_and_d_open_rows_in_the_trajectory_view_and_debugger(open_workspace):
-    ws = await open_workspace()
-    async with running(ws) as run:
-        await run.press("o")
-        assert run.app.calls == [] and any("has not run yet" in n.message for n in run.notes())
-        await run.press("d")
-        assert run.app.calls == [("open_debugger", 0, True)]
-        await run.press("r")
-        await run.press("o")
-        kind, outcome, title = run.app.calls[-1]
-        assert kind == "show_outcome" and outcome.ok and outcome.reward == 1.0
-        assert title.startswith("row 0 · attempt 1 · pass")
-        await run.press("down", "enter")
-        kind, outcome, title = run.app.calls[-1]
-        assert outcome.ok and outcome.reward == 0.0 and "fail" in title
-        calls = len(run.app.calls)
-        await run.press("down", "o", "d")  # the bad row opens nothing and says why
-        assert len(run.app.calls) == calls
-        assert [n.title for n in run.notes() if n.severity == "error"][-2:] == [
-            "Row 2 is a bad row", "Row 2 is a bad row"
-        ]  # fmt: skip
 
 
 async def test_a_missing_dataset_is_reported_and_l_reads_it_again(open_workspace, tmp_path):

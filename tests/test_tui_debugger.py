@@ -239,7 +239,7 @@ async def test_invalid_json_keeps_the_dialog_open_and_esc_keeps_the_answer() -> 
 
 async def test_m_shows_the_history_with_tool_results_labelled_and_each_message_whole() -> None:
     app = debugger_app()
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await press(app, pilot, "n", "m")
         debugger = app.debugger
@@ -264,7 +264,7 @@ async def test_m_shows_the_history_with_tool_results_labelled_and_each_message_w
 
 async def test_t_lists_the_tools_with_their_schemas_and_t_again_goes_back() -> None:
     app = debugger_app()
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await press(app, pilot, "t")
         tools = text_of(app, "#tools-text")
@@ -309,7 +309,7 @@ async def test_a_model_error_ends_the_rollout_with_its_message() -> None:
 async def test_an_agent_crash_shows_its_traceback_in_the_result() -> None:
     app = debugger_app(ScriptedBackend(["hello"]), module=f"{__name__}:crashing_agent",
                        search_path=str(Path(__file__).parent))
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await press(app, pilot, "n")
         result = text_of(app, "#result-text")

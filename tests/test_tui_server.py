@@ -193,6 +193,8 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         url = run.screen.url
         assert url is not None and url.startswith("http://127.0.0.1:") and ws.server is not None
         assert f"serving {url} · key {key}" in run.status()
+        await run.press("k")
+        assert run.app.clipboard == key
         await run.until(lambda: "Uvicorn running on" in run.log_text())  # uvicorn's log, here
         health = (await http.get(f"{url}/health")).json()
         assert health["status"] == "healthy" and health["agent_loop"] == "calculator"
@@ -209,7 +211,7 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         )
         await run.until(lambda: "trainer-1" in run.screen.table
                         and run.state("trainer-1") == "paused")  # fmt: skip
-        assert "paused 1" in run.status()
+        await run.until(lambda: "paused 1" in run.status())
         await run.press("P")
         assert not ws.live.pause_all
 
@@ -274,7 +276,7 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
         assert (await third).ok
 
 
-async def test_a_busy_port_and_a_bad_port_are_reported_not_raised(open_workspace):
+async def test_a_busy_or_bad_port_is_reported_then_u_k_and_ctrl_l(open_workspace):
     ws = await open_workspace()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -290,7 +292,10 @@ async def test_a_busy_port_and_a_bad_port_are_reported_not_raised(open_workspace
             run.screen.query_one("#server-port", Input).value = "http"
             await run.press("s")
             assert "is not a port number" in run.notes()[-1].message
-            # enter in the form starts it too (here on a free port).
+            # escape leaves the form (letters type there); enter in the form starts the server.
+            run.screen.query_one("#server-key", Input).focus()
+            await run.press("escape")
+            assert run.app.focused is run.screen.table
             run.screen.query_one("#server-port", Input).value = "0"
             run.screen.query_one("#server-host", Input).focus()
             await run.press("enter")
@@ -298,22 +303,14 @@ async def test_a_busy_port_and_a_bad_port_are_reported_not_raised(open_workspace
             # While it serves, the footer offers x (stop), and s is not bound.
             assert run.screen.check_action("start_server", ()) is False
             assert run.screen.check_action("stop_server", ()) is True
+            # u and k copy the URL and the key (there is none: local mode); ctrl+l clears the log.
+            await run.press("u")
+            assert run.app.clipboard == run.screen.url
+            await run.press("k")
+            assert "local mode" in run.notes()[-1].message
+            await run.press("ctrl+l")
+            assert run.screen.log_pane.line_count == 0
             await run.press("x")
-
-
-async def test_u_and_k_copy_the_url_and_key(open_workspace):
-    ws = await open_workspace()
-    async with running(ws) as run:
-        await run.press("u")
-        assert "not running" in run.notes()[-1].message
-        await run.press("g", "s")
-        await run.press("u")
-        assert run.app.clipboard == run.screen.url
-        await run.press("k")
-        assert run.app.clipboard == ws.server_api_key and ws.server_api_key
-        await run.press("ctrl+l")
-        assert run.screen.log_pane.line_count == 0
-        await run.press("x")
 
 
 # ---- reloading the agent ------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class BatchResult:
             "tokens": o.tokens,
             "cost_usd": o.cost_usd,
             "llm_calls": o.llm_calls,
+            "calls": o.calls,
             "metrics": o.metrics,
             "violations": o.violations,
             "request": {k: v for k, v in self.request.items() if k != "api_key"},

@@ -280,6 +280,7 @@ class LiveStepSession:
 
     async def start(self) -> None:
         """Pause the rollout at its next LLM answer (it is already running)."""
+        # A listener, not on_change: that slot belongs to the UI's rollout list.
         if self._remove_listener is None:
             self._remove_listener = self.live.add_listener(self._on_change)
         if not self.finished:
@@ -365,11 +366,13 @@ class LiveStepSession:
             return False
         if replacement is None:
             return self.live.release(self.rollout_id)
+        # The debugger's edit dialog hands a whole completion (as for StepSession.next).
         if replacement.get("choices"):
             choice = replacement["choices"][0]
             message, finish = choice.get("message") or {}, choice.get("finish_reason")
         else:
             message, finish = replacement, None
+        # The agent gets it as ChatResult.from_completion would have built it.
         message = {k: v for k, v in message.items() if v is not None}
         message.setdefault("role", "assistant")
         if finish is None and message.get("tool_calls"):
@@ -398,6 +401,8 @@ class LiveStepSession:
 
 def live_outcome(rollout: LiveRollout) -> RolloutOutcome:
     """A finished live rollout as a ``RolloutOutcome`` (what the trajectory view shows)."""
+    # The completion body is the server's word on how it ended; the live record fills gaps
+    # (a rollout cut off before its completion was seen).
     completion = rollout.completion or {}
     metrics = completion.get("metrics") if isinstance(completion.get("metrics"), dict) else {}
     extra = completion.get("extra_fields")

@@ -146,6 +146,8 @@ class RolloutOutcome:
     tools: list[dict[str, Any]]
     violations: list[str]
     completion: dict[str, Any] | None
+    #: Per LLM call: turn, prompt/completion tokens, latency and cost (when known).
+    calls: list[dict[str, Any]] = field(default_factory=list)
     #: The model backend's error that ended the rollout, if any (systemic ones stop batches).
     model_error: ModelError | None = None
     #: Why the server refused the init, when it did (``busy`` ones may be retried elsewhere).
@@ -549,4 +551,11 @@ class LocalTrainer:
             completion=run.completion,
             model_error=run.model_error,
             init_error=init_error,
+            calls=[
+                {"turn": x.turn, "prompt_tokens": x.usage.get("prompt_tokens"),
+                 "completion_tokens": x.usage.get("completion_tokens"),
+                 "latency_ms": round(x.latency_ms, 3), "cost_usd": x.cost_usd,
+                 **({"error": x.error} if x.error else {})}
+                for x in run.exchanges
+            ],
         )

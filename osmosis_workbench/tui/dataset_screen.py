@@ -24,6 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.signal import Signal
 from textual.timer import Timer
@@ -191,6 +192,18 @@ class DatasetScreen(Screen):
         self._runner: BatchRunner | None = None
         self._ticker: Timer | None = None
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notify without markup by default: messages quote paths, rollout ids and errors."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     # ---- composition and typed access -------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -222,6 +235,7 @@ class DatasetScreen(Screen):
 
     def _ready_workspace(self, doing: str) -> Workspace | None:
         ws = self.workspace
+        # The app opens the workspace in a worker after the first frame: keys can come first.
         if ws is None or ws.trainer is None:
             self.notify(f"the workspace is still opening: {doing} in a moment", timeout=3)
             return None
@@ -250,6 +264,8 @@ class DatasetScreen(Screen):
     def workspace_opened(self, workspace: Workspace) -> None:
         """Show the rows of a (re)opened workspace, reading its dataset if nobody has."""
         problem = getattr(self.app, "dataset_error", None)
+        # The app reads the dataset when it opens the workspace; read it here only if it did
+        # not try (a failed read would only fail again: l retries once the file is fixed).
         if not problem and not (workspace.rows or workspace.bad_rows) and workspace.config.dataset:
             self.load_dataset()
             return
@@ -259,7 +275,7 @@ class DatasetScreen(Screen):
         self._show_info()
         if problem:  # the app could not read the file: say why here too
             self.query_one("#dataset-detail", Static).update(
-                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
+                Text(f"{problem}\nFix the file, then l reads it again.", style="red"), layout=False
             )
 
     def on_screen_resume(self) -> None:
@@ -313,6 +329,7 @@ class DatasetScreen(Screen):
         status = self.row_status(index)
         status_cell = Text(status, style=_STATUS_STYLES.get(status.rpartition(" ")[2], ""))
         if index in self.bad:
+            # The error takes the prompt's column: a bad row is visible, and says why, in place.
             error = _one_line(self.bad[index].message)
             return [
                 number,
@@ -346,6 +363,7 @@ class DatasetScreen(Screen):
             return "bad"
         results = self.results.get(index) or []
         if index in self._waiting:
+            # With several attempts a row runs from its first result until its last.
             return "running" if results or index in self._running_shown else "queued"
         if index in self._skipped:
             return "skipped"
@@ -451,6 +469,7 @@ class DatasetScreen(Screen):
             return
         self.marked.symmetric_difference_update({index})
         self._update_row(index)
+        # Move on, as file managers do: holding space marks a run of rows.
         self.table.action_cursor_down()
 
     def action_more_concurrency(self) -> None:
@@ -544,6 +563,7 @@ class DatasetScreen(Screen):
     def action_run_selected(self) -> None:
         """Run the marked rows (or the highlighted one when none is marked)."""
         chosen = sorted(self.marked) if self.marked else [self.cursor_index()]
+        # Bad rows cannot become requests: they are left out, not refused one by one.
         rows = [i for i in chosen if i is not None and i in self._rows]
         if not rows:
             self.notify(
@@ -554,6 +574,7 @@ class DatasetScreen(Screen):
 
     def action_rerun_failed(self) -> None:
         """Run again every row whose last run did not pass."""
+        # "Did not pass" covers errors too, and any failed attempt when there were several.
         rows = sorted(i for i, rs in self.results.items() if rs and not all(r.passed for r in rs))
         if not rows:
             self.notify("no failed rows to rerun", timeout=3)
@@ -579,6 +600,8 @@ class DatasetScreen(Screen):
         if not ws.config.dataset:
             self.notify("no dataset: start the workbench with --dataset FILE", severity="error")
             return False
+        # With rows=None the runner streams the whole file itself; the list here only sizes the
+        # progress bar and marks the rows queued.
         selected = rows if rows is not None else sorted(self._rows)
         try:
             runner = ws.batch(
@@ -601,6 +624,8 @@ class DatasetScreen(Screen):
         self._skipped.difference_update(rows)
         self._running_shown.clear()
         self._waiting = set(rows)
+        # A rerun replaces a row's results; rows outside this batch keep theirs (and count in
+        # the summary, which covers the latest result of every row).
         for index in rows:
             self.results[index] = []
         self.progress = BatchProgress(total=len(rows) * self.attempts, started=time.perf_counter())
@@ -626,6 +651,7 @@ class DatasetScreen(Screen):
         try:
             await runner.run()
         except asyncio.CancelledError:
+            # The screen is going away (the app exits): start no more rows.
             runner.stop("cancelled")
             raise
         except Exception as exc:  # an unreadable file, a broken target: report, keep the app
@@ -645,6 +671,7 @@ class DatasetScreen(Screen):
         self._pending.append(result)
 
     def _bad_row_seen(self, error: RowError) -> None:
+        # The runner reads the file again: a row edited into a bad one since is shown so.
         if error.index not in self.bad:
             self.bad[error.index] = error
             self._waiting.discard(error.index)
@@ -668,6 +695,7 @@ class DatasetScreen(Screen):
         progress = self.progress
         for result in pending:
             self.results.setdefault(result.row, []).append(result)
+            # A row is done when all its attempts are in.
             if len(self.results[result.row]) >= self.attempts:
                 self._waiting.discard(result.row)
             changed.add(result.row)
@@ -711,6 +739,7 @@ class DatasetScreen(Screen):
 
     def summarize(self, stopped_early: str | None = None) -> BatchSummary:
         """Statistics over every row's latest results (a rerun replaces a row's results)."""
+        # Only the fields summarize() reads: journal_entry() would copy every trajectory.
         entries = [
             {
                 "row": r.row,

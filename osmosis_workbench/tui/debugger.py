@@ -198,6 +198,7 @@ class DebuggerScreen(Screen[None]):
         self.query_one("#response-view").border_title = "Answer"
         self.message_list.border_title = "Messages"
         self.message_detail.border_title = "Message"
+        self.message_list.link_detail(self.message_detail)
         self.query_one("#tools-view").border_title = "Tools"
         self.query_one("#result-view").border_title = "Result"
         self.query_one("#failure-view").border_title = "The workbench could not start"
@@ -545,23 +546,6 @@ class DebuggerScreen(Screen[None]):
         pending = len(messages) - 1 if self.state == "paused" and messages else None
         self.message_list.set_messages(messages, exact_tokens=exact, pending_index=pending)
         self.message_list.border_title = f"Messages ({len(messages)})"
-        if not messages:
-            self.message_detail.clear()
-
-    @on(MessageList.Highlighted)
-    def _message_highlighted(self, event: MessageList.Highlighted) -> None:
-        messages = self.message_list.messages
-        if not 0 <= event.index < len(messages):
-            return
-        index = event.index
-        # One frame for the body, its scroll position and the title, not three.
-        with self.app.batch_update():
-            self.message_detail.show(
-                messages[index], index=index, tool_name=self.message_list.tool_name(index),
-                tokens=self.message_list.tokens_text(index),
-                pending=self.state == "paused" and index == len(messages) - 1,
-            )
-            self.message_detail.border_title = f"Message {index}"
 
     @on(MessageList.Selected)
     def _message_selected(self, _event: MessageList.Selected) -> None:

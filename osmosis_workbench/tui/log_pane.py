@@ -83,7 +83,10 @@ class LogRouter(logging.Handler):
         self._buffer_lock = threading.Lock()
         # print() writes fragments ("a b", then "\n"); whole lines are kept per stream.
         self._partial = {False: "", True: ""}
-        self._saved: dict[str, tuple[bool, int]] = {}  # propagate and level, per logger
+        self._installed = False
+        # Only what we changed is undone, and only if nobody changed it since (uvicorn sets
+        # its loggers' levels each time a server starts).
+        self._levels: dict[str, int] = {}  # logger -> level before we set INFO
         # Handlers taken off, with the logger's propagate flag from just before.
         self._removed: list[tuple[str, logging.Handler, bool]] = []
         self._app: weakref.ref[Any] | None = None
@@ -116,9 +119,11 @@ class LogRouter(logging.Handler):
         """Format the record and buffer it (called by logging, in the thread that logged)."""
         app = self._app() if self._app is not None else None
         if app is None or not app.is_running:
-            # The app has exited without uninstalling: give the terminal its logging back.
+            # The app has exited without uninstalling: give the terminal its logging back
+            # (and this record too, unless another handler, a newer app's, has it).
             self.uninstall()
-            if logging.lastResort is not None and record.levelno >= logging.WARNING:
+            root = logging.getLogger()
+            if not root.handlers and record.levelno >= logging.WARNING and logging.lastResort:
                 logging.lastResort.handle(record)
             return
         try:
@@ -153,21 +158,22 @@ class LogRouter(logging.Handler):
     def install(self, app: App) -> None:
         """Route the loggers and the app's prints here (see the module docstring)."""
         self._app = weakref.ref(app)
-        for name in ("", *ROUTED_LOGGERS):
+        self._installed = True
+        for name in _INFO_LOGGERS:
             logger = logging.getLogger(name)
-            self._saved[name] = (logger.propagate, logger.level)
-            if name in _INFO_LOGGERS and logger.level == logging.NOTSET:
+            if logger.level == logging.NOTSET:
+                self._levels[name] = logger.level
                 logger.setLevel(logging.INFO)
         self.sweep()
         logging.getLogger().addHandler(self)
         app.begin_capture_print(self, stdout=True, stderr=True)
         # Catch handlers that libraries add later (litellm's import), without a pane mounted.
-        app.set_interval(1.0, self.sweep, name="log-routing-sweep")
+        app.set_interval(0.5, self.sweep, name="log-routing-sweep")
 
     def sweep(self) -> None:
         """Remove terminal handlers from the routed loggers, including ones added since
         (litellm adds its own when it is first imported, long after start-up)."""
-        if not self._saved:
+        if not self._installed:
             return  # not installed (or uninstalled already)
         terminal = _terminal_streams()
         for name in ("", *ROUTED_LOGGERS):
@@ -182,18 +188,20 @@ class LogRouter(logging.Handler):
                     logger.propagate = True
 
     def uninstall(self) -> None:
-        """Give every logger back the handlers, propagation and level it had."""
+        """Give the loggers back the handlers, propagation and levels we changed."""
         logging.getLogger().removeHandler(self)
-        saved, self._saved = self._saved, {}
+        self._installed = False
+        levels, self._levels = self._levels, {}
         removed, self._removed = self._removed, []
-        for name, (propagate, level) in saved.items():
+        for name, level in levels.items():
             logger = logging.getLogger(name)
-            logger.propagate = propagate
-            logger.setLevel(level)
+            if logger.level == logging.INFO:  # still ours
+                logger.setLevel(level)
         # Latest first, so each logger ends with the flag it had before we first touched it.
         for name, handler, propagate in reversed(removed):
             logger = logging.getLogger(name)
-            logger.addHandler(handler)
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
             logger.propagate = propagate
         app = self._app() if self._app is not None else None
         if app is not None:
@@ -240,7 +248,7 @@ def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
     logging.getLogger("osmosis_workbench.tui").error(
         "%s", title, exc_info=(type(error), error, error.__traceback__)
     )
-    node.notify(f"{type(error).__name__}: {error}", title=title, severity="error")
+    node.notify(f"{type(error).__name__}: {error}", title=title, severity="error", markup=False)
 
 
 class LogLineHighlighter(Highlighter):

@@ -24,6 +24,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.timer import Timer
@@ -159,11 +160,24 @@ class ServerScreen(Screen):
         self._busy: str | None = None  # "starting" | "stopping" while one runs
         self._dirty: set[str] = set()
         self._flush_scheduled = False
+        self._status_shown = 0.0
         self._ticker: Timer | None = None
         self._watch_stop = asyncio.Event()
         self._watch_task: asyncio.Task | None = None
         self._live: LiveRollouts | None = None  # the workspace's, while this screen follows it
         self._previous_on_change: Any = None
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notify without markup by default: messages quote paths, rollout ids and errors."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- composition and typed access -------------------------------------------------------
 
@@ -240,6 +254,7 @@ class ServerScreen(Screen):
         """Follow a (re)opened workspace: its live rollouts, its server, its agent's folder."""
         self._unfollow()
         live = self._live = workspace.live
+        # LiveRollouts has one on_change slot: take it, and give it back on unmount.
         self._previous_on_change = live.on_change
         live.on_change = self._rollout_changed
         self.table.clear()
@@ -284,6 +299,7 @@ class ServerScreen(Screen):
         if live is None:
             self._show_status()
             return
+        # Rollouts still running: their elapsed time moves even when nothing happens.
         self._dirty.update(rid for rid, r in live.rollouts.items() if not r.done)
         # LiveRollouts drops the oldest beyond its cap without an event: drop their rows too.
         if self.table.row_count > len(live.rollouts):
@@ -331,6 +347,7 @@ class ServerScreen(Screen):
             first.append(" · s serves the agent on the host and port above")
             health = None
         if health:
+            # held, not state: a rollout marked for pausing runs until its next answer.
             paused = sum(1 for r in ws.live.rollouts.values() if r.held)
             second.append(f"health {health.get('status', '?')}", "green")
             second.append(
@@ -347,6 +364,7 @@ class ServerScreen(Screen):
         return first, second
 
     def _show_status(self) -> None:
+        self._status_shown = time.monotonic()
         first, second = self.status_lines()
         # Two fixed lines: no layout pass (a layout repaints the whole screen).
         self.query_one("#server-status", Static).update(
@@ -394,8 +412,10 @@ class ServerScreen(Screen):
                 table.add_row(rid)
                 if table.row_count == 1:
                     self.refresh_bindings()  # the rollout keys apply now
-        if dirty:
-            self._show_status()  # paused and in-flight counts follow the rows
+        # The paused and in-flight counts follow the rows, at most four times a second: the
+        # counts scan every rollout, and a busy trainer changes rows thousands of times a second.
+        if dirty and time.monotonic() - self._status_shown >= 0.25:
+            self._show_status()
 
     def _row_cells(self, rid: str) -> list[Text]:
         # The table asks for the cells of the rows it draws (visible ones only).
@@ -475,6 +495,8 @@ class ServerScreen(Screen):
         from osmosis_workbench.engine.live import LiveStepSession
 
         session = LiveStepSession(self._live, rollout.rollout_id)
+        # Ask for the pause now, not when the debugger gets to it: the rollout keeps running
+        # meanwhile and could pass its next answer. (The debugger's own start() is harmless.)
         await session.start()
         self.app.open_session(session)  # type: ignore[attr-defined]
 
@@ -507,6 +529,7 @@ class ServerScreen(Screen):
             return
         if ws.live.abort(rollout.rollout_id, "aborted from the workbench"):
             return
+        # Not held at the gate (waiting for the model, or queued): the server cancels it.
         app = ws.server_app
         if app is None or not app.state.rollouts.cancel(
             rollout.rollout_id, "cancelled from the workbench"
@@ -663,6 +686,7 @@ class ServerScreen(Screen):
             self.notify(str(exc), title="Agent not reloaded", severity="error", timeout=8)
             return False
         self.reloads += 1
+        # A served agent restarts on the same host and port; its URL may still differ (port 0).
         if ws.server is not None:
             self.url = ws.server.url
         logger.info("reloaded agent %s", name)
@@ -699,6 +723,8 @@ class ServerScreen(Screen):
 
         self._watch_stop = stop = asyncio.Event()
         try:
+            # Python files only (editors' swap files and __pycache__ are noise), and a short
+            # debounce: a save that writes several files reloads once.
             async for changes in awatch(
                 folder, watch_filter=PythonFilter(), stop_event=stop, debounce=200, step=50
             ):

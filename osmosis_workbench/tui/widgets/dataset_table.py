@@ -205,6 +205,7 @@ class RowTable(ScrollView, can_focus=True):
         self.refresh()
 
     def _resize(self) -> None:
+        # One line more than the rows: the header, so the last row can scroll into view.
         self.virtual_size = Size(self.size.width, len(self._keys) + 1)
 
     # ---- the cursor --------------------------------------------------------------------------
@@ -275,6 +276,7 @@ class RowTable(ScrollView, can_focus=True):
         """A click moves the cursor; a click on the cursor row selects it."""
         if event.y == 0:
             return  # the header
+        # Screen line y shows the row y - 1 below the first visible one (the header is line 0).
         row = round(self.scroll_offset.y) + event.y - 1
         if 0 <= row < len(self._keys):
             if row == self.cursor_row:
@@ -305,6 +307,7 @@ class RowTable(ScrollView, can_focus=True):
         ):
             if index:
                 line.append(" ")
+            # A copy: truncate and align change the Text, and the owner may keep its cells.
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             text.truncate(width, overflow="ellipsis")
             text.align(column.justify, width)
@@ -325,6 +328,8 @@ class RowTable(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         key = self._keys[position]
         cursor = position == self.cursor_row
+        # Everything a line's look depends on: a changed row, a resize, the cursor moving,
+        # a row moving up (its stripe) and focus (the cursor's colour) each miss the cache.
         cache_key = (key, self._versions[key], width, cursor, position % 2, self.has_focus)
         strip = self._strips.get(cache_key)
         if strip is None:

@@ -42,6 +42,7 @@ def reward_bins(values: Iterable[float], bins: int = DISTINCT_LIMIT) -> list[Bin
     counts = Counter(rewards)
     if len(counts) <= bins:
         return [Bin(value, value, counts[value]) for value in sorted(counts)]
+    # More distinct values than bars: equal-width bins from the lowest reward to the highest.
     low, high = min(rewards), max(rewards)
     width = (high - low) / bins
     totals = [0] * bins
@@ -97,6 +98,7 @@ class RewardHistogram(Widget):
         for index, item in enumerate(self.bins):
             if index:
                 text.append("\n")
+            # Scaled to the tallest bar, so the shape reads the same at any width.
             length = round(item.count / peak * bar_room)
             text.append(f"{item.label:>{label_width}} │", style="bold")
             text.append("█" * length, style="green" if item.high > 0 else "red")

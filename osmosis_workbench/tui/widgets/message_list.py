@@ -110,6 +110,7 @@ class MessageList(ScrollView, can_focus=True):
         self._tool_names: dict[str, str] = {}
         self._exact_tokens: Mapping[int, int] = {}
         self._pending: int | None = None
+        self._detail: MessageDetail | None = None
         # Keyed by (index, width): a resize renders the visible rows again, nothing else.
         self._line_cache: LRUCache[tuple[int, int], Strip] = LRUCache(maxsize=2048)
         self.cursor = 0
@@ -119,6 +120,25 @@ class MessageList(ScrollView, can_focus=True):
         self._pass_cursor = Style()
 
     # ---- data ---------------------------------------------------------------------------------
+
+    def link_detail(self, detail: MessageDetail) -> None:
+        """Show the cursor's message in ``detail``, drawn in the same frame as the cursor.
+
+        (A ``Highlighted`` handler would draw it a frame or two later: the message bubbles
+        through each container's queue first, ~40 ms a key on a busy machine.)
+        """
+        self._detail = detail
+
+    def _show_in_detail(self) -> None:
+        detail = self._detail
+        if detail is None:
+            return
+        if not self._messages:
+            detail.clear()
+            return
+        index = self.cursor
+        detail.show(self._messages[index], index=index, tool_name=self.tool_name(index),
+                    tokens=self.tokens_text(index), pending=index == self._pending)
 
     @property
     def messages(self) -> Sequence[Mapping[str, Any]]:
@@ -161,6 +181,7 @@ class MessageList(ScrollView, can_focus=True):
         self.cursor = last if follow and was_at_end else min(self.cursor, last)
         self._scroll_cursor_into_view()
         self.refresh()
+        self._show_in_detail()
         self.post_message(self.Highlighted(self, self.cursor))
 
     # ---- rendering ----------------------------------------------------------------------------
@@ -234,6 +255,7 @@ class MessageList(ScrollView, can_focus=True):
         self.refresh_line(old)
         self.refresh_line(index)
         self._scroll_cursor_into_view()
+        self._show_in_detail()
         self.post_message(self.Highlighted(self, index))
 
     def _scroll_cursor_into_view(self) -> None:
@@ -317,6 +339,7 @@ class MessageDetail(ScrollView, can_focus=True):
         self._renderable: RenderableType = Text("Select a message to see it whole.")
         self._strips: list[Strip] = []
         self._rendered_width = -1
+        self._pass_base = Style()
 
     @property
     def plain_text(self) -> str:
@@ -327,12 +350,14 @@ class MessageDetail(ScrollView, can_focus=True):
              pending: bool = False) -> None:
         """Render ``message`` (number ``index``) and scroll back to its top."""
         self.index = index
+        self.border_title = f"Message {index}"
         self._set_renderable(render_message(message, index=index, tool_name=tool_name,
                                             tokens=tokens, pending=pending))
 
     def clear(self, text: str = "No messages yet.") -> None:
         """Show a hint instead of a message."""
         self.index = None
+        self.border_title = "Message"
         self._set_renderable(Text(text))
 
     def _set_renderable(self, renderable: RenderableType) -> None:
@@ -363,11 +388,16 @@ class MessageDetail(ScrollView, can_focus=True):
         self._render_strips()
         self._update_virtual_size()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Draw the rows in ``crop`` (the message is rendered first if the width changed)."""
+        self._render_strips()
+        self._pass_base = self.rich_style
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         """Draw screen row ``y`` from the rendered lines."""
-        self._render_strips()  # the first pass, once the pane has a width
         index = self.scroll_offset.y + y
-        width = self.scrollable_content_region.width
         if 0 <= index < len(self._strips):
-            return self._strips[index].adjust_cell_length(width).apply_style(self.rich_style)
-        return Strip.blank(width, self.rich_style)
+            # The same Strip objects each pass: apply_style is cached on them.
+            return self._strips[index].apply_style(self._pass_base)
+        return Strip.blank(self._rendered_width, self._pass_base)
