@@ -822,7 +822,7 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
             )
             verdicts.append(
                 f"N={n}: {'PASS' if ok else 'FAIL'} ({share}, "
-                f"/health p99 {o['health_p99_ms']:.1f} ms, lost {o['lost']})"
+                f"/health p99 {o['health_p99_ms']:.1f} ms, lost {_lost(o)})"
             )
     if burst:
         print()

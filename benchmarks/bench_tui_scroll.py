@@ -71,8 +71,12 @@ _BARE_APP = (
 )
 
 
-def first_screen(command: list[str], columns: int = 160, rows: int = 48,
-                 loaded: bytes | None = b"paused at turn 1") -> dict[str, float | None]:
+def first_screen(
+    command: list[str],
+    columns: int = 160,
+    rows: int = 48,
+    loaded: bytes | None = b"paused at turn 1",
+) -> dict[str, float | None]:
     """Seconds from launch to the first frame, to ``loaded`` on screen, and to a clean exit."""
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
     started = time.perf_counter()
@@ -100,9 +104,15 @@ def first_screen(command: list[str], columns: int = 160, rows: int = 48,
 
 def workbench_command() -> list[str]:
     """The README's command, as a new user types it."""
-    return [str(ROOT / ".venv" / "bin" / "osmosis-workbench"),
-            "-m", "sample_project.server:agent_loop",
-            "-d", "sample_project/test_data.jsonl", "--row", "0"]
+    return [
+        str(ROOT / ".venv" / "bin" / "osmosis-workbench"),
+        "-m",
+        "sample_project.server:agent_loop",
+        "-d",
+        "sample_project/test_data.jsonl",
+        "--row",
+        "0",
+    ]
 
 
 # ---- scrolling --------------------------------------------------------------------------------
@@ -116,9 +126,19 @@ def trajectory(count: int) -> list[dict[str, Any]]:
     ]
     turn = 0
     while len(messages) < count:
-        messages.append({"role": "assistant", "content": f"Step {turn}: adding {turn}.",
-                         "tool_calls": [{"id": f"c{turn}", "type": "function", "function": {
-                             "name": "add", "arguments": f'{{"a": {turn}, "b": 1}}'}}]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": f"Step {turn}: adding {turn}.",
+                "tool_calls": [
+                    {
+                        "id": f"c{turn}",
+                        "type": "function",
+                        "function": {"name": "add", "arguments": f'{{"a": {turn}, "b": 1}}'},
+                    }
+                ],
+            }
+        )
         messages.append({"role": "tool", "tool_call_id": f"c{turn}", "content": str(turn + 1)})
         turn += 1
     return messages[:count]
@@ -135,12 +155,26 @@ async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, A
 
     messages = trajectory(count)
     outcome = RolloutOutcome(
-        rollout_id="bench", status="COMPLETED", final_messages=messages, finish_reason="stop",
-        error=None, error_category=None, traceback=None, reward=1.0, metrics={},
-        duration_ms=1.0, tokens=count * 10, cost_usd=None, llm_calls=count // 2, tools=[],
-        violations=[], completion=None)
-    config = WorkspaceConfig(module="sample_project.server:agent_loop", model="scripted",
-                             search_path=str(ROOT))
+        rollout_id="bench",
+        status="COMPLETED",
+        final_messages=messages,
+        finish_reason="stop",
+        error=None,
+        error_category=None,
+        traceback=None,
+        reward=1.0,
+        metrics={},
+        duration_ms=1.0,
+        tokens=count * 10,
+        cost_usd=None,
+        llm_calls=count // 2,
+        tools=[],
+        violations=[],
+        completion=None,
+    )
+    config = WorkspaceConfig(
+        module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
+    )
     app = make_app(config, backend=ScriptedBackend([]))
     results: dict[str, Any] = {}
     frames: list[float] = []
@@ -186,7 +220,7 @@ async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, A
                 # Each jump once per round trip, so every press moves the view.
                 cpu, last = [], []
                 for _ in range(max(3, presses // 10)):
-                    for k in (("home", "end") if key == "end" else ("end", "home")):
+                    for k in ("home", "end") if key == "end" else ("end", "home"):
                         c, la = await measure(k, 1)
                         if k == key:
                             cpu, last = cpu + c, last + la
@@ -207,10 +241,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if not args.no_pty:
-        print(f"First screen (pty 160x48, seconds from process start; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-        bare = [first_screen([sys.executable, "-c", _BARE_APP], loaded=None)
-                for _ in range(3)]
+        print(
+            f"First screen (pty 160x48, seconds from process start; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
+        bare = [first_screen([sys.executable, "-c", _BARE_APP], loaded=None) for _ in range(3)]
         runs = [first_screen(workbench_command()) for _ in range(3)]
         rows = [("bare Textual app, first frame", [r["first frame s"] for r in bare])]
         rows += [(f"workbench, {name}", [run[name] for run in runs]) for name in runs[0]]
@@ -221,9 +256,11 @@ def main() -> None:
 
     for size in ((100, 30), (200, 60)):
         results = asyncio.run(scroll(args.messages, args.presses, size))
-        print(f"Scrolling {args.messages:,} messages at {size[0]}x{size[1]} "
-              f"(show_outcome {results['show 10k s'] * 1000:.0f} ms, "
-              f"Pilot baseline {results['baseline cpu ms']:.1f} ms CPU per key)")
+        print(
+            f"Scrolling {args.messages:,} messages at {size[0]}x{size[1]} "
+            f"(show_outcome {results['show 10k s'] * 1000:.0f} ms, "
+            f"Pilot baseline {results['baseline cpu ms']:.1f} ms CPU per key)"
+        )
         print(f"  {'key':<10} {'CPU ms p50':>11} {'key to frame ms p50':>20} {'max':>7}")
         for key in SCROLL_KEYS:
             cpu, frame, frame_max = results[key]

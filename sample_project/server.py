@@ -14,6 +14,7 @@ from server_core import (
     create_app,
     execute_tool_calls,
 )
+from server_core.tools import tool_call_name
 
 try:  # run from inside sample_project/ (server:agent_loop) or from the root (sample_project.server)
     from rewards import compute_reward
@@ -34,13 +35,14 @@ class CalculatorAgent(RolloutAgentLoop):
     async def run(self, ctx: RolloutContext) -> RolloutResult:
         messages = list(ctx.request.messages)
         finish_reason = "max_turns"
+        answer = ""
         for _turn in range(ctx.request.max_turns):
             result = await ctx.chat(messages)
             messages.append(result.message)
             if not result.has_tool_calls:
-                finish_reason = result.finish_reason
+                finish_reason, answer = result.finish_reason, result.content or ""
                 break
-            ctx.log_event("tool_calls", names=[c["function"]["name"] for c in result.tool_calls])
+            ctx.log_event("tool_calls", names=[tool_call_name(c) for c in result.tool_calls])
             # Arithmetic is instant: run the tools inline rather than on a thread.
             messages.extend(
                 await execute_tool_calls(
@@ -50,7 +52,7 @@ class CalculatorAgent(RolloutAgentLoop):
         ground_truth = ctx.request.metadata.get("ground_truth")
         reward = None
         if ground_truth is not None:
-            reward = compute_reward(result.content or "", ground_truth)
+            reward = compute_reward(answer, ground_truth)
         return ctx.complete(messages, finish_reason=finish_reason, reward=reward)
 
 

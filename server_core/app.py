@@ -77,7 +77,12 @@ def create_app(
         record_ttl_s=record_ttl,
         drain_timeout_s=drain_timeout,
     )
-    client = client or TrainerClient(client_config)
+    if client is None:
+        # One chat connection per running rollout: aiohttp's per-request cost does not grow
+        # with the pool, and a slow trainer then never leaves rollouts queuing for a socket.
+        client = TrainerClient(
+            client_config or TrainerClientConfig(max_connections=max(100, limits.max_concurrent))
+        )
     manager = RolloutManager(agent_loop, client=client, hooks=hooks, limits=limits)
     trace = None
     if trace_dir is not None:
@@ -170,8 +175,13 @@ def create_app(
         """Cancel a rollout; it ends with an ERROR completion, category ``cancelled``."""
         if not authorized(request):
             return _json(_UNAUTHORIZED, 401)
-        if not manager.cancel(rollout_id):
+        record = manager.records.get(rollout_id)
+        if record is None:
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
+        if record.finishing:  # its result is decided (or out): nothing left to cancel
+            return _json({"rollout_id": rollout_id, "status": record.status,
+                          "detail": "the rollout has already finished"}, 200)
+        manager.cancel(rollout_id)
         return _json({"rollout_id": rollout_id, "status": "cancelling"}, 202)
 
     @app.exception_handler(Exception)

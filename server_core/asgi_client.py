@@ -18,32 +18,9 @@ from urllib.parse import urlsplit
 
 import pydantic_core
 
+from server_core.http_client import HTTPReply
+
 ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
-
-
-class ASGIResponse:
-    """The parts of an HTTP response the SDK reads (an ``httpx.Response`` look-alike)."""
-
-    __slots__ = ("status_code", "headers", "content")
-
-    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
-        self.status_code = status_code
-        self.headers = headers
-        self.content = content
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return pydantic_core.from_json(self.content)
-
-    @property
-    def is_success(self) -> bool:
-        """Whether the status is 2xx."""
-        return 200 <= self.status_code < 300
 
 
 class ASGIClient:
@@ -61,7 +38,7 @@ class ASGIClient:
         content: bytes | str | None = None,
         json: Any = None,  # noqa: A002 - httpx's keyword
         headers: dict[str, str] | None = None,
-    ) -> ASGIResponse:
+    ) -> HTTPReply:
         """One request/response exchange with the app."""
         if json is not None:
             body = pydantic_core.to_json(json)
@@ -116,17 +93,17 @@ class ASGIClient:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:  # as a server would: the caller sees a 500, not a traceback
-            return ASGIResponse(
+            return HTTPReply(
                 500, {"content-type": "application/json"},
                 _json_error(f"internal error: {type(exc).__name__}"),
             )
-        return ASGIResponse(status, response_headers, b"".join(chunks))
+        return HTTPReply(status, response_headers, b"".join(chunks))
 
-    async def post(self, url: str, **kwargs: Any) -> ASGIResponse:
+    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
         """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``)."""
         return await self.request("POST", url, **kwargs)
 
-    async def get(self, url: str, **kwargs: Any) -> ASGIResponse:
+    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
         """GET ``url``."""
         return await self.request("GET", url, **kwargs)
 

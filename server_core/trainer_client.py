@@ -1,8 +1,8 @@
 """The two callbacks a rollout server makes to the trainer, over one shared pooled client.
 
 The 0.2.x SDK built an HTTP client (and a TLS context) per rollout, about 43 ms of CPU each.
-Here one ``httpx.AsyncClient`` serves every rollout of the server; its pool limits are set by
-``TrainerClientConfig`` (see benchmarks/bench_http_client.py for the figures behind them).
+Here one aiohttp session serves every rollout of the server, with its connection limit from
+``TrainerClientConfig`` (benchmarks/bench_http_client.py has the figures behind the choice).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pydantic_core
 
+from server_core.asgi_client import ASGIClient
 from server_core.errors import LLMCallError, TrainerProtocolError
+from server_core.http_client import AiohttpClient, HTTPTimeout, HTTPTransportError
 
 logger = logging.getLogger("server_core.trainer_client")
 
@@ -34,10 +36,10 @@ class TrainerClientConfig:
     completion_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 16.0
-    #: Measured: httpx's pool cost per request grows with the connections it holds, while the
-    #: number of connections beyond ~100 no longer adds throughput on one core.
+    #: Connections for chat calls: one per running rollout is cheap with aiohttp (its cost per
+    #: request is flat in the pool size), so ``create_app`` sets it to ``max_concurrent``.
+    #: Completions get a pool of their own, an eighth of this size (at least 8).
     max_connections: int = 100
-    max_keepalive_connections: int = 100
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * (2**attempt)))
 
 
-def _retry_after(response: httpx.Response, cap: float) -> float | None:
+def _retry_after(response: Any, cap: float) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
         return None
@@ -76,13 +78,34 @@ def _retryable_status(code: int) -> bool:
     return code == 429 or code >= 500
 
 
+class _HttpxPoster:
+    """POSTs over an ``httpx.AsyncClient`` (custom transports, e.g. tests' ASGITransport),
+    with httpx's errors translated to ours."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Any:
+        try:
+            return await self._client.post(url, content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise HTTPTimeout(str(exc) or "timed out") from None
+        except httpx.TransportError as exc:
+            raise HTTPTransportError(str(exc) or type(exc).__name__) from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 class TrainerClient:
     """Posts chat and completion callbacks to trainers; one instance per server process.
 
-    ``transport``/``mounts`` route trainer URLs through other httpx transports (tests use
-    ``httpx.ASGITransport``). ``local_apps`` maps a trainer base URL to an ASGI app in this
-    process, reached with ``ASGIClient``: the same HTTP requests into the same app, without
-    httpx's per-request client cost (the workbench's local trainer).
+    The callbacks go over one shared aiohttp session (chat calls) plus a small one of their
+    own for completions, so a finished rollout's result never queues behind chat calls.
+    ``transport``/``mounts`` route through httpx instead (tests use ``httpx.ASGITransport``).
+    ``local_apps`` maps a trainer base URL to an ASGI app in this process, reached with
+    ``ASGIClient``: the same HTTP requests into the same app, without a socket (the
+    workbench's local trainer).
     """
 
     def __init__(
@@ -93,38 +116,49 @@ class TrainerClient:
         mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
         local_apps: dict[str, Any] | None = None,
     ) -> None:
-        from server_core.asgi_client import ASGIClient
-
         self.config = config or TrainerClientConfig()
         self._transport = transport
         self._mounts = mounts
         self._local = {url.rstrip("/"): ASGIClient(app) for url, app in (local_apps or {}).items()}
-        self._client: httpx.AsyncClient | None = None
+        self._chat_poster: Any = None
+        self._completion_poster: Any = None
 
-    def _client_for(self, server_url: str) -> Any:
-        return self._local.get(server_url) or self.http
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The shared client, created on first use (inside the running loop)."""
-        if self._client is None:
-            cfg = self.config
-            self._client = httpx.AsyncClient(
+    def _new_poster(self, limit: int) -> Any:
+        cfg = self.config
+        if self._transport is None and self._mounts is None:
+            return AiohttpClient(
+                limit, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.timeout_s
+            )
+        return _HttpxPoster(
+            httpx.AsyncClient(
                 timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-                limits=httpx.Limits(
-                    max_connections=cfg.max_connections,
-                    max_keepalive_connections=cfg.max_keepalive_connections,
-                ),
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
                 transport=self._transport,
                 mounts=self._mounts,
             )
-        return self._client
+        )
+
+    def _poster(self, server_url: str, *, completion: bool) -> Any:
+        local = self._local.get(server_url)
+        if local is not None:
+            return local
+        # Created on first use, inside the running loop.
+        if completion:
+            if self._completion_poster is None:
+                limit = max(8, self.config.max_connections // 8)
+                self._completion_poster = self._new_poster(limit)
+            return self._completion_poster
+        if self._chat_poster is None:
+            self._chat_poster = self._new_poster(self.config.max_connections)
+        return self._chat_poster
 
     async def aclose(self) -> None:
-        """Close the pool; a later call opens a new one."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Close the pools; a later call opens new ones."""
+        posters = (self._chat_poster, self._completion_poster)
+        self._chat_poster = self._completion_poster = None
+        for poster in posters:
+            if poster is not None:
+                await poster.aclose()
 
     @staticmethod
     def _headers(api_key: str | None) -> dict[str, str]:
@@ -141,17 +175,17 @@ class TrainerClient:
         """
         content = await _encode(body, "messages")
         url = f"{server_url}/v1/chat/completions"
-        client = self._client_for(server_url)
+        client = self._poster(server_url, completion=False)
         cfg = self.config
         last_error = ""
         for attempt in range(cfg.chat_retries + 1):
             delay: float | None = None
             try:
                 response = await client.post(url, content=content, headers=self._headers(api_key))
-            except httpx.TimeoutException:
+            except HTTPTimeout:
                 last_error = f"timed out after {cfg.timeout_s:g}s"
-            except httpx.TransportError as exc:
-                last_error = f"transport error: {exc or type(exc).__name__}"
+            except HTTPTransportError as exc:
+                last_error = f"transport error: {exc}"
             else:
                 code = response.status_code
                 if code == 200:
@@ -181,7 +215,7 @@ class TrainerClient:
     async def complete(self, server_url: str, body: dict, *, api_key: str | None) -> Delivery:
         """POST the completion callback; any 2xx acknowledges it. Never raises."""
         url = f"{server_url}/v1/rollout/completed"
-        client = self._client_for(server_url)
+        client = self._poster(server_url, completion=True)
         try:
             content = await _encode(body, "final_messages")
         except Exception as exc:
@@ -195,10 +229,10 @@ class TrainerClient:
             delay: float | None = None
             try:
                 response = await client.post(url, content=content, headers=self._headers(api_key))
-            except httpx.TimeoutException:
+            except HTTPTimeout:
                 error = f"timed out after {cfg.timeout_s:g}s"
-            except httpx.TransportError as exc:
-                error = f"transport error: {exc or type(exc).__name__}"
+            except HTTPTransportError as exc:
+                error = f"transport error: {exc}"
             except Exception as exc:  # never let delivery raise into the rollout driver
                 error = f"{type(exc).__name__}: {exc}"
             else:

@@ -21,6 +21,7 @@ from osmosis_workbench.tui.widgets.message_format import (
     compact_json,
     editable_to_message,
     first_line,
+    format_ms,
     format_reward,
     message_to_editable,
     tool_label,
@@ -29,8 +30,11 @@ from osmosis_workbench.tui.widgets.message_format import (
 
 
 def tool_call(call_id: str, name: str, arguments: dict) -> dict:
-    return {"id": call_id, "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
 
 
 def trajectory(turns: int) -> list[dict]:
@@ -40,8 +44,13 @@ def trajectory(turns: int) -> list[dict]:
         {"role": "user", "content": "Add everything up.\nSecond line."},
     ]
     for turn in range(turns):
-        messages.append({"role": "assistant", "content": None,
-                         "tool_calls": [tool_call(f"c{turn}", "add", {"a": turn, "b": 1})]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [tool_call(f"c{turn}", "add", {"a": turn, "b": 1})],
+            }
+        )
         messages.append({"role": "tool", "tool_call_id": f"c{turn}", "content": str(turn + 1)})
     return messages
 
@@ -104,8 +113,12 @@ def test_answer_tokens_are_keyed_by_the_answers_position_in_the_history() -> Non
 
 
 def test_an_edited_answer_round_trips_with_arguments_as_objects() -> None:
-    original = {"role": "assistant", "content": None, "reasoning_content": "think",
-                "tool_calls": [tool_call("c1", "add", {"a": 17, "b": 25})]}
+    original = {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "think",
+        "tool_calls": [tool_call("c1", "add", {"a": 17, "b": 25})],
+    }
     text = message_to_editable(original)
     assert json.loads(text)["tool_calls"][0]["arguments"] == {"a": 17, "b": 25}
     edited = editable_to_message(text.replace("17", "1"), original)
@@ -131,17 +144,34 @@ def test_a_bad_edit_is_refused_with_what_to_fix(text: str, complaint: str) -> No
 
 
 def test_compact_json_keeps_small_objects_on_one_line() -> None:
-    schema = {"type": "object",
-              "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-              "required": ["a", "b"], "description": "x" * 80}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        "required": ["a", "b"],
+        "description": "x" * 80,
+    }
     lines = compact_json(schema).splitlines()
     assert '  "properties": {"a": {"type": "number"}, "b": {"type": "number"}},' in lines
     assert json.loads(compact_json(schema)) == schema
 
 
+def test_durations_read_as_people_write_them() -> None:
+    assert [format_ms(ms) for ms in (None, 12.4, 5600, 125_000)] == [
+        "-",
+        "12 ms",
+        "5.6 s",
+        "2 min 5 s",
+    ]
+
+
 def test_rewards_read_as_people_write_them() -> None:
     assert [format_reward(r) for r in (1.0, 0.5, 1 / 3, 0, None)] == [
-        "1.0", "0.5", "0.3333", "0.0", "-"]
+        "1.0",
+        "0.5",
+        "0.3333",
+        "0.0",
+        "-",
+    ]
 
 
 # ---- the widget -------------------------------------------------------------------------------

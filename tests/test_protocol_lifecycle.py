@@ -99,8 +99,10 @@ async def test_cancel_ends_a_running_rollout_with_one_cancelled_error(serve, mak
     assert [m["role"] for m in completion["final_messages"]] == ["user", "assistant"]
     settled = await server.wait_settled(rollout_id)
     assert settled["status"] == "cancelled" and settled["error_category"] == "cancelled"
-    # Cancelling again (or after the end) sends nothing more.
-    assert (await server.cancel(rollout_id)).status_code == 202
+    # Cancelling after the end says so and sends nothing more.
+    again = await server.cancel(rollout_id)
+    assert again.status_code == 200
+    assert again.json()["status"] == "cancelled" and "already finished" in again.json()["detail"]
     await asyncio.sleep(0.01)
     assert len(trainer.attempts_for(rollout_id)) == 1
 

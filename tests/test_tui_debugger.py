@@ -59,11 +59,16 @@ def calculator_model(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def debugger_app(backend: Any = None, *, row: int | None = 0, **fields: Any) -> WorkbenchApp:
-    values: dict[str, Any] = {"module": "sample_project.server:agent_loop", "dataset": DATASET,
-                              "model": "scripted", "search_path": str(ROOT)}
+    values: dict[str, Any] = {
+        "module": "sample_project.server:agent_loop",
+        "dataset": DATASET,
+        "model": "scripted",
+        "search_path": str(ROOT),
+    }
     values.update(fields)
-    return make_app(WorkspaceConfig(**values), row=row,
-                    backend=backend or ScriptedBackend(calculator_model))
+    return make_app(
+        WorkspaceConfig(**values), row=row, backend=backend or ScriptedBackend(calculator_model)
+    )
 
 
 async def settle(app: App, pilot: Any) -> None:
@@ -91,7 +96,7 @@ def text_of(app: WorkbenchApp, selector: str) -> str:
 # ---- n, c, q, r -------------------------------------------------------------------------------
 
 
-async def test_the_row_pauses_after_the_first_answer_before_the_agent_sees_it() -> None:
+async def test_the_row_pauses_before_the_agent_sees_each_answer_and_n_releases_it() -> None:
     app = debugger_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
@@ -102,23 +107,18 @@ async def test_the_row_pauses_after_the_first_answer_before_the_agent_sees_it() 
         response = text_of(app, "#response-text")
         assert "Turn           1" in response
         assert "Finish reason  tool_calls" in response
-        assert '1. add' in response and '{"a": 17, "b": 25}' in response
+        assert "1. add" in response and '{"a": 17, "b": 25}' in response
         assert "#1 user  What is 17 + 25?" in response  # what it answers
         assert "Latency" in response and "prompt +" in response
-
-
-async def test_n_releases_the_answer_and_pauses_at_the_next_one() -> None:
-    app = debugger_app()
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
+        # n: the agent gets the answer, runs the tool, and the next answer pauses.
         await press(app, pilot, "n")
-        debugger = app.debugger
         assert debugger.state == "paused" and debugger.paused.turn == 2
         tool_result = debugger.session.messages[3]
         assert (tool_result["role"], tool_result["content"]) == ("tool", "42")
         assert debugger.paused.message["content"] == "The answer is 42."
         assert "(none: the agent will treat this as its final answer)" in text_of(
-            app, "#response-text")
+            app, "#response-text"
+        )
         await press(app, pilot, "n")
         assert debugger.state == "finished"
         assert (debugger.outcome.status, debugger.outcome.reward) == ("COMPLETED", 1.0)
@@ -134,8 +134,13 @@ async def test_c_runs_to_the_end_and_shows_the_result() -> None:
         outcome = debugger.outcome
         assert (outcome.status, outcome.reward, outcome.llm_calls) == ("COMPLETED", 1.0, 2)
         result = text_of(app, "#result-text")
-        for line in ("Status         COMPLETED", "Reward         1.0", "Finish reason  stop",
-                     "LLM calls      2", f"Tokens         {outcome.tokens}"):
+        for line in (
+            "Status         COMPLETED",
+            "Reward         1.0",
+            "Finish reason  stop",
+            "LLM calls      2",
+            f"Tokens         {outcome.tokens}",
+        ):
             assert line in result
         assert "Duration" in result and "The answer is 42." in result
         for action in ("next", "continue", "edit", "abort"):
@@ -198,8 +203,10 @@ async def test_e_edits_the_tool_call_and_the_agent_runs_the_edited_one() -> None
         # The agent ran add(1, 2); the model then answered with that result.
         assert debugger.session.messages[3]["content"] == "3"
         assert debugger.paused.turn == 2
-        assert any(isinstance(m, Notify) and "Edited answer of turn 1" in m.notification.message
-                   for m in seen)
+        assert any(
+            isinstance(m, Notify) and "Edited answer of turn 1" in m.notification.message
+            for m in seen
+        )
         await press(app, pilot, "c")
         assert debugger.outcome.reward == 0.0  # 3 is not 42
 
@@ -307,8 +314,11 @@ async def test_a_model_error_ends_the_rollout_with_its_message() -> None:
 
 
 async def test_an_agent_crash_shows_its_traceback_in_the_result() -> None:
-    app = debugger_app(ScriptedBackend(["hello"]), module=f"{__name__}:crashing_agent",
-                       search_path=str(Path(__file__).parent))
+    app = debugger_app(
+        ScriptedBackend(["hello"]),
+        module=f"{__name__}:crashing_agent",
+        search_path=str(Path(__file__).parent),
+    )
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await press(app, pilot, "n")
@@ -318,7 +328,7 @@ async def test_an_agent_crash_shows_its_traceback_in_the_result() -> None:
         assert "ZeroDivisionError: the agent divided by zero" in result
 
 
-async def test_while_the_model_answers_the_status_says_so_and_n_waits() -> None:
+async def test_while_the_model_answers_the_status_says_so_and_q_still_aborts() -> None:
     app = debugger_app(ScriptedBackend(calculator_model, latency_s=0.3))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
@@ -328,5 +338,7 @@ async def test_while_the_model_answers_the_status_says_so_and_n_waits() -> None:
         assert debugger.state == "running"
         assert "waiting for the model (LLM call 2)" in text_of(app, "#status")
         assert not debugger.check_action("next", ()) and debugger.check_action("abort", ())
-        await settle(app, pilot)
-        assert debugger.state == "paused" and debugger.paused.turn == 2
+        await press(app, pilot, "q")  # the answer in flight is stopped at the gate
+        assert debugger.state == "finished"
+        assert (debugger.outcome.status, debugger.outcome.error) == ("ERROR", "aborted by user")
+        assert debugger.outcome.llm_calls == 2

@@ -30,9 +30,12 @@ def calculator_model(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_0_app() -> WorkbenchApp:
-    config = WorkspaceConfig(module="sample_project.server:agent_loop", model="scripted",
-                             dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
-                             search_path=str(ROOT))
+    config = WorkspaceConfig(
+        module="sample_project.server:agent_loop",
+        model="scripted",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
     return make_app(config, row=0, backend=ScriptedBackend(calculator_model))
 
 
@@ -47,8 +50,9 @@ def after(*keys: str):
             for _ in range(50):
                 await app.workers.wait_for_complete()
                 await pilot.pause()
-                if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                           for w in app.workers):
+                if not any(
+                    w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers
+                ):
                     break
 
     return run_before
@@ -68,5 +72,4 @@ def test_message_history_at_200x60(snap_compare: Any) -> None:
 
 
 def test_help_at_100x30(snap_compare: Any) -> None:
-    assert snap_compare(row_0_app(), terminal_size=(100, 30),
-                        run_before=after("question_mark"))
+    assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after("question_mark"))

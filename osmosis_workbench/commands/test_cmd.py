@@ -467,9 +467,8 @@ async def _run_batch(args: argparse.Namespace) -> int:
 
 async def _targets(args: argparse.Namespace, trainer: Any) -> tuple[list[Any], Any]:
     """The servers to run on: the embedded one (-m) or the remote URLs (--url)."""
-    import httpx
-
     from osmosis_workbench.engine.trainer import ServerTarget
+    from server_core.http_client import AiohttpClient
 
     if args.module:
         from osmosis_workbench.engine.embedded import EmbeddedRolloutServer
@@ -481,8 +480,9 @@ async def _targets(args: argparse.Namespace, trainer: Any) -> tuple[list[Any], A
         return [embedded.target], embedded
     _, server_key = keys(args)
     await trainer.listen(args.trainer_host, args.trainer_port)
-    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0),
-                               limits=httpx.Limits(max_connections=200))
+    # The trainer closes it (aclose of the targets' shared client) at the end of the run.
+    client = AiohttpClient(max(100, args.concurrency), read_timeout_s=60.0)
+    trainer.closing.append(client)
     targets = [ServerTarget(url=u.rstrip("/"), api_key=server_key, client=client)
                for u in args.url]
     return targets, None

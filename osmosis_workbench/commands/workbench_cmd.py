@@ -17,40 +17,70 @@ from typing import Any
 from osmosis_workbench import __version__
 from osmosis_workbench.commands.test_cmd import UsageError, default_model, keys
 
+#: The command's name, in its help and its error lines.
+PROG = "osmosis-workbench"
+
 
 def build_workbench_parser() -> argparse.ArgumentParser:
     """The ``osmosis-workbench`` parser."""
     p = argparse.ArgumentParser(
-        prog="osmosis-workbench",
+        prog=PROG,
         description="Step through rollouts of your agent, run datasets and serve it, in one "
-                    "terminal app. Keys are shown at the bottom; press ? for help.",
+        "terminal app. Keys are shown at the bottom; press ? for help.",
     )
     p.add_argument("--version", action="version", version=f"osmosis-workbench {__version__}")
     g = p.add_argument_group("rollout server (one of -m or --url)")
-    g.add_argument("-m", "--module", metavar="MODULE:ATTR", default=None,
-                   help="the agent loop to serve in-process, e.g. server:agent_loop")
+    g.add_argument(
+        "-m",
+        "--module",
+        metavar="MODULE:ATTR",
+        default=None,
+        help="the agent loop to serve in-process, e.g. server:agent_loop",
+    )
     g.add_argument("--url", default=None, help="a remote rollout server to run against")
-    g.add_argument("--api-key", default=None,
-                   help="with --url: the rollout server's key; otherwise: the model's key")
+    g.add_argument(
+        "--api-key",
+        default=None,
+        help="with --url: the rollout server's key; otherwise: the model's key",
+    )
     g.add_argument("--server-api-key", default=None, help="the rollout server's key")
     g = p.add_argument_group("data")
-    g.add_argument("-d", "--dataset", default=None,
-                   help=".jsonl, .json, .parquet or .csv with system_prompt, user_prompt, "
-                        "ground_truth")
-    g.add_argument("--row", type=int, default=None,
-                   help="open this row (0-based) in the step debugger at once")
+    g.add_argument(
+        "-d",
+        "--dataset",
+        default=None,
+        help=".jsonl, .json, .parquet or .csv with system_prompt, user_prompt, ground_truth",
+    )
+    g.add_argument(
+        "--row", type=int, default=None, help="open this row (0-based) in the step debugger at once"
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None,
-                   help="litellm model 'provider/name', or 'replay:FILE' for a recorded "
-                        "cassette (default: the cassette.jsonl next to the dataset or agent)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="litellm model 'provider/name', or 'replay:FILE' for a recorded "
+        "cassette (default: the cassette.jsonl next to the dataset or agent)",
+    )
     g.add_argument("--base-url", default=None, help="API base URL for the model")
-    g.add_argument("--model-api-key", default=None,
-                   help="model provider key (default: the provider's environment variable)")
-    g.add_argument("--record", metavar="FILE", default=None,
-                   help="write every model exchange to this cassette, for later replay")
+    g.add_argument(
+        "--model-api-key",
+        default=None,
+        help="model provider key (default: the provider's environment variable)",
+    )
+    g.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="write every model exchange to this cassette, for later replay",
+    )
     g = p.add_argument_group("run")
-    g.add_argument("--rollout-timeout", type=float, default=600.0, metavar="SECONDS",
-                   help="end a rollout that takes longer (default 600)")
+    g.add_argument(
+        "--rollout-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="end a rollout that takes longer (default 600)",
+    )
     return p
 
 
@@ -65,17 +95,22 @@ def workbench_options(args: argparse.Namespace) -> tuple[dict[str, Any], int | N
         return getattr(args, name, default)
 
     url = get("url")
+    # `osmosis test` collects --url in a list (a batch spreads over servers); we step on one.
     if isinstance(url, list):
         if len(url) > 1:
             raise UsageError("the workbench runs against one server: give a single --url")
         url = url[0] if url else None
     module = get("module")
     if not module and not url:
-        raise UsageError("give the agent with -m MODULE:ATTR (e.g. -m server:agent_loop), "
-                         "or a rollout server with --url URL")
+        raise UsageError(
+            "give the agent with -m MODULE:ATTR (e.g. -m server:agent_loop), "
+            "or a rollout server with --url URL"
+        )
     if module and url:
-        raise UsageError("-m and --url exclude each other: run the agent in-process or "
-                         "against a remote server, not both")
+        raise UsageError(
+            "-m and --url exclude each other: run the agent in-process or "
+            "against a remote server, not both"
+        )
     dataset = get("dataset")
     if dataset and not Path(dataset).is_file():
         raise UsageError(f"dataset {dataset!r} not found (give an existing file with -d)")
@@ -89,16 +124,22 @@ def workbench_options(args: argparse.Namespace) -> tuple[dict[str, Any], int | N
     timeout = 600.0 if timeout is None else float(timeout)
     if timeout <= 0:
         raise UsageError("--rollout-timeout must be more than 0 seconds")
+    # Offline by default: the cassette next to the dataset or the agent.
     model = get("model") or default_model(dataset, module)
     if model is None:
         raise UsageError(
             "no model: pass --model provider/name (e.g. openai/gpt-4o-mini, with its API key "
             "in the environment) or --model replay:FILE for a recorded cassette"
         )
-    model_key, server_key = keys(SimpleNamespace(
-        api_key=get("api_key"), url=url, model_api_key=get("model_api_key"),
-        server_api_key=get("server_api_key"),
-    ))
+    # --api-key means the server's key with --url, the model's otherwise (as for `osmosis test`).
+    model_key, server_key = keys(
+        SimpleNamespace(
+            api_key=get("api_key"),
+            url=url,
+            model_api_key=get("model_api_key"),
+            server_api_key=get("server_api_key"),
+        )
+    )
     fields: dict[str, Any] = {
         "module": module,
         "url": url,
@@ -120,7 +161,9 @@ def run_workbench(args: argparse.Namespace) -> int:
     try:
         fields, row = workbench_options(args)
     except UsageError as exc:
-        print(f"osmosis-workbench: error: {exc}", file=sys.stderr)
+        # The same function serves `osmosis test --interactive`: name the command typed.
+        command = "osmosis test" if getattr(args, "command", None) == "test" else PROG
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     from osmosis_workbench.tui.app import make_app
 
@@ -138,17 +181,19 @@ def run_app(app: Any, *, headless: bool = False) -> int:
     from osmosis_workbench.tui.app import append_crash_log
 
     buffer = io.StringIO()
-    app.error_console = Console(file=buffer, width=120, color_system=None, markup=False,
-                                highlight=False)
+    app.error_console = Console(
+        file=buffer, width=120, color_system=None, markup=False, highlight=False
+    )
     try:
         app.run(headless=headless)
-    except Exception:
+    except Exception:  # before the app's loop (no terminal, a driver error): same treatment
         buffer.write(traceback.format_exc())
     failed = bool(app.return_code) or bool(buffer.getvalue().strip())
     if not failed:
         return 0
     where = append_crash_log(buffer.getvalue())
-    print(f"osmosis-workbench stopped on an unexpected error; the details are in {where}",
-          file=sys.stderr)
+    print(
+        f"osmosis-workbench stopped on an unexpected error; the details are in {where}",
+        file=sys.stderr,
+    )
     return app.return_code or 1
-

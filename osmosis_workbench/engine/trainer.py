@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from osmosis_workbench.engine.models import ModelBackend, ModelError
+from server_core.http_client import HTTPTimeout, HTTPTransportError
 from server_core.protocol import CompletedRequest, validate_tool
 
 logger = logging.getLogger("osmosis_workbench.trainer")
@@ -165,7 +166,8 @@ class ServerTarget:
 
     url: str
     api_key: str | None = None
-    #: An ``httpx.AsyncClient`` (remote servers) or an ``ASGIClient`` (the embedded one).
+    #: An ``AiohttpClient`` (remote servers), an ``ASGIClient`` (the embedded one) or any
+    #: client with httpx's ``post`` (tests).
     client: Any = None
     #: The trainer URL this server calls back (in-process for the embedded server).
     trainer_url: str | None = None
@@ -203,6 +205,8 @@ class LocalTrainer:
         self.finished: OrderedDict[str, RolloutRun] = OrderedDict()
         #: Violations seen after a rollout's outcome was reported: (rollout_id, message).
         self.late_violations: list[tuple[str, str]] = []
+        #: Clients of the targets this trainer drove, closed with it.
+        self.closing: list[Any] = []
         self.url = IN_PROCESS_TRAINER_URL
         self.app = self._build_app()
         self._server: Any = None
@@ -227,6 +231,9 @@ class LocalTrainer:
         if self._server is not None:
             await self._server.stop()
             self._server = None
+        for client in self.closing:
+            await client.aclose()
+        self.closing.clear()
         await self.backend.aclose()
 
     def _find(self, rollout_id: Any) -> RolloutRun | None:
@@ -403,7 +410,8 @@ class LocalTrainer:
             response = await client.post(
                 f"{target.url}/v1/rollout/init", json=run.request, headers=target.headers()
             )
-        except httpx.HTTPError as exc:  # ASGIClient never raises: the app answers 500 instead
+        except (httpx.HTTPError, HTTPTimeout, HTTPTransportError) as exc:
+            # (ASGIClient never raises: the embedded app answers 500 instead.)
             raise InitRefused(
                 None,
                 f"could not reach the rollout server at {target.url}: {exc or type(exc).__name__}",
@@ -461,7 +469,7 @@ class LocalTrainer:
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
             )
-        except httpx.HTTPError:
+        except (httpx.HTTPError, HTTPTimeout, HTTPTransportError):
             pass  # a server without the (optional) cancel endpoint
 
     async def drive(

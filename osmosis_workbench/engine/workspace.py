@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from osmosis_workbench.engine.batch import BatchOptions, BatchRunner
 from osmosis_workbench.engine.datasets import (
     DatasetRow,
@@ -32,6 +30,7 @@ from osmosis_workbench.engine.live import LiveRollouts
 from osmosis_workbench.engine.models import ModelBackend, create_backend
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
+from server_core.http_client import AiohttpClient
 
 logger = logging.getLogger("osmosis_workbench.workspace")
 
@@ -80,7 +79,7 @@ class Workspace:
         self.server: Any = None  # server_core.serve.EmbeddedServer on a real port
         self.server_app: Any = None
         self.server_api_key: str | None = None
-        self._remote_client: httpx.AsyncClient | None = None
+        self._remote_client: AiohttpClient | None = None
         self._detach_live: Callable[[], None] | None = None
 
     # ---- opening and closing ----------------------------------------------------------------
@@ -112,7 +111,7 @@ class Workspace:
         self.trainer = LocalTrainer(self.backend)
         if cfg.url:
             await self.trainer.listen(cfg.trainer_host, cfg.trainer_port)
-            self._remote_client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+            self._remote_client = AiohttpClient(read_timeout_s=60.0)
             self.remote = ServerTarget(url=cfg.url.rstrip("/"), api_key=cfg.server_api_key,
                                        client=self._remote_client)
         else:

@@ -86,12 +86,25 @@ class WorkbenchApp(App[None]):
     DEFAULT_MODE = "debug"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(f"{key},f{key}", f"switch_mode('{mode}')", label, key_display=key,
-                  tooltip=f"The {label.lower()} screen", group=_MODE_GROUP)
-          for mode, (key, label) in MODES.items()),
+        *(
+            Binding(
+                f"{key},f{key}",
+                f"switch_mode('{mode}')",
+                label,
+                key_display=key,
+                tooltip=f"The {label.lower()} screen",
+                group=_MODE_GROUP,
+            )
+            for mode, (key, label) in MODES.items()
+        ),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="This help"),
-        Binding("ctrl+q", "quit", "Quit", priority=True,
-                tooltip="Abort a running rollout and leave the workbench"),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            priority=True,
+            tooltip="Abort a running rollout and leave the workbench",
+        ),
     ]
 
     def __init__(
@@ -116,21 +129,29 @@ class WorkbenchApp(App[None]):
         self._debugger: DebuggerScreen | None = None
         self._first_frame = asyncio.Event()
         self.add_mode("debug", lambda: self.debugger)
-        self.add_mode("dataset", lambda: _mode_screen(
-            "osmosis_workbench.tui.dataset_screen", "DatasetScreen", "Dataset"))
-        self.add_mode("server", lambda: _mode_screen(
-            "osmosis_workbench.tui.server_screen", "ServerScreen", "Server"))
+        self.add_mode(
+            "dataset",
+            lambda: _mode_screen(
+                "osmosis_workbench.tui.dataset_screen", "DatasetScreen", "Dataset"
+            ),
+        )
+        self.add_mode(
+            "server",
+            lambda: _mode_screen("osmosis_workbench.tui.server_screen", "ServerScreen", "Server"),
+        )
 
     # ---- what the screens read ----------------------------------------------------------------
 
     @property
     def debugger(self) -> DebuggerScreen:
         """The step debugger (the "debug" mode's screen)."""
+        # Built on first use and kept: the "debug" mode and the API below share one instance.
         if self._debugger is None:
             self._debugger = DebuggerScreen()
         return self._debugger
 
     def _config_value(self, name: str) -> Any:
+        # Fields from the CLI until the engine is imported, a WorkspaceConfig after.
         if isinstance(self.config, Mapping):
             return self.config.get(name)
         return getattr(self.config, name, None)
@@ -176,8 +197,7 @@ class WorkbenchApp(App[None]):
         self.debugger.workspace_reopening()
         self._open_workspace()
 
-    @work(group="workspace", exclusive=True, exit_on_error=False,
-          description="open the workspace")
+    @work(group="workspace", exclusive=True, exit_on_error=False, description="open the workspace")
     async def _open_workspace(self) -> None:
         """Import the engine (off the loop), open the workspace, read the dataset."""
         await self._first_frame.wait()
@@ -186,8 +206,9 @@ class WorkbenchApp(App[None]):
             logger.error("closing the previous workspace failed:\n%s", problem)
         workspace = None
         try:
-            engine = await asyncio.to_thread(importlib.import_module,
-                                             "osmosis_workbench.engine.workspace")
+            engine = await asyncio.to_thread(
+                importlib.import_module, "osmosis_workbench.engine.workspace"
+            )
             config = self.config
             if isinstance(config, Mapping):
                 config = engine.WorkspaceConfig(**config)
@@ -204,8 +225,9 @@ class WorkbenchApp(App[None]):
             await workspace.load_dataset()
         except Exception as exc:  # a bad file must not stop the debugger or the server
             self.dataset_error = f"Could not read the dataset {config.dataset}: {exc}"
-            self.notify(self.dataset_error, title="Dataset", severity="error", timeout=10,
-                        markup=False)
+            self.notify(
+                self.dataset_error, title="Dataset", severity="error", timeout=10, markup=False
+            )
         self.sub_title = f"{workspace.agent_name} · {workspace.model_name}"
         self.debugger.workspace_opened()
         if self.start_row is not None:
@@ -223,31 +245,43 @@ class WorkbenchApp(App[None]):
         else:
             message = "".join(traceback.format_exception(exc))
         self.debugger.workspace_failed(message)
-        self.notify(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    title="Could not open the workspace", severity="error", timeout=10,
-                    markup=False)
+        self.notify(
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            title="Could not open the workspace",
+            severity="error",
+            timeout=10,
+            markup=False,
+        )
 
     async def action_quit(self) -> None:
-        """Abort a rollout in progress, then exit (the workspace closes on unmount)."""
-        if self._debugger is not None:
-            self._debugger.detach("the workbench is closing")
+        """Abort a rollout in progress, close the workspace, exit."""
+        # Closed here, while the app runs: what the servers log as they stop still goes to
+        # the log pane (once the app has stopped, records would reach the terminal).
+        await self._close_workspace()
         self.exit()
 
     async def on_unmount(self) -> None:
+        # Other ways out (a test's end, a crash) close the workspace here.
+        await self._close_workspace()
+        try:
+            from osmosis_workbench.tui.log_pane import uninstall_log_routing
+        except ImportError:
+            return
+        uninstall_log_routing(self)
+
+    async def _close_workspace(self) -> None:
         # A rollout held at its gate would keep the server's shutdown waiting: end it first.
         if self._debugger is not None:
             self._debugger.detach("the workbench is closing")
         workspace, self.workspace = self.workspace, None
-        if workspace is not None:
-            problem = await _close_quietly(workspace)
-            if problem:
-                # The terminal is ours again by now: the details go to the crash log only.
-                append_crash_log(f"== closing the workspace failed\n{problem}")
+        if workspace is not None and (problem := await _close_quietly(workspace)):
+            append_crash_log(f"== closing the workspace failed\n{problem}")
 
     # ---- the API of the screens ---------------------------------------------------------------
 
     def open_debugger(self, row_index: int, stepping: bool = True) -> None:
         """Switch to the debugger and step through dataset row ``row_index``."""
+        # Before the workspace is open the debugger keeps the row and starts it when it is.
         self.switch_mode("debug")
         self.debugger.start_row(row_index, stepping=stepping)
 
@@ -264,11 +298,13 @@ class WorkbenchApp(App[None]):
     def show_crash(self, title: str, error: BaseException) -> None:
         """An unexpected error: a modal with its traceback (also saved to the crash log)."""
         text = "".join(traceback.format_exception(error))
-        logger.error("%s\n%s", title, text)
+        logger.error("%s\n%s", title, text)  # the log pane keeps it after the modal closes
         self._save_crash(title, text)
-        self.push_screen(CrashDialog(title, f"{type(error).__name__}: {error}", text,
-                                     saved_to=str(CRASH_LOG)))
+        self.push_screen(
+            CrashDialog(title, f"{type(error).__name__}: {error}", text, saved_to=str(CRASH_LOG))
+        )
 
+    # A thread: file I/O stays off the event loop, even for a few lines.
     @work(thread=True, group="crash-log", exit_on_error=False)
     def _save_crash(self, title: str, text: str) -> None:
         append_crash_log(f"== {title}\n{text}")
@@ -276,8 +312,9 @@ class WorkbenchApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers: a failure is a crash, shown, and the app stays."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.show_crash(f"Unexpected error in {event.worker.description or 'a task'}",
-                            event.worker.error)
+            self.show_crash(
+                f"Unexpected error in {event.worker.description or 'a task'}", event.worker.error
+            )
 
     # ---- help ---------------------------------------------------------------------------------
 
@@ -290,8 +327,12 @@ class WorkbenchApp(App[None]):
             sections.append(("Message list (m)", binding_rows(self, MessageList.BINDINGS)))
             sections.append(("Edit dialog (e)", binding_rows(self, EditResponseDialog.BINDINGS)))
         else:
-            sections.append((screen.__class__.__name__.removesuffix("Screen") or "This screen",
-                             binding_rows(self, screen.BINDINGS)))
+            sections.append(
+                (
+                    screen.__class__.__name__.removesuffix("Screen") or "This screen",
+                    binding_rows(self, screen.BINDINGS),
+                )
+            )
         return sections
 
     def action_help(self) -> None:

@@ -11,11 +11,12 @@ returns while the rollout waits for the user.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -40,6 +41,8 @@ from osmosis_workbench.tui.widgets import (
 
 if TYPE_CHECKING:
     from osmosis_workbench.tui.app import WorkbenchApp
+
+logger = logging.getLogger("osmosis_workbench.tui.debugger")
 
 #: The debugger's lifecycle; each state has a main view (see ``_MAIN_VIEW``).
 State = str
@@ -100,28 +103,63 @@ class DebuggerScreen(Screen[None]):
     """Step through one rollout: the paused answer, the history, the tools, the result."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "next", "Next",
-                tooltip="Release the paused answer to the agent; pause at the next one"),
-        Binding("c", "continue", "Continue",
-                tooltip="Release the answer and run to the end without pausing"),
-        Binding("e", "edit", "Edit",
-                tooltip="Edit the paused answer (content, tool calls) before releasing it"),
-        Binding("m", "toggle_view('messages-view')", "Messages",
-                tooltip="The full message history; again to go back"),
-        Binding("t", "toggle_view('tools-view')", "Tools",
-                tooltip="The agent's tools and their JSON Schemas; again to go back"),
+        Binding(
+            "n",
+            "next",
+            "Next",
+            tooltip="Release the paused answer to the agent; pause at the next one",
+        ),
+        Binding(
+            "c",
+            "continue",
+            "Continue",
+            tooltip="Release the answer and run to the end without pausing",
+        ),
+        Binding(
+            "e",
+            "edit",
+            "Edit",
+            tooltip="Edit the paused answer (content, tool calls) before releasing it",
+        ),
+        Binding(
+            "m",
+            "toggle_view('messages-view')",
+            "Messages",
+            tooltip="The full message history; again to go back",
+        ),
+        Binding(
+            "t",
+            "toggle_view('tools-view')",
+            "Tools",
+            tooltip="The agent's tools and their JSON Schemas; again to go back",
+        ),
         Binding("r", "rerun", "Rerun", tooltip="Run the same row again from the start"),
-        Binding("r", "retry_open", "Retry",
-                tooltip="After a failed start: open the workspace again"),
-        Binding("q", "abort", "Abort",
-                tooltip='End this rollout as ERROR "aborted by user" (the app stays)'),
-        Binding("p", "toggle_view('picker-view')", "Rows", tooltip="Pick a dataset row to step",
-                show=False),
-        Binding("escape", "back", "Back",
-                tooltip="From a message back to the list; else back to the main view",
-                show=False),
+        Binding(
+            "r", "retry_open", "Retry", tooltip="After a failed start: open the workspace again"
+        ),
+        Binding(
+            "q",
+            "abort",
+            "Abort",
+            tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
+        ),
+        Binding(
+            "p",
+            "toggle_view('picker-view')",
+            "Rows",
+            tooltip="Pick a dataset row to step",
+            show=False,
+        ),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            tooltip="From a message back to the list; else back to the main view",
+            show=False,
+        ),
     ]
 
+    # init=False: the watcher updates widgets that do not exist before the first compose.
     state: reactive[State] = reactive("loading", init=False)
 
     def __init__(self) -> None:
@@ -132,10 +170,13 @@ class DebuggerScreen(Screen[None]):
         self.outcome_title = ""
         self._pending_row: tuple[int, bool] | None = None
         self._messages_stale = True
+        self._advance_worker: Worker[None] | None = None
 
     # ---- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # Set before the children exist: toggled later, it restyles every widget (~20 ms).
+        self._set_narrow(self.app.size.width)
         yield Header()
         yield Static(id="status")
         with ContentSwitcher(id="views", initial="loading-view"):
@@ -203,11 +244,13 @@ class DebuggerScreen(Screen[None]):
         self.query_one("#result-view").border_title = "Result"
         self.query_one("#failure-view").border_title = "The workbench could not start"
         self._update_status()
-        self.on_resize()
 
-    def on_resize(self, _event: object = None) -> None:
+    def on_resize(self, event: events.Resize) -> None:
+        self._set_narrow(event.size.width)
+
+    def _set_narrow(self, width: int) -> None:
         # Side by side on wide terminals; list above detail when narrow, so lines stay readable.
-        self.set_class(self.size.width < 140, "-narrow")
+        self.set_class(width < 140, "-narrow")
 
     def _loading_text(self) -> Text:
         config = self.workbench.config_summary
@@ -240,13 +283,16 @@ class DebuggerScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show only the keys that do something now (the footer follows)."""
         state = self.state
+        # False hides the key from the key bar and lets it fall through to the app.
         if action in ("next", "continue", "edit"):
             return state == "paused"
         if action == "abort":
             return state in _ACTIVE
         if action == "rerun":
-            return state != "failed" and self.follower is not None and (
-                self.follower.row_index is not None
+            return (
+                state != "failed"
+                and self.follower is not None
+                and (self.follower.row_index is not None)
             )
         if action == "retry_open":
             return state == "failed"
@@ -271,8 +317,10 @@ class DebuggerScreen(Screen[None]):
         if state == "loading":
             text.append(f"Loading {self.workbench.config_summary}…", style="italic")
         elif state == "failed":
-            text.append("Could not open the workspace: fix the cause, then press r to retry",
-                        style="bold red")
+            text.append(
+                "Could not open the workspace: fix the cause, then press r to retry",
+                style="bold red",
+            )
         elif state == "idle":
             rows = self.workbench.row_count
             text.append(f"{rows} rows. Pick one with enter to step through it", style="dim")
@@ -290,8 +338,10 @@ class DebuggerScreen(Screen[None]):
             text.append("  · the agent has not seen this answer yet", style="dim")
         elif state in ("finished", "viewing") and self.outcome is not None:
             ok = self.outcome.status == "COMPLETED"
-            text.append(("✔ " if ok else "✘ ") + self.outcome.status,
-                        style="bold green" if ok else "bold red")
+            text.append(
+                ("✔ " if ok else "✘ ") + self.outcome.status,
+                style="bold green" if ok else "bold red",
+            )
             if self.outcome.reward is not None:
                 text.append(f"  · reward {format_reward(self.outcome.reward)}")
             if self.outcome.error:
@@ -328,8 +378,9 @@ class DebuggerScreen(Screen[None]):
     def workspace_failed(self, message: str) -> None:
         """The workspace could not open: say why, offer retry."""
         self.query_one("#failure-text", Static).update(
-            Text.assemble((message, "bold red"), "\n\nFix it and press r to retry, "
-                          "or ctrl+q to quit.")
+            Text.assemble(
+                (message, "bold red"), "\n\nFix it and press r to retry, or ctrl+q to quit."
+            )
         )
         self.state = "failed"
         self.show_main_view()
@@ -348,24 +399,42 @@ class DebuggerScreen(Screen[None]):
         options: list[Option] = []
         for row in workspace.rows:
             prompt = row.user_prompt.strip().splitlines()[0] if row.user_prompt.strip() else ""
-            options.append(Option(
-                Text.assemble((f"{row.index:>5}  ", "dim"), prompt[:200],
-                              (f"   → {row.ground_truth_text}", "dim")),
-                id=f"row-{row.index}",
-            ))
+            options.append(
+                Option(
+                    Text.assemble(
+                        (f"{row.index:>5}  ", "dim"),
+                        prompt[:200],
+                        (f"   → {row.ground_truth_text}", "dim"),
+                    ),
+                    id=f"row-{row.index}",
+                )
+            )
         for bad in workspace.bad_rows:
-            options.append(Option(Text(f"{bad.index:>5}  {bad.message}", style="red"),
-                                  id=f"bad-{bad.index}", disabled=True))
+            options.append(
+                Option(
+                    Text(f"{bad.index:>5}  {bad.message}", style="red"),
+                    id=f"bad-{bad.index}",
+                    disabled=True,
+                )
+            )
+        # Bad rows stay at their place in the file (disabled), where the user expects them.
         options.sort(key=lambda o: int((o.id or "row-0").split("-")[1]))
         picker.add_options(options)
         if options:
-            picker.highlighted = 0
+            picker.highlighted = 0  # enter works at once
         error = self.workbench.dataset_error
         if error:
             picker.add_option(Option(Text(error, style="bold red"), disabled=True))
         elif not options:
-            picker.add_option(Option(Text("No dataset: start the workbench with -d FILE to step "
-                                          "through its rows.", style="dim"), disabled=True))
+            picker.add_option(
+                Option(
+                    Text(
+                        "No dataset: start the workbench with -d FILE to step through its rows.",
+                        style="dim",
+                    ),
+                    disabled=True,
+                )
+            )
 
     @on(OptionList.OptionSelected, "#row-picker")
     def _row_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -384,12 +453,18 @@ class DebuggerScreen(Screen[None]):
         follower = Follower(session=None, label=f"row {row_index}", row_index=row_index)
         try:
             follower.session = workspace.step(
-                row_index, stepping=stepping,
+                row_index,
+                stepping=stepping,
                 on_exchange=lambda _exchange: self.post_message(ExchangeUpdated(follower)),
             )
+        # IndexError: no such (good) row; AssertionError: the workspace is not open.
         except (IndexError, AssertionError) as exc:
-            self.notify(f"{exc}. Pick another row.", title=f"Row {row_index}",
-                        severity="error", markup=False)
+            self.notify(
+                f"{exc}. Pick another row.",
+                title=f"Row {row_index}",
+                severity="error",
+                markup=False,
+            )
             if self.follower is None:
                 self.state = "idle"
                 self.show_main_view()
@@ -398,8 +473,9 @@ class DebuggerScreen(Screen[None]):
 
     def open_session(self, session: Any, label: str | None = None) -> None:
         """Follow any object with the StepSession interface (started or not)."""
-        self._follow(Follower(session=session,
-                              label=label or getattr(session, "label", "") or "rollout"))
+        self._follow(
+            Follower(session=session, label=label or getattr(session, "label", "") or "rollout")
+        )
 
     def show_outcome(self, outcome: Any, title: str) -> None:
         """Show a finished trajectory, read-only: its result and its messages."""
@@ -435,12 +511,17 @@ class DebuggerScreen(Screen[None]):
     @work(group="rollouts", exit_on_error=False, description="end an abandoned rollout")
     async def _drain(self, session: Any) -> None:
         """Wait for an aborted rollout to end, so its task is not left unobserved."""
-        await session.finish()
+        try:
+            await session.finish()
+        except Exception:  # nobody looks at this rollout any more: a log line is enough
+            logger.exception("an abandoned rollout ended with an error")
 
     def _follow(self, follower: Follower) -> None:
-        self.detach("the row was run again" if self.follower and
-                    self.follower.row_index == follower.row_index else
-                    "another rollout was opened")
+        self.detach(
+            "the row was run again"
+            if self.follower and self.follower.row_index == follower.row_index
+            else "another rollout was opened"
+        )
         self.follower = follower
         self.paused = None
         self.outcome = None
@@ -448,10 +529,12 @@ class DebuggerScreen(Screen[None]):
         self._messages_stale = True
         self.query_one("#response-view").border_title = "Answer"
         self.query_one("#response-text", Static).update(
-            Text("Sending the rollout request to the server…", style="italic"))
+            Text("Sending the rollout request to the server…", style="italic")
+        )
         self.state = "starting"
+        self._update_status()  # the label changed even if the state did not
         self.show_main_view()
-        self._advance(follower)
+        self._advance_worker = self._advance(follower)
 
     @work(group="rollouts", exit_on_error=False, description="run the rollout")
     async def _advance(self, follower: Follower) -> None:
@@ -473,7 +556,7 @@ class DebuggerScreen(Screen[None]):
         """A rollout worker that raised is a crash: show it, let go of the session, keep the app."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.workbench.show_crash("The rollout crashed", event.worker.error)
-            if self.state in _ACTIVE:
+            if event.worker is self._advance_worker and self.state in _ACTIVE:
                 # The session is in an unknown state: stop following it.
                 self.follower = None
                 self.paused = None
@@ -486,17 +569,23 @@ class DebuggerScreen(Screen[None]):
         paused = message.paused
         self.paused = paused
         exchange = getattr(paused, "exchange", None)
-        self.query_one("#response-view").border_title = (
-            f"Answer of turn {paused.turn}: held before the agent sees it")
-        self.query_one("#response-text", Static).update(render_response(
-            turn=paused.turn, message=paused.message, finish_reason=paused.finish_reason,
-            usage=getattr(exchange, "usage", {}) or {},
-            latency_ms=getattr(exchange, "latency_ms", None),
-            replaced=bool(getattr(exchange, "replaced", False)),
-            request_messages=(getattr(exchange, "request", None) or {}).get("messages") or (),
-        ))
+        self.query_one(
+            "#response-view"
+        ).border_title = f"Answer of turn {paused.turn}: held before the agent sees it"
+        self.query_one("#response-text", Static).update(
+            render_response(
+                turn=paused.turn,
+                message=paused.message,
+                finish_reason=paused.finish_reason,
+                usage=getattr(exchange, "usage", {}) or {},
+                latency_ms=getattr(exchange, "latency_ms", None),
+                replaced=bool(getattr(exchange, "replaced", False)),
+                request_messages=(getattr(exchange, "request", None) or {}).get("messages") or (),
+            )
+        )
         self._messages_stale = True
         self.state = "paused"
+        # Stay in the view the user chose: stepping with the history open keeps it open.
         if self.current_view == "messages-view":
             self._refresh_messages()
         elif self.current_view not in ("tools-view",):
@@ -507,8 +596,9 @@ class DebuggerScreen(Screen[None]):
             return
         if message.outcome is None:
             # A live rollout can drop out of the server's list before its end is known.
-            self.notify("The rollout ended but its result is no longer available.",
-                        severity="warning")
+            self.notify(
+                "The rollout ended but its result is no longer available.", severity="warning"
+            )
             self.follower = None
             self.state = "idle"
             self.show_main_view()
@@ -535,6 +625,8 @@ class DebuggerScreen(Screen[None]):
 
     def _refresh_messages(self) -> None:
         """Give the message list the current history (kept by reference, not copied)."""
+        # Called only while the history is on screen (else it is marked stale): a `c` run
+        # of a long rollout must not rebuild a 10,000-message list per LLM call.
         self._messages_stale = False
         if self.follower is not None:
             messages = self.session.messages
@@ -579,8 +671,10 @@ class DebuggerScreen(Screen[None]):
     def _release(self) -> None:
         self.paused = None
         self.state = "running"
-        if self.follower is not None:
-            self._advance(self.follower)
+        worker = self._advance_worker
+        # While running (abort between pauses) a worker already waits for the next stop.
+        if self.follower is not None and (worker is None or worker.is_finished):
+            self._advance_worker = self._advance(self.follower)
 
     def action_next(self) -> None:
         """Release the paused answer to the agent; stop at the next one."""
@@ -618,9 +712,9 @@ class DebuggerScreen(Screen[None]):
         def release_edited(message: dict[str, Any] | None) -> None:
             if message is None:
                 return
+            # The rollout may have moved on while the dialog was open (aborted, timed out).
             if follower.session.paused is not paused:
-                self.notify("The rollout is no longer paused at that answer.",
-                            severity="warning")
+                self.notify("The rollout is no longer paused at that answer.", severity="warning")
                 return
             from osmosis_workbench.engine.session import replace_message
 
@@ -632,8 +726,7 @@ class DebuggerScreen(Screen[None]):
                 self._release()
                 self.notify(f"Edited answer of turn {paused.turn} released to the agent.")
 
-        self.app.push_screen(EditResponseDialog(paused.message, turn=paused.turn),
-                             release_edited)
+        self.app.push_screen(EditResponseDialog(paused.message, turn=paused.turn), release_edited)
 
     def action_toggle_view(self, view: str) -> None:
         """Show ``view``; pressed again, back to the main view."""

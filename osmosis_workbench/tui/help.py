@@ -37,7 +37,7 @@ def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, s
 
     A key bound to several actions (each enabled in a different state) gets one row.
     """
-    rows: dict[str, list[str]] = {}
+    rows: dict[str, list[str]] = {}  # insertion-ordered: the order the bindings declare
     for item in bindings:
         if not isinstance(item, Binding):
             item = Binding(*item)
@@ -46,8 +46,14 @@ def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, s
         keys = item.key.split(",")
         # A key_display stands for the first key; the others show as themselves.
         shown = " / ".join(
-            app.get_key_display(Binding(key.strip(), item.action, item.description,
-                                        key_display=item.key_display if n == 0 else None))
+            app.get_key_display(
+                Binding(
+                    key.strip(),
+                    item.action,
+                    item.description,
+                    key_display=item.key_display if n == 0 else None,
+                )
+            )
             for n, key in enumerate(keys)
         )
         rows.setdefault(shown, []).append(item.tooltip or item.description)
@@ -68,8 +74,14 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         tables = []
         for heading, rows in self.sections:
-            table = Table(title=heading, title_justify="left", title_style="bold",
-                          show_header=False, box=None, padding=(0, 1))
+            table = Table(
+                title=heading,
+                title_justify="left",
+                title_style="bold",
+                show_header=False,
+                box=None,
+                padding=(0, 1),
+            )
             table.add_column(style="bold cyan", no_wrap=True, min_width=12)
             table.add_column(ratio=1)
             for key, description in rows:

@@ -48,8 +48,13 @@ class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
                 "esc keeps the original.",
                 classes="dialog-help",
             )
-            yield TextArea(message_to_editable(self.original), id="edit-text",
-                           show_line_numbers=True, tab_behavior="indent", soft_wrap=True)
+            yield TextArea(
+                message_to_editable(self.original),
+                id="edit-text",
+                show_line_numbers=True,
+                tab_behavior="indent",
+                soft_wrap=True,
+            )
             yield Static("", id="edit-error")
         yield KeyBar()
 
@@ -72,7 +77,7 @@ class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
         """Check the JSON and dismiss with the edited message (or say what to fix)."""
         try:
             message = editable_to_message(self.editor.text, self.original)
-        except ValueError as exc:
+        except ValueError as exc:  # the dialog stays open with the text as typed
             self.error.update(f"Cannot release this answer: {exc}")
             self.error.add_class("-shown")
             return
@@ -90,8 +95,9 @@ class CrashDialog(ModalScreen[None]):
         Binding("escape,enter", "close", "Close"),
     ]
 
-    def __init__(self, title: str, summary: str, traceback_text: str,
-                 saved_to: str | None = None) -> None:
+    def __init__(
+        self, title: str, summary: str, traceback_text: str, saved_to: str | None = None
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.summary = summary

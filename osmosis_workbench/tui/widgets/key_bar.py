@@ -58,11 +58,15 @@ class KeyBar(Static):
                 continue
             seen_actions.add(binding.action)
             # Clicks run the action on the node that bound it.
-            namespace = "app" if isinstance(node, App) else (
-                "screen" if isinstance(node, Screen) else "focused")
+            namespace = (
+                "app"
+                if isinstance(node, App)
+                else ("screen" if isinstance(node, Screen) else "focused")
+            )
             action = f"{namespace}.{binding.action}"
             key = app.get_key_display(binding)
             if binding.group is not None:
+                # Grouped keys share one description ("123 Debug/Data/Server"): it saves room.
                 grouped.setdefault(binding.group, []).append((key, action))
                 continue
             parts.append(self._entry([(key, action)], binding.description, enabled))
@@ -76,8 +80,10 @@ class KeyBar(Static):
     @staticmethod
     def _entry(keys: list[tuple[str, str]], description: str, enabled: bool) -> Content:
         key_style = "bold $footer-key-foreground" if enabled else "dim"
-        pieces = [Content.styled(key, f"{key_style} @click={action!r}")
-                  for key, action in keys]
-        text = Content("").join(pieces) + Content(" ") + Content.styled(
-            description, "$footer-description-foreground" if enabled else "dim")
+        pieces = [Content.styled(key, f"{key_style} @click={action!r}") for key, action in keys]
+        text = (
+            Content("").join(pieces)
+            + Content(" ")
+            + Content.styled(description, "$footer-description-foreground" if enabled else "dim")
+        )
         return text

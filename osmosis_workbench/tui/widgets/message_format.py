@@ -37,7 +37,8 @@ def content_text(content: Any) -> str:
 
 def first_line(message: ChatMessage) -> str:
     """The first non-empty line of the content; for a bare tool call, its call."""
-    for line in content_text(message.get("content")).splitlines():
+    # A slice: splitting a megabyte tool result into lines to show one would cost per row.
+    for line in content_text(message.get("content"))[:4000].splitlines():
         if line.strip():
             return line.strip()
     calls = message.get("tool_calls") or []
@@ -88,6 +89,7 @@ def tool_names_by_call_id(messages: Sequence[ChatMessage]) -> dict[str, str]:
 def tool_label(message: ChatMessage, names: Mapping[str, str]) -> str:
     """The tool column: the tool a result came from, or the tools an answer calls."""
     if message.get("role") == "tool":
+        # Some servers also put the tool's name on the result: the fallback.
         return names.get(str(message.get("tool_call_id")), "") or str(message.get("name") or "?")
     calls = message.get("tool_calls") or []
     if calls:
@@ -127,10 +129,15 @@ def format_tokens(count: int | None, exact: bool) -> str:
 
 
 def format_ms(ms: float | None) -> str:
-    """Milliseconds for people: ``12 ms``, ``3.4 s``."""
+    """Milliseconds for people: ``12 ms``, ``3.4 s``, ``2 min 5 s``."""
     if ms is None:
         return "-"
-    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds} s"
 
 
 # ---- editing an answer ------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def message_to_editable(message: ChatMessage) -> str:
         calls.append({"id": call.get("id"), "name": call_name(call), "arguments": arguments})
     if calls:
         editable["tool_calls"] = calls
-    return json.dumps(editable, indent=2, ensure_ascii=False)
+    return compact_json(editable, width=60)
 
 
 def editable_to_message(text: str, original: ChatMessage) -> dict[str, Any]:
@@ -181,16 +188,20 @@ def editable_to_message(text: str, original: ChatMessage) -> dict[str, Any]:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
             raise ValueError(f'tool call {number} needs a "name" (a string)')
         arguments = call.get("arguments", {})
+        # On the wire (OpenAI format) arguments are a JSON string, whatever the user typed.
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, ensure_ascii=False)
-        tool_calls.append({
-            "id": str(call.get("id") or f"call_edited_{number}"),
-            "type": "function",
-            "function": {"name": call["name"], "arguments": arguments},
-        })
+        tool_calls.append(
+            {
+                "id": str(call.get("id") or f"call_edited_{number}"),
+                "type": "function",
+                "function": {"name": call["name"], "arguments": arguments},
+            }
+        )
     if tool_calls:
         message["tool_calls"] = tool_calls
     elif content is None:
+        # Neither text nor calls: the agent could not tell what the model meant.
         raise ValueError("an answer needs content or at least one tool call")
     return message
 
@@ -205,8 +216,11 @@ def compact_json(data: Any, width: int = 72, indent: int = 2, _level: int = 0) -
         return flat
     pad, inner = " " * (indent * _level), " " * (indent * (_level + 1))
     if isinstance(data, dict):
-        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: "
-                 f"{compact_json(v, width, indent, _level + 1)}" for k, v in data.items()]
+        items = [
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: "
+            f"{compact_json(v, width, indent, _level + 1)}"
+            for k, v in data.items()
+        ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     items = [inner + compact_json(v, width, indent, _level + 1) for v in data]
     return "[\n" + ",\n".join(items) + f"\n{pad}]"

@@ -103,8 +103,9 @@ class MessageList(ScrollView, can_focus=True):
             self.message_list = message_list
             self.index = index
 
-    def __init__(self, *, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self, *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._messages: Sequence[Mapping[str, Any]] = ()
         self._tool_names: dict[str, str] = {}
@@ -137,8 +138,13 @@ class MessageList(ScrollView, can_focus=True):
             detail.clear()
             return
         index = self.cursor
-        detail.show(self._messages[index], index=index, tool_name=self.tool_name(index),
-                    tokens=self.tokens_text(index), pending=index == self._pending)
+        detail.show(
+            self._messages[index],
+            index=index,
+            tool_name=self.tool_name(index),
+            tokens=self.tokens_text(index),
+            pending=index == self._pending,
+        )
 
     @property
     def messages(self) -> Sequence[Mapping[str, Any]]:
@@ -170,6 +176,8 @@ class MessageList(ScrollView, can_focus=True):
         follow: bool = True,
     ) -> None:
         """Show ``messages``; with ``follow`` a cursor on the last message stays on the last."""
+        # Following the end is what a user watching a running rollout wants; a user who
+        # scrolled up to read stays where they are.
         was_at_end = self.cursor >= len(self._messages) - 1
         self._messages = messages
         self._tool_names = tool_names_by_call_id(messages)
@@ -192,8 +200,7 @@ class MessageList(ScrollView, can_focus=True):
         # was most of a scroll's cost when done for each of 60 rows.
         self._pass_width = self.scrollable_content_region.width
         self._pass_base = self.rich_style
-        self._pass_cursor = self._pass_base + self.get_component_rich_style(
-            "message-list--cursor")
+        self._pass_cursor = self._pass_base + self.get_component_rich_style("message-list--cursor")
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -224,21 +231,28 @@ class MessageList(ScrollView, can_focus=True):
         tokens = "⏸ pending" if pending else self.tokens_text(index)
         segments = [
             Segment(f"{index:>{index_width}} ", self._style("index")),
-            Segment(set_cell_size(role, _ROLE_WIDTH) + " ",
-                    self._style(role if role in ("system", "user", "assistant", "tool")
-                                else "index")),
+            Segment(
+                set_cell_size(role, _ROLE_WIDTH) + " ",
+                self._style(role if role in ("system", "user", "assistant", "tool") else "index"),
+            ),
         ]
         if tool_width:
             label = tool_label(message, self._tool_names)
-            segments.append(Segment(set_cell_size(label, tool_width) + " ",
-                                    self._style("tool-name")))
+            segments.append(
+                Segment(set_cell_size(label, tool_width) + " ", self._style("tool-name"))
+            )
         used = sum(cell_len(s.text) for s in segments)
         tokens_width = max(_TOKENS_WIDTH, cell_len(tokens)) + 1
         text_width = max(0, width - used - tokens_width)
-        segments.append(Segment(set_cell_size(first_line(message), text_width),
-                                self._style("pending") if pending else Style()))
-        segments.append(Segment(f"{tokens:>{tokens_width}}",
-                                self._style("pending" if pending else "tokens")))
+        segments.append(
+            Segment(
+                set_cell_size(first_line(message), text_width),
+                self._style("pending") if pending else Style(),
+            )
+        )
+        segments.append(
+            Segment(f"{tokens:>{tokens_width}}", self._style("pending" if pending else "tokens"))
+        )
         return Strip(segments).adjust_cell_length(width)
 
     # ---- cursor -------------------------------------------------------------------------------
@@ -249,7 +263,7 @@ class MessageList(ScrollView, can_focus=True):
             return
         index = max(0, min(index, len(self._messages) - 1))
         if index == self.cursor:
-            return
+            return  # no frame for a key that changes nothing (home at the top)
         old, self.cursor = self.cursor, index
         # Only the two changed rows are drawn again (unless the view scrolls).
         self.refresh_line(old)
@@ -267,6 +281,7 @@ class MessageList(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
 
     def _page(self) -> int:
+        # One row of overlap, so the reader keeps their place across pages.
         return max(1, self.scrollable_content_region.height - 1)
 
     def action_cursor_up(self) -> None:
@@ -346,13 +361,23 @@ class MessageDetail(ScrollView, can_focus=True):
         """What the pane shows, as text (for tests and copying)."""
         return "\n".join(strip.text.rstrip() for strip in self._strips)
 
-    def show(self, message: Mapping[str, Any], *, index: int, tool_name: str, tokens: str,
-             pending: bool = False) -> None:
+    def show(
+        self,
+        message: Mapping[str, Any],
+        *,
+        index: int,
+        tool_name: str,
+        tokens: str,
+        pending: bool = False,
+    ) -> None:
         """Render ``message`` (number ``index``) and scroll back to its top."""
         self.index = index
         self.border_title = f"Message {index}"
-        self._set_renderable(render_message(message, index=index, tool_name=tool_name,
-                                            tokens=tokens, pending=pending))
+        self._set_renderable(
+            render_message(
+                message, index=index, tool_name=tool_name, tokens=tokens, pending=pending
+            )
+        )
 
     def clear(self, text: str = "No messages yet.") -> None:
         """Show a hint instead of a message."""
@@ -372,8 +397,9 @@ class MessageDetail(ScrollView, can_focus=True):
         if width <= 0 or width == self._rendered_width:
             return
         console = self.app.console
-        lines = console.render_lines(self._renderable, console.options.update_width(width),
-                                     pad=False)
+        lines = console.render_lines(
+            self._renderable, console.options.update_width(width), pad=False
+        )
         self._strips = [Strip(line).adjust_cell_length(width) for line in lines]
         self._rendered_width = width
         self._update_virtual_size()

@@ -35,8 +35,12 @@ _MARKDOWN_LIMIT = 50_000
 #: Above this many characters JSON is shown raw rather than re-indented.
 _PRETTY_JSON_LIMIT = 200_000
 
-_ROLE_STYLES = {"system": "bold bright_black", "user": "bold green",
-                "assistant": "bold blue", "tool": "bold yellow"}
+_ROLE_STYLES = {
+    "system": "bold bright_black",
+    "user": "bold green",
+    "assistant": "bold blue",
+    "tool": "bold yellow",
+}
 
 
 _JSON_HIGHLIGHTER = JSONHighlighter()
@@ -53,8 +57,9 @@ def traceback_block(text: str) -> RenderableType:
     """A Python traceback, highlighted."""
     from rich.syntax import Syntax  # pygments: imported when a traceback is first shown
 
-    return Syntax(text.rstrip(), "pytb", theme="ansi_dark", word_wrap=True,
-                  background_color="default")
+    return Syntax(
+        text.rstrip(), "pytb", theme="ansi_dark", word_wrap=True, background_color="default"
+    )
 
 
 def _facts(rows: Sequence[tuple[str, RenderableType | str]]) -> Table:
@@ -90,8 +95,9 @@ def render_tool_calls(calls: Sequence[Any]) -> list[RenderableType]:
     parts: list[RenderableType] = []
     for number, call in enumerate(calls, 1):
         call_id = call.get("id", "") if isinstance(call, Mapping) else ""
-        head = Text.assemble((f"{number}. ", "bold"), (call_name(call), "bold magenta"),
-                             (f"   {call_id}", "dim"))
+        head = Text.assemble(
+            (f"{number}. ", "bold"), (call_name(call), "bold magenta"), (f"   {call_id}", "dim")
+        )
         arguments, ok = call_arguments(call)
         parts.append(head)
         if ok:
@@ -102,8 +108,14 @@ def render_tool_calls(calls: Sequence[Any]) -> list[RenderableType]:
     return parts
 
 
-def render_message(message: Mapping[str, Any], *, index: int, tool_name: str = "",
-                   tokens: str = "", pending: bool = False) -> RenderableType:
+def render_message(
+    message: Mapping[str, Any],
+    *,
+    index: int,
+    tool_name: str = "",
+    tokens: str = "",
+    pending: bool = False,
+) -> RenderableType:
     """One message whole, for the detail pane."""
     role = str(message.get("role") or "?")
     head = Text.assemble((f"#{index} ", "dim"), (role, _ROLE_STYLES.get(role, "bold")))
@@ -125,8 +137,11 @@ def render_message(message: Mapping[str, Any], *, index: int, tool_name: str = "
     if calls:
         parts.append(Rule(f"tool calls ({len(calls)})", style="dim", align="left"))
         parts.extend(render_tool_calls(calls))
-    extras = {k: v for k, v in message.items()
-              if k not in ("role", "content", "tool_calls", "tool_call_id", "name")}
+    extras = {
+        k: v
+        for k, v in message.items()
+        if k not in ("role", "content", "tool_calls", "tool_call_id", "name")
+    }
     if extras:
         parts.append(Rule("other fields", style="dim", align="left"))
         parts.append(json_block(extras))
@@ -135,6 +150,7 @@ def render_message(message: Mapping[str, Any], *, index: int, tool_name: str = "
 
 def render_context(request_messages: Sequence[Mapping[str, Any]]) -> list[RenderableType]:
     """What the model got that is new this turn: the messages after its previous answer."""
+    # Everything after the model's previous answer: the prompt on turn 1, tool results later.
     start = len(request_messages)
     while start > 0 and request_messages[start - 1].get("role") != "assistant":
         start -= 1
@@ -154,22 +170,30 @@ def render_context(request_messages: Sequence[Mapping[str, Any]]) -> list[Render
     return parts
 
 
-def render_response(*, turn: int, message: Mapping[str, Any], finish_reason: str | None,
-                    usage: Mapping[str, Any], latency_ms: float | None,
-                    replaced: bool = False,
-                    request_messages: Sequence[Mapping[str, Any]] = ()) -> RenderableType:
+def render_response(
+    *,
+    turn: int,
+    message: Mapping[str, Any],
+    finish_reason: str | None,
+    usage: Mapping[str, Any],
+    latency_ms: float | None,
+    replaced: bool = False,
+    request_messages: Sequence[Mapping[str, Any]] = (),
+) -> RenderableType:
     """The answer held at the gate: facts, content, each tool call, then what it answers."""
     total = usage.get("total_tokens")
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     tokens = "-" if total is None else str(total)
     if prompt is not None and completion is not None:
         tokens += f"  ({prompt} prompt + {completion} completion)"
-    facts = _facts([
-        ("Turn", str(turn)),
-        ("Finish reason", Text(str(finish_reason or "-"), style="bold cyan")),
-        ("Tokens", tokens),
-        ("Latency", format_ms(latency_ms)),
-    ])
+    facts = _facts(
+        [
+            ("Turn", str(turn)),
+            ("Finish reason", Text(str(finish_reason or "-"), style="bold cyan")),
+            ("Tokens", tokens),
+            ("Latency", format_ms(latency_ms)),
+        ]
+    )
     parts: list[RenderableType] = [facts]
     if replaced:
         parts.append(Text("This answer was edited before release.", style="bold yellow"))
@@ -184,8 +208,9 @@ def render_response(*, turn: int, message: Mapping[str, Any], finish_reason: str
     if calls:
         parts.extend(render_tool_calls(calls))
     else:
-        parts.append(Text("(none: the agent will treat this as its final answer)",
-                          style="dim italic"))
+        parts.append(
+            Text("(none: the agent will treat this as its final answer)", style="dim italic")
+        )
     context = render_context(request_messages)
     if context:
         parts.append(Rule("in reply to (new input of this turn)", style="dim", align="left"))
@@ -196,18 +221,29 @@ def render_response(*, turn: int, message: Mapping[str, Any], finish_reason: str
 def _tool_card(tool: Mapping[str, Any]) -> Panel:
     function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
     parameters = function.get("parameters") or {}
-    body = Group(Text(str(function.get("description") or "(no description)"), style="italic"),
-                 Text(), json_block(parameters))
-    return Panel(body, title=Text(str(function.get("name") or "?"), style="bold magenta"),
-                 title_align="left", border_style="bright_black", expand=False)
+    body = Group(
+        Text(str(function.get("description") or "(no description)"), style="italic"),
+        Text(),
+        json_block(parameters),
+    )
+    # expand=False: cards take their content's width, so Columns fits two or three a row.
+    return Panel(
+        body,
+        title=Text(str(function.get("name") or "?"), style="bold magenta"),
+        title_align="left",
+        border_style="bright_black",
+        expand=False,
+    )
 
 
 def render_tools(tools: Sequence[Mapping[str, Any]], *, source: str) -> RenderableType:
     """The agent's tools: name, description and the JSON Schema of the parameters."""
     if not tools:
         return Text(f"No tools ({source}).", style="dim italic")
-    return Group(Text(f"{len(tools)} tools ({source})", style="bold"),
-                 Columns([_tool_card(tool) for tool in tools], padding=(0, 1)))
+    return Group(
+        Text(f"{len(tools)} tools ({source})", style="bold"),
+        Columns([_tool_card(tool) for tool in tools], padding=(0, 1)),
+    )
 
 
 def _metric(name: Any, value: Any) -> str:
@@ -247,9 +283,15 @@ def render_outcome(outcome: Any, *, title: str = "") -> RenderableType:
     if outcome.traceback:
         parts.append(Rule("traceback", style="red", align="left"))
         parts.append(traceback_block(outcome.traceback))
-    final = next((m for m in reversed(outcome.final_messages)
-                  if m.get("role") == "assistant" and content_text(m.get("content")).strip()),
-                 None)
+    # The last words of the model, which the reward usually judges.
+    final = next(
+        (
+            m
+            for m in reversed(outcome.final_messages)
+            if m.get("role") == "assistant" and content_text(m.get("content")).strip()
+        ),
+        None,
+    )
     if final is not None:
         parts.append(Rule("final answer", style="dim", align="left"))
         parts.append(render_text_content(content_text(final.get("content"))))

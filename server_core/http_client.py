@@ -1,0 +1,113 @@
+"""HTTP client pieces shared by the SDK and the workbench: one reply shape, two errors, and
+the aiohttp client that carries callbacks and inits at scale.
+
+Measured (benchmarks/README.md, bench_http_client.py): aiohttp costs 0.24-0.35 ms of CPU per
+request whatever its pool size, while httpx's pool costs grow with queued requests x
+connections (3-14 ms per request at 128 in flight) and stall at 1,024. So the hot paths use
+aiohttp; httpx stays for custom transports (tests' ``ASGITransport``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic_core
+
+
+class HTTPReply:
+    """The parts of an HTTP response the SDK reads (an ``httpx.Response`` look-alike).
+
+    Also what the trainer client's aiohttp transport returns, so callers see one shape.
+    """
+
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return pydantic_core.from_json(self.content)
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status_code < 300
+
+
+class HTTPTimeout(Exception):
+    """A request got no answer in time."""
+
+
+class HTTPTransportError(Exception):
+    """A request failed below HTTP: refused, reset, DNS..."""
+
+
+class AiohttpClient:
+    """One pooled ``aiohttp.ClientSession`` behind an httpx-like ``post``/``get``.
+
+    Create it inside the running loop. Errors come out as ``HTTPTimeout`` /
+    ``HTTPTransportError``, replies as ``HTTPReply``.
+    """
+
+    def __init__(self, limit: int = 100, *, connect_timeout_s: float = 10.0,
+                 read_timeout_s: float = 300.0) -> None:
+        import aiohttp  # ~0.15 s; only when the first request is made
+
+        self._aiohttp = aiohttp
+        # No total timeout, and sock_connect rather than connect: aiohttp's "connect" includes
+        # the wait for a free pooled connection, which must not time out a queued request.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+            ),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,  # noqa: A002 - httpx's keyword
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPReply:
+        """One request; the whole body is read (within ``timeout`` seconds, when given)."""
+        headers = dict(headers or {})
+        if json is not None:
+            content = pydantic_core.to_json(json)
+            headers.setdefault("content-type", "application/json")
+        try:
+            extra = {"timeout": self._aiohttp.ClientTimeout(total=timeout)} if timeout else {}
+            async with self._session.request(
+                method, url, data=content, headers=headers, **extra
+            ) as response:
+                body = await response.read()
+                return HTTPReply(response.status, {k.lower(): v for k, v in
+                                                   response.headers.items()}, body)
+        except TimeoutError as exc:
+            raise HTTPTimeout(str(exc) or "timed out") from None
+        except self._aiohttp.ClientError as exc:
+            raise HTTPTransportError(str(exc) or type(exc).__name__) from None
+
+    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
+        """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``)."""
+        return await self.request("POST", url, **kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
+        """GET ``url``."""
+        return await self.request("GET", url, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        await self._session.close()
