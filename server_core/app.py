@@ -13,6 +13,7 @@ import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.routing import Route
 
 from server_core.agent import RolloutAgentLoop
 from server_core.hooks import RolloutHooks
@@ -145,10 +146,17 @@ def create_app(
             return _json({"detail": exc.detail}, exc.status_code, exc.headers)
         return _json(body, 202)
 
+    # The hot routes also go first in the router as plain Starlette routes: same handlers,
+    # same middleware, without FastAPI's per-request dependency machinery (measured: about a
+    # third of an in-process request). The decorated routes above keep them in the OpenAPI.
+    app.router.routes.insert(0, Route("/v1/rollout/init", init_rollout, methods=["POST"]))
+
     @app.get("/health")
     async def health() -> Response:
         """Liveness and load: agent name, active and completed rollout counts."""
         return _json(manager.health())
+
+    app.router.routes.insert(1, Route("/health", health, methods=["GET"]))
 
     @app.get("/platform/health")
     async def platform_health(request: Request) -> Response:

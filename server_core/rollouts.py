@@ -443,6 +443,10 @@ class RolloutManager:
         record.delivery_error = delivery.error
         record.finished_at = time.time()
         record.metrics, record.context = ctx.metrics, None
+        # Kept for the record TTL (idempotency, status): drop the bulky parts of the request.
+        record.request = record.request.model_copy(
+            update={"messages": [], "metadata": {}, "completion_params": {}}
+        )
         self._finished.append(record)
         self.completed_total += 1
         if not delivery.delivered:
