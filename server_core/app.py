@@ -152,7 +152,7 @@ def create_app(
     app.router.routes.insert(0, Route("/v1/rollout/init", init_rollout, methods=["POST"]))
 
     @app.get("/health")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         """Liveness and load: agent name, active and completed rollout counts."""
         return _json(manager.health())
 
