@@ -61,6 +61,25 @@ class HeadlessServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's open-file limit to its hard maximum; returns the new soft limit.
+
+    Each in-flight rollout can hold a trainer connection: 10,000 of them need more than the
+    usual soft limit of 1,024 descriptors.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            return soft
+    return soft
+
+
 def connect_host(host: str) -> str:
     """The address a local client should use to reach a server bound to ``host``."""
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

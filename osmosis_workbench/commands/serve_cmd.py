@@ -261,6 +261,10 @@ def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
     import logging
     import logging.config
 
+    from server_core.serve import raise_open_files_limit
+
+    raise_open_files_limit()  # thousands of rollouts in flight hold thousands of sockets
+
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 

@@ -421,6 +421,9 @@ async def _run_batch(args: argparse.Namespace) -> int:
         print(f"Skipped bad {error.message}", file=sys.stderr)
         progress.draw()
 
+    from server_core.serve import raise_open_files_limit
+
+    raise_open_files_limit()  # --concurrency 1000 against remote servers holds 1000 sockets
     trainer = LocalTrainer(backend)
     journal = JournalWriter(run_dir / JOURNAL_FILE)
     started = time.perf_counter()
