@@ -12,8 +12,12 @@ Processes (this machine has 2 cores; each role gets a realistic core budget):
   keep-alive connection (so the generator's loop delays do not leak into the latency figures).
 
 Every rollout is the same exchange for both servers: init -> 202 {rollout_id, tools} -> chat
-callback -> completed callback. The baseline is FastAPI + uvicorn + one shared httpx.AsyncClient
-with the same pool limits as ours (TrainerClientConfig's, or --pool).
+callback -> completed callback. "Ours" is ``server_core.create_app(agent)`` as shipped, with its
+own TrainerClient (aiohttp; chat pool M = max(100, max_concurrent)). The baseline is the
+thinnest FastAPI + uvicorn + httpx server: one shared httpx.AsyncClient with Limits(M, M), the
+same M as ours (or --pool). Variants for comparison: ``--ours-client httpx`` (our TrainerClient
+over an httpx transport with Limits(M, M)) and ``--baseline-client aiohttp`` (the baseline with
+ours's client library, to isolate server_core's own overhead).
 """
 
 import argparse
@@ -48,102 +52,21 @@ STEADY_NS = (16, 128, 1024)
 # ---- the servers under test ------------------------------------------------------------------
 
 
-def make_trainer_client(variant: str, pool: int | None) -> Any:
-    """Our TrainerClient as shipped ("httpx"), or with a proposed change to its transport.
+def callback_pool(max_concurrent: int | None) -> int:
+    """The chat pool size ``create_app`` gives its default client: max(100, max_concurrent)."""
+    return max(100, max_concurrent if max_concurrent is not None else 100)
 
-    "gated": the same httpx client behind an asyncio.Semaphore(max_connections), so httpx's
-    pool never holds queued requests. "aiohttp": the same TrainerClient logic (retries,
-    errors) over one aiohttp.ClientSession with TCPConnector(limit=max_connections). Both are
-    benchmark-side subclasses; server_core is not modified.
+
+def build_ours(max_concurrent: int | None, pool: int | None, client: str = "default") -> Any:
+    """``server_core.create_app`` serving the one-chat benchmark agent.
+
+    ``client="default"``: the app exactly as shipped, ``create_app(agent)`` with its own
+    ``TrainerClient`` (aiohttp, chat pool max(100, max_concurrent), completions a pool of
+    their own); ``pool`` only passes ``client_config=TrainerClientConfig(max_connections=M)``.
+    ``client="httpx"``: for comparison, the same ``TrainerClient`` routed through httpx, one
+    ``httpx.AsyncHTTPTransport(limits=Limits(M, M))`` shared by chat and completions.
     """
-    import httpx
-
-    from server_core import TrainerClient, TrainerClientConfig
-
-    config = TrainerClientConfig()
-    if pool is not None:
-        config = TrainerClientConfig(max_connections=pool, max_keepalive_connections=pool)
-    if variant == "httpx":
-        return TrainerClient(config)
-
-    class _Gated:
-        def __init__(self, client: Any, size: int) -> None:
-            self._client = client
-            self._gate = asyncio.Semaphore(size)
-
-        async def post(self, url: str, **kwargs: Any) -> Any:
-            async with self._gate:
-                return await self._client.post(url, **kwargs)
-
-        async def aclose(self) -> None:
-            await self._client.aclose()
-
-    class GatedTrainerClient(TrainerClient):
-        @property
-        def http(self) -> Any:
-            if self._client is None:
-                self._client = _Gated(TrainerClient.http.fget(self), self.config.max_connections)
-            return self._client
-
-    if variant == "gated":
-        return GatedTrainerClient(config)
-
-    class _AioResponse:
-        __slots__ = ("status_code", "content", "headers")
-
-        def __init__(self, status_code: int, content: bytes, headers: Any) -> None:
-            self.status_code, self.content, self.headers = status_code, content, headers
-
-        @property
-        def text(self) -> str:
-            return self.content.decode("utf-8", "replace")
-
-    class _Aio:
-        def __init__(self, config: Any) -> None:
-            import aiohttp
-
-            self._aiohttp = aiohttp
-            # No total timeout, and sock_connect rather than connect: aiohttp's "connect"
-            # includes the wait for a free pooled connection, which must not time out a queue.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=config.max_connections),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=config.connect_timeout_s,
-                    sock_read=config.timeout_s,
-                ),
-            )
-
-        async def post(self, url: str, *, content: bytes, headers: dict) -> Any:
-            try:
-                async with self._session.post(url, data=content, headers=headers) as response:
-                    body = await response.read()
-                    return _AioResponse(response.status, body, response.headers)
-            except TimeoutError as exc:
-                logger.warning("callback to %s timed out: %r", url, exc)
-                raise httpx.ReadTimeout(str(exc) or "timed out") from None
-            except self._aiohttp.ClientError as exc:
-                logger.warning("callback to %s failed: %r", url, exc)
-                raise httpx.TransportError(str(exc) or type(exc).__name__) from None
-
-        async def aclose(self) -> None:
-            await self._session.close()
-
-    class AiohttpTrainerClient(TrainerClient):
-        @property
-        def http(self) -> Any:
-            if self._client is None:
-                self._client = _Aio(self.config)
-            return self._client
-
-    if variant == "aiohttp":
-        return AiohttpTrainerClient(config)
-    raise ValueError(f"unknown client variant {variant!r}")
-
-
-def build_ours(max_concurrent: int | None, pool: int | None, client: str = "httpx") -> Any:
-    """``server_core.create_app`` serving the one-chat benchmark agent (library defaults)."""
-    from server_core import RolloutAgentLoop, create_app
+    from server_core import RolloutAgentLoop, TrainerClient, TrainerClientConfig, create_app
 
     class BenchAgent(RolloutAgentLoop):
         name = "bench"
@@ -159,13 +82,21 @@ def build_ours(max_concurrent: int | None, pool: int | None, client: str = "http
     kwargs: dict[str, Any] = {}
     if max_concurrent is not None:
         kwargs["max_concurrent"] = max_concurrent
-    return create_app(BenchAgent(), client=make_trainer_client(client, pool), **kwargs)
+    if client == "httpx":
+        import httpx
 
-
-def default_pool() -> int:
-    from server_core import TrainerClientConfig
-
-    return TrainerClientConfig().max_connections
+        m = pool or callback_pool(max_concurrent)
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=m, max_keepalive_connections=m)
+        )
+        kwargs["client"] = TrainerClient(
+            TrainerClientConfig(max_connections=m), transport=transport
+        )
+    elif client != "default":
+        raise ValueError(f"unknown client variant {client!r}")
+    elif pool is not None:
+        kwargs["client_config"] = TrainerClientConfig(max_connections=pool)
+    return create_app(BenchAgent(), **kwargs)
 
 
 def build_baseline(pool: int, client_kind: str = "httpx") -> Any:
@@ -271,7 +202,7 @@ def server_main(args: argparse.Namespace) -> None:
     kit.raise_fd_limit()
     import uvicorn
 
-    pool = args.pool if args.pool else default_pool()
+    pool = args.pool or callback_pool(args.max_concurrent)
     if args.kind == "ours":
         app = build_ours(args.max_concurrent, args.pool, args.ours_client)
     else:
@@ -527,7 +458,7 @@ async def run_case(
     max_concurrent: int | None = None,
     pool: int | None = None,
     connections: int | None = None,
-    ours_client: str = "httpx",
+    ours_client: str = "default",
     baseline_client: str = "httpx",
     logdir: Path,
 ) -> dict[str, Any]:
@@ -722,6 +653,8 @@ async def measure_startup(reps: int) -> dict[str, Any]:
             )
         if all(t is not None for t in times):
             out["osmosis_serve"] = times
+            return out
+    # No working `osmosis serve`: time a stand-in serving the same app instead.
     standin = []
     for _ in range(reps):
         port = kit.free_port()
@@ -766,9 +699,10 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
     print()
     print(machine_line())
     ours_client = {
-        "httpx": "TrainerClient as shipped (httpx",
-        "gated": "TrainerClient variant: httpx behind a Semaphore(M)",
-        "aiohttp": "TrainerClient variant: aiohttp TCPConnector(limit=M)",
+        "default": "create_app(agent) as shipped (its TrainerClient: aiohttp, "
+        "TCPConnector(limit=M) for chat + a pool of max(8, M/8) for completions)",
+        "httpx": "create_app(agent, client=TrainerClient(config, "
+        "transport=httpx.AsyncHTTPTransport(limits=Limits(M, M))))",
     }[meta["ours_client"]]
     baseline_client = {
         "httpx": "one httpx.AsyncClient, Limits(M, M)",
@@ -778,8 +712,7 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
         f"server on core {SERVER_CPU}; fake trainer + load generator + /health prober on core "
         f"{LOAD_CPU}; {meta['warmup']:g} s warm-up + {meta['duration']:g} s measured per cell;"
         f" callback pool M={meta['pool']} for both servers; baseline: {baseline_client}; ours:"
-        f" {ours_client}{', Limits(M, M))' if meta['ours_client'] == 'httpx' else ''}, "
-        f"create_app defaults (max_concurrent={meta['max_concurrent']})"
+        f" {ours_client}, max_concurrent={meta['max_concurrent']}"
     )
     print()
     head = (
@@ -829,8 +762,9 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
         print(
             f"{meta['total']:,} rollouts at once, trainer chat latency {meta['latency']:g} s "
             f"(completed callback: no latency), ours with create_app(agent, "
-            f"max_concurrent={meta['total']}), {meta['ours_client']} callback client, pool "
-            f"{meta['burst_pool']}, time limit "
+            f"max_concurrent={meta['total']}), "
+            f"{'its own client (aiohttp)' if meta['ours_client'] == 'default' else 'httpx client'}"
+            f", chat pool {meta['burst_pool']}, time limit "
             f"{meta['burst_timeout']:g} s:"
         )
         print(
@@ -877,9 +811,10 @@ def print_tables(steady: dict, burst: dict | None, startup: dict | None, meta: d
                     startup["osmosis_serve"],
                 )
             )
-        rows.append(
-            ("stand-in: python -c uvicorn.run(sample_project.server.app)", startup["standin"])
-        )
+        if "standin" in startup:
+            rows.append(
+                ("stand-in: python -c uvicorn.run(sample_project.server.app)", startup["standin"])
+            )
         for name, times in rows:
             ok = [t for t in times if t is not None]
             runs = ", ".join("-" if t is None else f"{t:.2f}" for t in times)
@@ -907,7 +842,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     kit.raise_fd_limit()
     warmup, duration = (1.0, 3.0) if args.quick else (args.warmup, args.duration)
     total = args.total if args.total else (2_000 if args.quick else 10_000)
-    pool = args.pool or default_pool()
+    pool = args.pool or callback_pool(args.max_concurrent)
     kinds = args.kinds.split(",")
     ns = [int(n) for n in args.ns.split(",")] if args.ns else list(STEADY_NS)
     if args.skip_steady:
@@ -923,7 +858,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "max_concurrent": args.max_concurrent or 100,
         "ours_client": args.ours_client,
         "baseline_client": args.baseline_client,
-        "burst_pool": args.burst_pool or pool,
+        "burst_pool": args.burst_pool or args.pool or callback_pool(total),
         "burst_timeout": burst_timeout,
     }
     steady: dict[int, dict] = {}
@@ -979,7 +914,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         raw["burst"] = burst
     startup = None
     if not args.skip_startup:
-        startup = await measure_startup(3)
+        startup = await measure_startup(args.startup_reps)
         raw["startup"] = startup
     print_tables(steady, burst, startup, meta)
     (logdir / "results.json").write_text(json.dumps(raw, indent=1))
@@ -997,7 +932,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument(
-        "--pool", type=int, default=None, help="callback pool size for both servers (default: ours)"
+        "--pool",
+        type=int,
+        default=None,
+        help="callback pool M for both servers (default: create_app's, max(100, max_concurrent))",
     )
     parser.add_argument(
         "--max-concurrent",
@@ -1025,17 +963,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--ours-client",
-        choices=["httpx", "gated", "aiohttp"],
-        default="httpx",
-        help="ours: TrainerClient as shipped (httpx) or a proposed transport",
+        choices=["default", "httpx"],
+        default="default",
+        help="ours: create_app's own client as shipped (aiohttp), or TrainerClient over httpx",
     )
     parser.add_argument(
         "--baseline-client",
         choices=["httpx", "aiohttp"],
         default="httpx",
-        help="baseline's shared client (the bar's baseline is httpx)",
+        help="baseline's shared client (the bar's baseline is httpx; aiohttp: same client as ours)",
     )
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--startup-reps", type=int, default=5, help="start-up runs (median)")
     parser.add_argument("--skip-steady", action="store_true")
     # child roles
     parser.add_argument("--kind", choices=["ours", "baseline"], help=argparse.SUPPRESS)

@@ -201,3 +201,35 @@ async def test_completion_params_reach_the_model(field: str):
         outcome = await trainer.run_rollout(body, server.target, timeout_s=10)
     assert outcome.ok
     assert backend.calls[0][field] == 7
+
+
+async def test_an_edited_tool_result_makes_the_model_answer_again():
+    def model(body: dict) -> dict:
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return {"content": f"The answer is {last['content']}."}
+        return {"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}
+
+    backend = ScriptedBackend(model)
+    trainer = LocalTrainer(backend)
+    async with EmbeddedRolloutServer(calculator, trainer) as server:
+        session = StepSession(trainer, server.target, request(), timeout_s=10)
+        await session.start()
+        await session.wait()
+        assert session.new_tool_results() == []  # turn 1 replies to the user, not to tools
+        session.next()
+        paused = await session.wait()
+        [result] = session.new_tool_results()
+        assert result["name"] == "add" and result["content"] == "5"
+        assert session.edit_tool_results({result["tool_call_id"]: "7"})
+        again = await session.wait()
+        assert again.turn == paused.turn == 2
+        assert again.message["content"] == "The answer is 7."
+        assert session.new_tool_results()[0]["content"] == "7"
+        session.continue_()
+        outcome = await session.finish()
+    # The model saw the edited result; the agent's history keeps what its tool returned.
+    assert backend.calls[-1]["messages"][-1]["content"] == "7"
+    assert outcome.final_messages[2]["content"] == "5"
+    assert outcome.final_messages[-1]["content"] == "The answer is 7."
+    assert outcome.reward == 0.0  # ground truth is 5

@@ -22,7 +22,7 @@ from textual.worker import WorkerState
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
 from osmosis_workbench.engine.workspace import WorkspaceConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
-from osmosis_workbench.tui.widgets import EditResponseDialog
+from osmosis_workbench.tui.widgets import EditResponseDialog, EditToolResultsDialog
 from server_core import RolloutAgentLoop, RolloutContext, RolloutRequest, RolloutResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +209,37 @@ async def test_e_edits_the_tool_call_and_the_agent_runs_the_edited_one() -> None
         )
         await press(app, pilot, "c")
         assert debugger.outcome.reward == 0.0  # 3 is not 42
+
+
+async def test_shift_e_edits_a_tool_result_and_the_model_answers_again() -> None:
+    app = debugger_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        debugger = app.debugger
+        # Turn 1 replies to the user: there is no tool result to edit yet.
+        assert debugger.check_action("edit_tool_results", ()) is False
+        await press(app, pilot, "n")
+        assert debugger.paused.turn == 2
+        assert debugger.paused.message["content"] == "The answer is 42."
+        await press(app, pilot, "E")
+        dialog = app.screen
+        assert isinstance(dialog, EditToolResultsDialog)
+        editor = dialog.query_one(TextArea)
+        [result] = json.loads(editor.text)
+        assert (result["tool"], result["content"]) == ("add", "42")
+        result["content"] = "41"
+        editor.load_text(json.dumps([result]))
+        await press(app, pilot, "ctrl+s")
+        assert app.screen is debugger
+        # Asked again with the edited result: a new answer, still held at turn 2.
+        assert debugger.state == "paused" and debugger.paused.turn == 2
+        assert debugger.paused.message["content"] == "The answer is 41."
+        await press(app, pilot, "c")
+        outcome = debugger.outcome
+        # The agent's history keeps what its tool returned; the model's answer used the edit.
+        assert outcome.final_messages[3]["content"] == "42"
+        assert outcome.final_messages[-1]["content"] == "The answer is 41."
+        assert outcome.reward == 0.0
 
 
 async def test_e_can_turn_a_tool_call_into_a_final_answer() -> None:

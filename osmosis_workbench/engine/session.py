@@ -4,7 +4,8 @@ A ``StepSession`` runs one rollout through the local trainer with a ``StepGate``
 endpoint. After each model answer, before the agent sees it, the rollout pauses; the caller
 then looks at it and decides: ``next()`` releases it (optionally with an edited answer),
 ``continue_()`` releases it and stops pausing, ``abort()`` ends the rollout as ERROR
-"aborted by user". The TUI's n/c/e/q keys call exactly these; tests drive them headless.
+"aborted by user", ``edit_tool_results()`` has the model answer again from edited tool
+results. The TUI's n/c/e/q keys call exactly these; tests drive them headless.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from osmosis_workbench.engine.trainer import (
     LLMExchange,
     LocalTrainer,
+    Regenerate,
     RolloutAborted,
     RolloutOutcome,
     RolloutRun,
@@ -61,7 +63,7 @@ class StepGate:
         self.paused: PausedCall | None = None
         self._pause_event = asyncio.Event()
 
-    async def __call__(self, run: RolloutRun, exchange: LLMExchange) -> None:
+    async def __call__(self, run: RolloutRun, exchange: LLMExchange) -> Regenerate | None:
         if run.aborted:
             raise RolloutAborted(run.aborted)
         if not self.stepping:
@@ -80,9 +82,12 @@ class StepGate:
             self._pause_event.clear()
         if isinstance(decision, RolloutAborted):
             raise decision
+        if isinstance(decision, Regenerate):
+            return decision
         if decision is not None:  # an edited answer replaces the model's
             exchange.completion = decision
             exchange.replaced = True
+        return None
 
     async def wait_paused(self) -> None:
         """Return once a call is paused at the gate."""
@@ -103,10 +108,31 @@ class StepGate:
         """Let the paused answer through (``replacement``: a whole completion to send instead)."""
         return self._resolve(replacement)
 
+    def regenerate(self, messages: list[dict[str, Any]]) -> bool:
+        """Drop the paused answer and ask the model again with ``messages`` as its input."""
+        return self._resolve(Regenerate(messages))
+
     def abort(self, reason: str = "aborted by user") -> bool:
         """End the rollout: the agent's pending LLM call fails, the result is ERROR."""
         self.stepping = False
         return self._resolve(RolloutAborted(reason))
+
+
+def model_input(exchange: LLMExchange) -> list[dict[str, Any]]:
+    """The messages the model answered from (edited ones, if the user changed them)."""
+    if exchange.model_messages is not None:
+        return exchange.model_messages
+    return list(exchange.request.get("messages") or [])
+
+
+def tool_results_of(exchange: LLMExchange) -> list[dict[str, Any]]:
+    """The tool messages at the end of an exchange's input (the results the answer replies to)."""
+    results: list[dict[str, Any]] = []
+    for message in reversed(model_input(exchange)):
+        if message.get("role") != "tool":
+            break
+        results.append(message)
+    return results[::-1]
 
 
 def replace_message(completion: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +228,30 @@ class StepSession:
     def next(self, replacement: dict[str, Any] | None = None) -> bool:
         """Release the paused answer (``n``), optionally replaced by an edited completion."""
         return self.gate.release(replacement)
+
+    def new_tool_results(self) -> list[dict[str, Any]]:
+        """The tool messages the paused answer replies to (those sent since the last answer)."""
+        paused = self.gate.paused
+        if paused is None:
+            return []
+        return tool_results_of(paused.exchange)
+
+    def edit_tool_results(self, contents: dict[str, str]) -> bool:
+        """Ask the model again with edited tool results (``tool_call_id -> new content``).
+
+        Only this call's model input changes; the paused answer is replaced by the new one,
+        and the rollout pauses again on it.
+        """
+        paused = self.gate.paused
+        if paused is None:
+            return False
+        messages = [
+            {**m, "content": contents[m.get("tool_call_id")]}
+            if m.get("role") == "tool" and m.get("tool_call_id") in contents
+            else m
+            for m in model_input(paused.exchange)
+        ]
+        return self.gate.regenerate(messages)
 
     def continue_(self) -> bool:
         """Stop pausing and release the current answer (``c``)."""

@@ -48,6 +48,13 @@ def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = No
     )
 
 
+@dataclass(frozen=True)
+class Regenerate:
+    """A gate's decision: ask the model again, with these messages as its input."""
+
+    messages: list[dict[str, Any]]
+
+
 class RolloutAborted(Exception):
     """Raised by a gate to end the rollout: the agent's pending LLM call fails."""
 
@@ -67,6 +74,8 @@ class LLMExchange:
     cost_usd: float | None = None
     error: str | None = None
     replaced: bool = False
+    #: The model's input when the user edited it (a tool result) and asked again.
+    model_messages: list[dict[str, Any]] | None = None
 
     @property
     def message(self) -> dict[str, Any]:
@@ -83,8 +92,9 @@ class LLMExchange:
 
 
 #: ``gate(run, exchange)``: awaited after the model answered and before the agent gets it.
-#: It may edit ``exchange.completion`` in place, or raise ``RolloutAborted``.
-Gate = Callable[["RolloutRun", LLMExchange], Awaitable[None]]
+#: It may edit ``exchange.completion`` in place, raise ``RolloutAborted``, or return
+#: ``Regenerate(messages)`` to have the model answer again from an edited input.
+Gate = Callable[["RolloutRun", LLMExchange], "Awaitable[Regenerate | None]"]
 
 
 @dataclass
@@ -257,10 +267,12 @@ class LocalTrainer:
     def _build_app(self) -> Starlette:
         # Plain Starlette: two JSON endpoints need no dependency injection, and FastAPI's
         # per-request machinery is a third of the cost of an in-process hop.
-        return Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/rollout/completed", self._completed, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/rollout/completed", self._completed, methods=["POST"]),
+            ]
+        )
 
     async def _read_json(self, request: Request) -> Any:
         raw = await request.body()
@@ -311,27 +323,37 @@ class LocalTrainer:
         run.exchanges.append(exchange)
         if run.on_exchange:
             run.on_exchange(exchange)
-        try:
-            reply = await self.backend.complete(backend_body)
-        except ModelError as exc:
-            run.model_error = run.model_error or exc
-            exchange.error = str(exc)
-            if run.on_exchange:
-                run.on_exchange(exchange)
-            # 4xx: the server must not retry what the backend already retried.
-            return _json({"error": {"type": exc.kind, "message": str(exc)}}, 424)
-        exchange.completion = reply.completion
-        exchange.latency_ms = reply.latency_ms
-        exchange.cost_usd = reply.cost_usd
-        if run.gate is not None:
+        while True:
             try:
-                await run.gate(run, exchange)
+                reply = await self.backend.complete(backend_body)
+            except ModelError as exc:
+                run.model_error = run.model_error or exc
+                exchange.error = str(exc)
+                if run.on_exchange:
+                    run.on_exchange(exchange)
+                # 4xx: the server must not retry what the backend already retried.
+                return _json({"error": {"type": exc.kind, "message": str(exc)}}, 424)
+            exchange.completion = reply.completion
+            exchange.latency_ms = reply.latency_ms
+            exchange.cost_usd = reply.cost_usd
+            if run.gate is None:
+                break
+            try:
+                decision = await run.gate(run, exchange)
             except RolloutAborted as exc:
                 run.aborted = exc.reason
                 exchange.error = exc.reason
                 if run.on_exchange:
                     run.on_exchange(exchange)
                 return _json({"error": {"type": "aborted", "message": exc.reason}}, 409)
+            if not isinstance(decision, Regenerate):
+                break
+            # The user edited the input (a tool result): ask the model again with it. The
+            # agent's own history is unchanged; only this call's model input differs.
+            backend_body = {**backend_body, "messages": decision.messages}
+            exchange.model_messages = decision.messages
+            if run.on_exchange:
+                run.on_exchange(exchange)
         if run.on_exchange:
             run.on_exchange(exchange)
         return _json(exchange.completion)
@@ -560,10 +582,14 @@ class LocalTrainer:
             model_error=run.model_error,
             init_error=init_error,
             calls=[
-                {"turn": x.turn, "prompt_tokens": x.usage.get("prompt_tokens"),
-                 "completion_tokens": x.usage.get("completion_tokens"),
-                 "latency_ms": round(x.latency_ms, 3), "cost_usd": x.cost_usd,
-                 **({"error": x.error} if x.error else {})}
+                {
+                    "turn": x.turn,
+                    "prompt_tokens": x.usage.get("prompt_tokens"),
+                    "completion_tokens": x.usage.get("completion_tokens"),
+                    "latency_ms": round(x.latency_ms, 3),
+                    "cost_usd": x.cost_usd,
+                    **({"error": x.error} if x.error else {}),
+                }
                 for x in run.exchanges
             ],
         )

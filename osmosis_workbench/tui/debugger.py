@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.widgets import (
     EditResponseDialog,
+    EditToolResultsDialog,
     KeyBar,
     MessageDetail,
     MessageList,
@@ -120,6 +121,12 @@ class DebuggerScreen(Screen[None]):
             "edit",
             "Edit",
             tooltip="Edit the paused answer (content, tool calls) before releasing it",
+        ),
+        Binding(
+            "E",
+            "edit_tool_results",
+            "Edit tool result",
+            tooltip="Edit the tool results this answer replies to, and ask the model again",
         ),
         Binding(
             "m",
@@ -286,6 +293,12 @@ class DebuggerScreen(Screen[None]):
         # False hides the key from the key bar and lets it fall through to the app.
         if action in ("next", "continue", "edit"):
             return state == "paused"
+        if action == "edit_tool_results":
+            # Only a step session can ask the model again, and only when tools were answered.
+            session = self.session
+            return state == "paused" and bool(
+                getattr(session, "new_tool_results", None) and session.new_tool_results()
+            )
         if action == "abort":
             return state in _ACTIVE
         if action == "rerun":
@@ -727,6 +740,29 @@ class DebuggerScreen(Screen[None]):
                 self.notify(f"Edited answer of turn {paused.turn} released to the agent.")
 
         self.app.push_screen(EditResponseDialog(paused.message, turn=paused.turn), release_edited)
+
+    def action_edit_tool_results(self) -> None:
+        """Edit the tool results the paused answer replies to; the model then answers again."""
+        follower, paused = self.follower, self.paused
+        if follower is None or paused is None or follower.session.paused is not paused:
+            return
+        results = follower.session.new_tool_results()
+        if not results:
+            return
+
+        def ask_again(contents: dict[str, str] | None) -> None:
+            if contents is None:
+                return
+            if follower.session.paused is not paused:
+                self.notify("The rollout is no longer paused at that answer.", severity="warning")
+                return
+            if follower.session.edit_tool_results(contents):
+                self._release()
+                self.notify(
+                    f"Asking the model again for turn {paused.turn} with the edited tool results."
+                )
+
+        self.app.push_screen(EditToolResultsDialog(results, turn=paused.turn), ask_again)
 
     def action_toggle_view(self, view: str) -> None:
         """Show ``view``; pressed again, back to the main view."""

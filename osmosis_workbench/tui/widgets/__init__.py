@@ -1,6 +1,10 @@
 """Reusable widgets and views of the workbench: the message index, detail, dialogs, renderers."""
 
-from osmosis_workbench.tui.widgets.dialogs import CrashDialog, EditResponseDialog
+from osmosis_workbench.tui.widgets.dialogs import (
+    CrashDialog,
+    EditResponseDialog,
+    EditToolResultsDialog,
+)
 from osmosis_workbench.tui.widgets.key_bar import KeyBar
 from osmosis_workbench.tui.widgets.message_format import (
     answer_tokens,
@@ -20,6 +24,7 @@ from osmosis_workbench.tui.widgets.rollout_views import (
 __all__ = [
     "CrashDialog",
     "EditResponseDialog",
+    "EditToolResultsDialog",
     "KeyBar",
     "MessageDetail",
     "MessageList",

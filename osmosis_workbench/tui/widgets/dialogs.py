@@ -1,7 +1,8 @@
-"""Modal dialogs: edit a paused answer before the agent sees it, and show a crash's traceback."""
+"""Modal dialogs: edit a paused answer (or the tool results it replies to), show a crash."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,8 +23,13 @@ if TYPE_CHECKING:
     from textual.widgets import TextArea
 
 
-class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
-    """Edit the paused answer as JSON; dismisses with the edited message, or None."""
+class JsonEditDialog(ModalScreen[Any]):
+    """Edit a value as JSON; ctrl+s dismisses with the parsed value, esc with None.
+
+    Subclasses say what is edited (``title``, ``help_text``), how it reads as text
+    (``initial_text``) and how the text becomes the value (``parse``, raising ``ValueError``
+    with what to fix; the dialog then stays open with the text as typed).
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Priority: the TextArea would otherwise take these keys as text editing.
@@ -31,25 +37,26 @@ class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
         Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
-    def __init__(self, message: Mapping[str, Any], *, turn: int) -> None:
-        super().__init__()
-        self.original = message
-        self.turn = turn
+    title_text = "Edit"
+    help_text = ""
+
+    def initial_text(self) -> str:
+        """The text the editor starts with."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Any:
+        """The edited value, or ``ValueError`` saying what to fix."""
+        raise NotImplementedError
 
     def compose(self) -> ComposeResult:
-        # TextArea costs ~0.15 s to import: only when an answer is first edited.
+        # TextArea costs ~0.15 s to import: only when something is first edited.
         from textual.widgets import TextArea
 
         with Vertical(id="edit-dialog", classes="dialog"):
-            yield Label(f"Edit the answer of turn {self.turn}", classes="dialog-title")
-            yield Static(
-                "content is the text; each tool call has a name and its arguments as a JSON "
-                "object. ctrl+s releases it to the agent instead of the model's answer; "
-                "esc keeps the original.",
-                classes="dialog-help",
-            )
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.help_text, classes="dialog-help")
             yield TextArea(
-                message_to_editable(self.original),
+                self.initial_text(),
                 id="edit-text",
                 show_line_numbers=True,
                 tab_behavior="indent",
@@ -74,18 +81,90 @@ class EditResponseDialog(ModalScreen[dict[str, Any] | None]):
         self.editor.focus()
 
     def action_release(self) -> None:
-        """Check the JSON and dismiss with the edited message (or say what to fix)."""
+        """Check the JSON and dismiss with the edited value (or say what to fix)."""
         try:
-            message = editable_to_message(self.editor.text, self.original)
-        except ValueError as exc:  # the dialog stays open with the text as typed
-            self.error.update(f"Cannot release this answer: {exc}")
+            value = self.parse(self.editor.text)
+        except ValueError as exc:
+            self.error.update(f"Cannot release this: {exc}")
             self.error.add_class("-shown")
             return
-        self.dismiss(message)
+        self.dismiss(value)
 
     def action_cancel(self) -> None:
-        """Keep the model's answer."""
+        """Keep the original."""
         self.dismiss(None)
+
+
+class EditResponseDialog(JsonEditDialog):
+    """Edit the paused answer as JSON; dismisses with the edited message, or None."""
+
+    help_text = (
+        "content is the text; each tool call has a name and its arguments as a JSON "
+        "object. ctrl+s releases it to the agent instead of the model's answer; "
+        "esc keeps the original."
+    )
+
+    def __init__(self, message: Mapping[str, Any], *, turn: int) -> None:
+        super().__init__()
+        self.original = message
+        self.turn = turn
+        self.title_text = f"Edit the answer of turn {turn}"
+
+    def initial_text(self) -> str:
+        return message_to_editable(self.original)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        return editable_to_message(text, self.original)
+
+
+class EditToolResultsDialog(JsonEditDialog):
+    """Edit the tool results the paused answer replies to; dismisses with
+    ``{tool_call_id: new content}`` (the model is then asked again), or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "release", "Ask the model again", priority=True),
+        Binding("escape", "cancel", "Cancel", priority=True),
+    ]
+    help_text = (
+        "Each tool result's content is a string. ctrl+s asks the model again with the edited "
+        "results (the agent's own history keeps what its tools returned); esc keeps them."
+    )
+
+    def __init__(self, results: list[Mapping[str, Any]], *, turn: int) -> None:
+        super().__init__()
+        self.results = results
+        self.title_text = f"Edit the tool results turn {turn} replies to"
+
+    def initial_text(self) -> str:
+        shown = [
+            {
+                "tool": r.get("name"),
+                "tool_call_id": r.get("tool_call_id"),
+                "content": r.get("content"),
+            }
+            for r in self.results
+        ]
+        return json.dumps(shown, indent=2, ensure_ascii=False)
+
+    def parse(self, text: str) -> dict[str, str]:
+        try:
+            edited = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            ) from None
+        ids = [r.get("tool_call_id") for r in self.results]
+        if not isinstance(edited, list) or len(edited) != len(ids):
+            raise ValueError(f"keep the list of {len(ids)} tool results; edit their content")
+        contents: dict[str, str] = {}
+        for expected, item in zip(ids, edited, strict=True):
+            if not isinstance(item, dict) or item.get("tool_call_id") != expected:
+                raise ValueError(f"keep each result's tool_call_id (expected {expected!r})")
+            content = item.get("content")
+            if not isinstance(content, str):
+                raise ValueError(f"the content of {expected!r} must be a string")
+            contents[expected] = content
+        return contents
 
 
 class CrashDialog(ModalScreen[None]):
