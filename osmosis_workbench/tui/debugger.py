@@ -125,7 +125,7 @@ class DebuggerScreen(Screen[None]):
         Binding(
             "E",
             "edit_tool_results",
-            "Edit tool result",
+            "Edit tool",
             tooltip="Edit the tool results this answer replies to, and ask the model again",
         ),
         Binding(
