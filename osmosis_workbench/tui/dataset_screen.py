@@ -24,14 +24,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.notifications import SeverityLevel
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.signal import Signal
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 from textual.worker import Worker
 
 from osmosis_workbench.tui.log_pane import report_worker_failure
+from osmosis_workbench.tui.screen_base import PlainNotifyScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
 
@@ -143,7 +143,7 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
         self.dismiss(None)
 
 
-class DatasetScreen(Screen):
+class DatasetScreen(PlainNotifyScreen):
     """Dataset rows, batch runs and their summary (the app's "dataset" mode)."""
 
     TITLE = "Dataset"
@@ -191,18 +191,6 @@ class DatasetScreen(Screen):
         self._skipped: set[int] = set()
         self._runner: BatchRunner | None = None
         self._ticker: Timer | None = None
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Notify without markup by default: messages quote paths, rollout ids and errors."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- composition and typed access -------------------------------------------------------
 

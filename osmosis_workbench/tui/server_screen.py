@@ -24,14 +24,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.notifications import SeverityLevel
-from textual.screen import Screen
 from textual.signal import Signal
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
+from osmosis_workbench.tui.screen_base import PlainNotifyScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class LoopLagMeter:
         return max(self.samples, default=0.0) * 1000
 
 
-class ServerScreen(Screen):
+class ServerScreen(PlainNotifyScreen):
     """The served agent, the rollouts trainers send to it, and the process's log."""
 
     TITLE = "Server"
@@ -166,18 +165,6 @@ class ServerScreen(Screen):
         self._watch_task: asyncio.Task | None = None
         self._live: LiveRollouts | None = None  # the workspace's, while this screen follows it
         self._previous_on_change: Any = None
-
-    def notify(
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
-        """Notify without markup by default: messages quote paths, rollout ids and errors."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # ---- composition and typed access -------------------------------------------------------
 
