@@ -31,7 +31,7 @@ from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 from textual.worker import Worker
 
 from osmosis_workbench.tui.log_pane import report_worker_failure
-from osmosis_workbench.tui.screen_base import PlainNotifyScreen
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
 
@@ -143,7 +143,7 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
         self.dismiss(None)
 
 
-class DatasetScreen(PlainNotifyScreen):
+class DatasetScreen(WorkbenchScreen):
     """Dataset rows, batch runs and their summary (the app's "dataset" mode)."""
 
     TITLE = "Dataset"
@@ -216,18 +216,6 @@ class DatasetScreen(PlainNotifyScreen):
             yield RewardHistogram(bins=4, id="dataset-histogram")
         yield Footer(compact=True, show_command_palette=False)
 
-    @property
-    def workspace(self) -> Workspace | None:
-        """The app's engine state (``None`` while it opens)."""
-        return getattr(self.app, "workspace", None)
-
-    def _ready_workspace(self, doing: str) -> Workspace | None:
-        ws = self.workspace
-        # The app opens the workspace in a worker after the first frame: keys can come first.
-        if ws is None or ws.trainer is None:
-            self.notify(f"the workspace is still opening: {doing} in a moment", timeout=3)
-            return None
-        return ws
 
     @property
     def table(self) -> RowTable:

@@ -30,7 +30,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
-from osmosis_workbench.tui.screen_base import PlainNotifyScreen
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class LoopLagMeter:
         return max(self.samples, default=0.0) * 1000
 
 
-class ServerScreen(PlainNotifyScreen):
+class ServerScreen(WorkbenchScreen):
     """The served agent, the rollouts trainers send to it, and the process's log."""
 
     TITLE = "Server"
@@ -192,16 +192,6 @@ class ServerScreen(PlainNotifyScreen):
         yield LogPane(id="server-log")
         yield Footer(compact=True, show_command_palette=False)
 
-    @property
-    def workspace(self) -> Workspace | None:
-        """The app's engine state (``None`` while it opens)."""
-        return getattr(self.app, "workspace", None)
-
-    def _ready_workspace(self, doing: str) -> Workspace | None:
-        ws = self.workspace
-        if ws is None:
-            self.notify(f"the workspace is still opening: {doing} in a moment", timeout=3)
-        return ws
 
     @property
     def table(self) -> RowTable:

@@ -16,6 +16,7 @@ from osmosis_workbench.tui.widgets.key_bar import KeyBar
 from osmosis_workbench.tui.widgets.message_format import (
     editable_to_message,
     message_to_editable,
+    parse_json,
 )
 from osmosis_workbench.tui.widgets.rollout_views import traceback_block
 
@@ -147,12 +148,7 @@ class EditToolResultsDialog(JsonEditDialog):
         return json.dumps(shown, indent=2, ensure_ascii=False)
 
     def parse(self, text: str) -> dict[str, str]:
-        try:
-            edited = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-            ) from None
+        edited = parse_json(text)
         ids = [r.get("tool_call_id") for r in self.results]
         if not isinstance(edited, list) or len(edited) != len(ids):
             raise ValueError(f"keep the list of {len(ids)} tool results; edit their content")

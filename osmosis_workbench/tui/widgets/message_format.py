@@ -155,17 +155,22 @@ def message_to_editable(message: ChatMessage) -> str:
     return compact_json(editable, width=60)
 
 
+def parse_json(text: str) -> Any:
+    """``text`` as JSON, or ``ValueError`` naming the line and column that are wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+
+
 def editable_to_message(text: str, original: ChatMessage) -> dict[str, Any]:
     """Parse the edit dialog's JSON back into an assistant message.
 
     Raises ``ValueError`` with a message that says what to fix.
     """
-    try:
-        edited = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
+    edited = parse_json(text)
     if not isinstance(edited, dict):
         raise ValueError('the answer must be a JSON object: {"content": ..., "tool_calls": [...]}')
     unknown = set(edited) - {"content", "tool_calls"}
