@@ -207,15 +207,32 @@ def server_main(args: argparse.Namespace) -> None:
         app = build_ours(args.max_concurrent, args.pool, args.ours_client)
     else:
         app = build_baseline(pool, args.baseline_client)
-    uvicorn.run(
-        app,
-        host=kit.HOST,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        log_level="warning",
-        backlog=8192,
-    )
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        # uvicorn re-raises the SIGTERM it stopped on once it has shut down: exit through
+        # Python so the profile gets written (a killed server leaves none).
+        def _exit(signum: int, frame: Any) -> None:
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, _exit)
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        uvicorn.run(
+            app,
+            host=kit.HOST,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+            backlog=8192,
+        )
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
 
 
 # ---- the load process: fake trainer + load generator ------------------------------------------
@@ -461,6 +478,7 @@ async def run_case(
     ours_client: str = "default",
     baseline_client: str = "httpx",
     logdir: Path,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """One server process + one load process; returns the load process's figures + /health."""
     sport, tport = kit.free_port(), kit.free_port()
@@ -481,6 +499,8 @@ async def run_case(
     if pool is not None:
         server_args += ["--pool", str(pool)]
     server_args += ["--ours-client", ours_client, "--baseline-client", baseline_client]
+    if profile:
+        server_args += ["--profile", str(logdir / f"server-{kind}-{mode}-{inflight or total}.prof")]
     server = subprocess.Popen(
         _child_cmd(*server_args), cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT
     )
@@ -877,6 +897,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 ours_client=args.ours_client,
                 baseline_client=args.baseline_client,
                 logdir=logdir,
+                profile=args.profile_servers,
             )
             steady[n][kind] = r
             print(
@@ -902,6 +923,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 ours_client=args.ours_client,
                 baseline_client=args.baseline_client,
                 logdir=logdir,
+                profile=args.profile_servers,
             )
             burst[kind] = r
             print(
@@ -974,6 +996,12 @@ def main() -> None:
         help="baseline's shared client (the bar's baseline is httpx; aiohttp: same client as ours)",
     )
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument(
+        "--profile-servers",
+        action="store_true",
+        help="run each server under cProfile (slower); .prof files go to the log directory",
+    )
+    parser.add_argument("--profile", default="", help=argparse.SUPPRESS)
     parser.add_argument("--startup-reps", type=int, default=5, help="start-up runs (median)")
     parser.add_argument("--skip-steady", action="store_true")
     # child roles

