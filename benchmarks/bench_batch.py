@@ -52,8 +52,9 @@ class OneCallAgent(RolloutAgentLoop):
 def write_dataset(path: Path, rows: int) -> Path:
     with open(path, "w") as handle:
         for i in range(rows):
-            handle.write(json.dumps({"system_prompt": "s", "user_prompt": f"q{i}",
-                                     "ground_truth": i}) + "\n")
+            handle.write(
+                json.dumps({"system_prompt": "s", "user_prompt": f"q{i}", "ground_truth": i}) + "\n"
+            )
     return path
 
 
@@ -63,24 +64,33 @@ def rss_mb() -> float:
 
 async def run_case(rows: int, concurrency: int, latency_s: float, folder: Path) -> dict:
     data = write_dataset(folder / f"data-{rows}.jsonl", rows)
-    backend = ScriptedBackend(lambda body: {"content": "ok"}, latency_s=latency_s,
-                              keep_calls=False)
+    backend = ScriptedBackend(lambda body: {"content": "ok"}, latency_s=latency_s, keep_calls=False)
     trainer = LocalTrainer(backend)
     journal = JournalWriter(folder / f"journal-{rows}-{concurrency}.jsonl")
     cpu0 = time.process_time()
     async with EmbeddedRolloutServer(OneCallAgent(), trainer) as server:
-        runner = BatchRunner(trainer, [server.target],
-                             BatchOptions(dataset=data, concurrency=concurrency),
-                             journal=journal)
+        runner = BatchRunner(
+            trainer,
+            [server.target],
+            BatchOptions(dataset=data, concurrency=concurrency),
+            journal=journal,
+        )
         started = time.perf_counter()
         results = await runner.run()
         wall = time.perf_counter() - started
     await asyncio.to_thread(journal.close)
     cpu = time.process_time() - cpu0
     passed = sum(r.passed for r in results)
-    return {"rows": rows, "concurrency": concurrency, "latency_s": latency_s,
-            "wall_s": wall, "rollouts_per_s": len(results) / wall, "passed": passed,
-            "cpu_ms_per_rollout": cpu * 1000 / max(1, len(results)), "peak_rss_mb": rss_mb()}
+    return {
+        "rows": rows,
+        "concurrency": concurrency,
+        "latency_s": latency_s,
+        "wall_s": wall,
+        "rollouts_per_s": len(results) / wall,
+        "passed": passed,
+        "cpu_ms_per_rollout": cpu * 1000 / max(1, len(results)),
+        "peak_rss_mb": rss_mb(),
+    }
 
 
 async def main() -> None:
@@ -100,16 +110,28 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rows, concurrency, latency in cases:
             rows_out.append(await run_case(rows, concurrency, latency, Path(tmp)))
-    print(f"\nbatch runner + embedded server, one process ({loop_name}, Python "
-          f"{sys.version.split()[0]})")
-    header = ("rows", "concurrency", "model latency", "wall s", "rollouts/s", "passed",
-              "CPU ms/rollout", "peak RSS MB")
+    print(
+        f"\nbatch runner + embedded server, one process ({loop_name}, Python "
+        f"{sys.version.split()[0]})"
+    )
+    header = (
+        "rows",
+        "concurrency",
+        "model latency",
+        "wall s",
+        "rollouts/s",
+        "passed",
+        "CPU ms/rollout",
+        "peak RSS MB",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows_out:
-        print(f"{r['rows']} | {r['concurrency']} | {r['latency_s']:g} s | {r['wall_s']:.2f} | "
-              f"{r['rollouts_per_s']:.0f} | {r['passed']} | {r['cpu_ms_per_rollout']:.2f} | "
-              f"{r['peak_rss_mb']:.0f}")
+        print(
+            f"{r['rows']} | {r['concurrency']} | {r['latency_s']:g} s | {r['wall_s']:.2f} | "
+            f"{r['rollouts_per_s']:.0f} | {r['passed']} | {r['cpu_ms_per_rollout']:.2f} | "
+            f"{r['peak_rss_mb']:.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,22 +22,30 @@ PLANS: dict[str, tuple[list[list[tuple[str, float, float]]], str]] = {
     "What is 17 + 25?": ([[("add", 17, 25)]], "17 + 25 = 42."),
     "What is 144 divided by 12?": ([[("divide", 144, 12)]], "144 divided by 12 is 12."),
     "Compute 7 times 8, then subtract 6.": (
-        [[("multiply", 7, 8)], [("subtract", 56, 6)]], "7 times 8 is 56; minus 6 gives 50."),
+        [[("multiply", 7, 8)], [("subtract", 56, 6)]],
+        "7 times 8 is 56; minus 6 gives 50.",
+    ),
     "A shop sells pens at 3 dollars each. How much do 15 pens cost after a 5 dollar discount?": (
         [[("multiply", 3, 15)], [("subtract", 45, 5)]],
-        "15 pens cost 45 dollars; after the discount they cost 40."),
+        "15 pens cost 45 dollars; after the discount they cost 40.",
+    ),
     "What is (12 + 8) * 3?": ([[("add", 12, 8)], [("multiply", 20, 3)]], "(12 + 8) * 3 = 60."),
     "Subtract 19 from 100.": ([[("subtract", 100, 19)]], "100 - 19 = 81."),
     "What is 9 * 9 + 9 * 9?": (
-        [[("multiply", 9, 9), ("multiply", 9, 9)], [("add", 81, 81)]], "81 + 81 = 162."),
+        [[("multiply", 9, 9), ("multiply", 9, 9)], [("add", 81, 81)]],
+        "81 + 81 = 162.",
+    ),
     "Divide 1000 by 8, then add 75.": (
-        [[("divide", 1000, 8)], [("add", 125, 75)]], "1000 / 8 = 125, plus 75 is 200."),
+        [[("divide", 1000, 8)], [("add", 125, 75)]],
+        "1000 / 8 = 125, plus 75 is 200.",
+    ),
     "What is 2.5 times 4?": ([[("multiply", 2.5, 4)]], "2.5 times 4 is 10."),
     "A train travels 60 km per hour for 3 hours and then 45 km more. How far does it go in "
     "total?": ([[("multiply", 60, 3)], [("add", 180, 45)]], "The train travels 225 km."),
     "What is 81 divided by 9, times 7, minus 3?": (
         [[("divide", 81, 9)], [("multiply", 9, 7)], [("subtract", 63, 3)]],
-        "81 / 9 = 9, times 7 is 63, minus 3 is 60."),
+        "81 / 9 = 9, times 7 is 63, minus 3 is 60.",
+    ),
     "What is 5 - 12?": ([[("subtract", 5, 12)]], "5 - 12 = -7."),
 }
 
@@ -49,8 +57,9 @@ def scripted_calculator(body: dict) -> dict:
     turns, answer = PLANS[question]
     done = sum(1 for m in messages if m["role"] == "assistant")
     if done < len(turns):
-        return {"tool_calls": [{"name": n, "arguments": {"a": a, "b": b}}
-                               for n, a, b in turns[done]]}
+        return {
+            "tool_calls": [{"name": n, "arguments": {"a": a, "b": b}} for n, a, b in turns[done]]
+        }
     return {"content": answer}
 
 
@@ -63,12 +72,14 @@ async def main() -> None:
 
     cassette = HERE / "cassette.jsonl"
     cassette.unlink(missing_ok=True)
-    backend = RecordingBackend(ScriptedBackend(scripted_calculator, name="scripted-calculator"),
-                               cassette)
+    backend = RecordingBackend(
+        ScriptedBackend(scripted_calculator, name="scripted-calculator"), cassette
+    )
     trainer = LocalTrainer(backend)
     async with EmbeddedRolloutServer(agent_loop, trainer) as server:
-        runner = BatchRunner(trainer, [server.target],
-                             BatchOptions(dataset=HERE / "test_data.jsonl", concurrency=1))
+        runner = BatchRunner(
+            trainer, [server.target], BatchOptions(dataset=HERE / "test_data.jsonl", concurrency=1)
+        )
         results = await runner.run()
     await trainer.aclose()
     rewards = [r.outcome.reward for r in results]

@@ -187,8 +187,14 @@ def create_app(
         if record is None:
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
         if record.finishing:  # its result is decided (or out): nothing left to cancel
-            return _json({"rollout_id": rollout_id, "status": record.status,
-                          "detail": "the rollout has already finished"}, 200)
+            return _json(
+                {
+                    "rollout_id": rollout_id,
+                    "status": record.status,
+                    "detail": "the rollout has already finished",
+                },
+                200,
+            )
         manager.cancel(rollout_id)
         return _json({"rollout_id": rollout_id, "status": "cancelling"}, 202)
 

@@ -94,7 +94,8 @@ class ASGIClient:
             await self.app(scope, receive, send)
         except Exception as exc:  # as a server would: the caller sees a 500, not a traceback
             return HTTPReply(
-                500, {"content-type": "application/json"},
+                500,
+                {"content-type": "application/json"},
                 _json_error(f"internal error: {type(exc).__name__}"),
             )
         return HTTPReply(status, response_headers, b"".join(chunks))

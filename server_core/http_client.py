@@ -57,8 +57,9 @@ class AiohttpClient:
     ``HTTPTransportError``, replies as ``HTTPReply``.
     """
 
-    def __init__(self, limit: int = 100, *, connect_timeout_s: float = 10.0,
-                 read_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, limit: int = 100, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 300.0
+    ) -> None:
         import aiohttp  # ~0.15 s; only when the first request is made
 
         self._aiohttp = aiohttp
@@ -93,8 +94,9 @@ class AiohttpClient:
                 method, url, data=content, headers=headers, **extra
             ) as response:
                 body = await response.read()
-                return HTTPReply(response.status, {k.lower(): v for k, v in
-                                                   response.headers.items()}, body)
+                return HTTPReply(
+                    response.status, {k.lower(): v for k, v in response.headers.items()}, body
+                )
         except TimeoutError as exc:
             raise HTTPTimeout(str(exc) or "timed out") from None
         except self._aiohttp.ClientError as exc:

@@ -53,8 +53,9 @@ def echo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "echo_agent.py").write_text(NO_MODEL_AGENT)
     rows = [{"system_prompt": "", "user_prompt": f"q{i}", "ground_truth": i} for i in range(20)]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (tmp_path / "empty.jsonl").write_text(json.dumps({"osmosis_cassette": 1, "model": "none"})
-                                          + "\n")
+    (tmp_path / "empty.jsonl").write_text(
+        json.dumps({"osmosis_cassette": 1, "model": "none"}) + "\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("MARKER", str(tmp_path / "fixed"))
@@ -62,14 +63,35 @@ def echo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def echo_args(*extra: str) -> list[str]:
-    return ["test", "-m", "echo_agent:agent_loop", "-d", "data.jsonl",
-            "--model", "replay:empty.jsonl", "--runs-dir", "runs", *extra]
+    return [
+        "test",
+        "-m",
+        "echo_agent:agent_loop",
+        "-d",
+        "data.jsonl",
+        "--model",
+        "replay:empty.jsonl",
+        "--runs-dir",
+        "runs",
+        *extra,
+    ]
 
 
 def test_sample_project_passes_every_row_offline(capsys, tmp_path: Path):
     out_file = tmp_path / "results.json"
-    code = main(["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--runs-dir",
-                 str(tmp_path / "runs"), "-o", str(out_file)])
+    code = main(
+        [
+            "test",
+            "-m",
+            SAMPLE_AGENT,
+            "-d",
+            SAMPLE_DATA,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "-o",
+            str(out_file),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Model: replay:" in out
@@ -83,12 +105,26 @@ def test_sample_project_passes_every_row_offline(capsys, tmp_path: Path):
 
 
 def test_rows_limit_and_offset_select_rows(capsys, tmp_path: Path):
-    code = main(["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--rows", "2,5-6",
-                 "--runs-dir", str(tmp_path)])
+    code = main(
+        [
+            "test",
+            "-m",
+            SAMPLE_AGENT,
+            "-d",
+            SAMPLE_DATA,
+            "--rows",
+            "2,5-6",
+            "--runs-dir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
-    assert sorted(int(line.split("Row ")[1].split(":")[0]) for line in out.splitlines()
-                  if line.startswith("[")) == [2, 5, 6]
+    assert sorted(
+        int(line.split("Row ")[1].split(":")[0])
+        for line in out.splitlines()
+        if line.startswith("[")
+    ) == [2, 5, 6]
 
 
 def test_failures_and_bad_rows_exit_nonzero(echo_project: Path, capsys):
@@ -110,8 +146,11 @@ def test_retry_failed_reruns_only_the_failures(echo_project: Path, capsys):
     code = main(echo_args("--retry-failed", "last"))
     out = capsys.readouterr().out
     assert code == 0, out
-    rerun = sorted(int(line.split("Row ")[1].split(":")[0]) for line in out.splitlines()
-                   if line.startswith("["))
+    rerun = sorted(
+        int(line.split("Row ")[1].split(":")[0])
+        for line in out.splitlines()
+        if line.startswith("[")
+    )
     assert rerun == list(range(0, 20, 2))
     assert "Passed: 20" in out
 
@@ -123,8 +162,18 @@ def test_rescore_recomputes_rewards_without_a_model(echo_project: Path, capsys):
         "def half(solution_str, ground_truth, extra_info=None):\n"
         "    return 0.5 if solution_str == str(ground_truth) else 0\n"
     )
-    code = main(["rescore", "last", "--runs-dir", "runs", "--reward", "scoring:half",
-                 "--pass-threshold", "0.5"])
+    code = main(
+        [
+            "rescore",
+            "last",
+            "--runs-dir",
+            "runs",
+            "--reward",
+            "scoring:half",
+            "--pass-threshold",
+            "0.5",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Reward mean: 0.500" in out and "Passed: 20" in out
@@ -134,7 +183,10 @@ def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
     env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "osmosis_workbench.cli", *echo_args("--concurrency", "1")],
-        cwd=echo_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=echo_project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -173,10 +225,14 @@ def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
         (["test", "-m", SAMPLE_AGENT], "-d FILE"),
         (["test", "-m", SAMPLE_AGENT, "-d", "nope.jsonl"], "not found"),
         (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--rows", "3-a"], "--rows"),
-        (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--model", "replay:missing.jsonl"],
-         "missing.jsonl"),
-        (["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--reward", "nomodule"],
-         "<module>:<attribute>"),
+        (
+            ["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--model", "replay:missing.jsonl"],
+            "missing.jsonl",
+        ),
+        (
+            ["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--reward", "nomodule"],
+            "<module>:<attribute>",
+        ),
     ],
 )
 def test_usage_errors_name_the_fix(argv, message, capsys):
@@ -196,8 +252,19 @@ def test_replay_divergence_names_the_row_and_the_message(tmp_path: Path, capsys)
     data = tmp_path / "changed.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
     cassette = ROOT / "sample_project" / "cassette.jsonl"
-    code = main(["test", "-m", SAMPLE_AGENT, "-d", str(data), "--model", f"replay:{cassette}",
-                 "--runs-dir", str(tmp_path / "runs")])
+    code = main(
+        [
+            "test",
+            "-m",
+            SAMPLE_AGENT,
+            "-d",
+            str(data),
+            "--model",
+            f"replay:{cassette}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     [line] = [line for line in out.splitlines() if line.startswith("[") and "Row 1:" in line]

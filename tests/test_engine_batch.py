@@ -48,7 +48,8 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     backend = ReplayBackend(SAMPLE / "cassette.jsonl")
     journal = JournalWriter(tmp_path / "journal.jsonl")
     runner, results = await run_batch(
-        backend, BatchOptions(dataset=SAMPLE / "test_data.jsonl", concurrency=4),
+        backend,
+        BatchOptions(dataset=SAMPLE / "test_data.jsonl", concurrency=4),
         journal=journal,
     )
     journal.close()
@@ -64,17 +65,23 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     # Tokens per call are journaled (the cassette recorded usage for each answer).
     assert [c["turn"] for c in entry["calls"]] == [1, 2, 3]
     assert all(c["prompt_tokens"] > 0 and c["completion_tokens"] > 0 for c in entry["calls"])
-    assert entry["tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"]
-                                  for c in entry["calls"])
+    assert entry["tokens"] == sum(
+        c["prompt_tokens"] + c["completion_tokens"] for c in entry["calls"]
+    )
     summary = summarize(list(entries.values()), bad_rows=0, duration_s=1.0, k=1)
     assert summary.all_passed and summary.reward_mean == 1.0 and summary.pass_at_k == 1.0
 
 
 async def test_bad_rows_are_reported_and_the_others_run(tmp_path: Path):
-    data = write_jsonl(tmp_path / "d.jsonl", [
-        question(1, 2), "{broken json", {"system_prompt": "x", "ground_truth": 1},
-        question(3, 4),
-    ])
+    data = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            question(1, 2),
+            "{broken json",
+            {"system_prompt": "x", "ground_truth": 1},
+            question(3, 4),
+        ],
+    )
     bad: list[Any] = []
     runner, results = await run_batch(
         ScriptedBackend(adder), BatchOptions(dataset=data), on_bad_row=bad.append
@@ -83,8 +90,7 @@ async def test_bad_rows_are_reported_and_the_others_run(tmp_path: Path):
     assert all(r.passed for r in results)
     assert [(e.index, e.line) for e in bad] == [(1, 2), (2, 3)]
     assert "user_prompt" in bad[1].message
-    summary = summarize([r.journal_entry() for r in results], bad_rows=len(bad), duration_s=1,
-                        k=1)
+    summary = summarize([r.journal_entry() for r in results], bad_rows=len(bad), duration_s=1, k=1)
     assert not summary.all_passed and summary.bad_rows == 2
 
 
@@ -126,8 +132,9 @@ async def test_reward_function_overrides_the_agents_reward(tmp_path: Path):
 
 async def test_a_systemic_model_error_stops_the_batch_early(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, i) for i in range(40)])
-    failure = ModelError("authentication", "authentication failed: check OPENAI_API_KEY",
-                         systemic=True)
+    failure = ModelError(
+        "authentication", "authentication failed: check OPENAI_API_KEY", systemic=True
+    )
     runner, results = await run_batch(
         ScriptedBackend(lambda body: failure), BatchOptions(dataset=data, concurrency=2)
     )
@@ -149,11 +156,13 @@ async def test_a_busy_server_429_is_retried_until_every_row_ran(tmp_path: Path):
 async def test_rows_spread_over_several_servers(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, 1) for i in range(10)])
     trainer = LocalTrainer(ScriptedBackend(adder))
-    async with EmbeddedRolloutServer(calculator, trainer) as one, EmbeddedRolloutServer(
-        calculator, trainer
-    ) as two:
-        runner = BatchRunner(trainer, [one.target, two.target],
-                             BatchOptions(dataset=data, concurrency=4))
+    async with (
+        EmbeddedRolloutServer(calculator, trainer) as one,
+        EmbeddedRolloutServer(calculator, trainer) as two,
+    ):
+        runner = BatchRunner(
+            trainer, [one.target, two.target], BatchOptions(dataset=data, concurrency=4)
+        )
         results = await runner.run()
         counts = [s.app.state.rollouts.completed_total for s in (one, two)]
     assert len(results) == 10 and all(r.passed for r in results)
@@ -164,7 +173,8 @@ async def test_selection_and_only_pick_the_rows(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, 1) for i in range(10)])
     _, results = await run_batch(
         ScriptedBackend(adder),
-        BatchOptions(dataset=data, selection=RowSelection(rows=frozenset({1, 4, 7})),
-                     only={(4, 0), (7, 0)}),
+        BatchOptions(
+            dataset=data, selection=RowSelection(rows=frozenset({1, 4, 7})), only={(4, 0), (7, 0)}
+        ),
     )
     assert sorted(r.row for r in results) == [4, 7]

@@ -40,22 +40,34 @@ async def test_rollout_goes_over_the_protocol_and_the_trainer_sees_everything():
     assert outcome.status == "COMPLETED"
     assert outcome.reward == 1.0
     assert outcome.llm_calls == 2
-    assert [m["role"] for m in outcome.final_messages] == ["user", "assistant", "tool",
-                                                           "assistant"]
+    assert [m["role"] for m in outcome.final_messages] == ["user", "assistant", "tool", "assistant"]
     # The second chat request carried the whole history, tool result included, and the
     # init response's tools were applied to every generation.
     second = backend.calls[1]
-    assert second["messages"][-1] == {"role": "tool", "tool_call_id": second["messages"][1][
-        "tool_calls"][0]["id"], "name": "add", "content": "5"}
-    assert [t["function"]["name"] for t in second["tools"]] == ["add", "subtract", "multiply",
-                                                                "divide"]
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": second["messages"][1]["tool_calls"][0]["id"],
+        "name": "add",
+        "content": "5",
+    }
+    assert [t["function"]["name"] for t in second["tools"]] == [
+        "add",
+        "subtract",
+        "multiply",
+        "divide",
+    ]
     assert outcome.violations == []
     assert outcome.metrics["num_tool_calls"] == 1
 
 
 async def test_model_error_ends_the_rollout_with_its_message():
-    backend = ScriptedBackend([ModelError("authentication", "authentication failed for x: "
-                                          "check OPENAI_API_KEY", systemic=True)])
+    backend = ScriptedBackend(
+        [
+            ModelError(
+                "authentication", "authentication failed for x: check OPENAI_API_KEY", systemic=True
+            )
+        ]
+    )
     outcome, _ = await run_with(backend)
     assert outcome.status == "ERROR"
     assert outcome.error_category == "llm_error"
@@ -78,8 +90,7 @@ async def test_step_session_pauses_before_the_agent_sees_each_answer():
         assert session.next()
         paused = await session.wait()
         assert paused is not None and paused.turn == 2
-        assert [m["role"] for m in session.messages] == ["user", "assistant", "tool",
-                                                         "assistant"]
+        assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"]
         session.next()
         assert await session.wait() is None
         outcome = await session.finish()
@@ -106,9 +117,17 @@ async def test_an_edited_answer_replaces_the_models():
         session = StepSession(trainer, server.target, request(), timeout_s=10)
         await session.start()
         paused = await session.wait()
-        edited = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "edited-1", "type": "function",
-             "function": {"name": "multiply", "arguments": json.dumps({"a": 2, "b": 3})}}]}
+        edited = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "edited-1",
+                    "type": "function",
+                    "function": {"name": "multiply", "arguments": json.dumps({"a": 2, "b": 3})},
+                }
+            ],
+        }
         session.next(replace_message(paused.exchange.completion, edited))
         await session.wait()
         session.continue_()
@@ -165,16 +184,20 @@ async def test_second_completion_and_bad_auth_are_violations():
 
     async with httpx.AsyncClient(transport=trainer.transport(), base_url="http://t") as client:
         body = {"rollout_id": "r-dup", "status": "COMPLETED", "final_messages": []}
-        wrong = await client.post("/v1/rollout/completed", json=body,
-                                  headers={"authorization": "Bearer nope"})
+        wrong = await client.post(
+            "/v1/rollout/completed", json=body, headers={"authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401
         auth = {"authorization": f"Bearer {trainer.callback_key}"}
-        assert (await client.post("/v1/rollout/completed", json=body,
-                                  headers=auth)).status_code == 200
-        assert (await client.post("/v1/rollout/completed", json=body,
-                                  headers=auth)).status_code == 200
-        bad = await client.post("/v1/rollout/completed", json={"rollout_id": "r-dup",
-                                                              "status": "DONE"}, headers=auth)
+        assert (
+            await client.post("/v1/rollout/completed", json=body, headers=auth)
+        ).status_code == 200
+        assert (
+            await client.post("/v1/rollout/completed", json=body, headers=auth)
+        ).status_code == 200
+        bad = await client.post(
+            "/v1/rollout/completed", json={"rollout_id": "r-dup", "status": "DONE"}, headers=auth
+        )
         assert bad.status_code == 422
     assert any("without the api_key" in v for v in run.violations)
     assert any("second completion" in v for v in run.violations)

@@ -804,16 +804,35 @@ async def test_osmosis_serve_registers_itself_with_the_key_it_enforces(
     port = closed_port()
     api_key = generate_api_key()
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OSMOSIS_PLATFORM_URL": fake_platform.url,
-           "OSMOSIS_CONFIG_DIR": os.environ["OSMOSIS_CONFIG_DIR"], "PYTHONPATH": str(root)}
+    env = {
+        **os.environ,
+        "OSMOSIS_PLATFORM_URL": fake_platform.url,
+        "OSMOSIS_CONFIG_DIR": os.environ["OSMOSIS_CONFIG_DIR"],
+        "PYTHONPATH": str(root),
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "osmosis_workbench.cli", "serve",
-        "-m", "sample_project.server:agent_loop", "-H", "127.0.0.1", "-p", str(port),
-        "--public-host", "127.0.0.1", "--api-key", api_key,
-        cwd=root, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "osmosis_workbench.cli",
+        "serve",
+        "-m",
+        "sample_project.server:agent_loop",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--public-host",
+        "127.0.0.1",
+        "--api-key",
+        api_key,
+        cwd=root,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output: list[str] = []
     try:
+
         async def read_until_registered() -> None:
             assert proc.stdout is not None
             while line := (await proc.stdout.readline()).decode():
@@ -827,8 +846,12 @@ async def test_osmosis_serve_registers_itself_with_the_key_it_enforces(
         await asyncio.wait_for(proc.wait(), 30)
     [registration] = fake_platform.registrations
     assert registration["token"] == "tok-acme"
-    assert registration["body"] == {"host": "127.0.0.1", "port": port,
-                                    "agent_loop_name": "calculator", "api_key": api_key}
+    assert registration["body"] == {
+        "host": "127.0.0.1",
+        "port": port,
+        "agent_loop_name": "calculator",
+        "api_key": api_key,
+    }
     text = "".join(output)
     assert "as srv_1 (status: healthy)" in text
     # The key is the one the server enforces: without it, init is refused.

@@ -25,20 +25,28 @@ async def test_the_agent_snippet_runs_over_the_protocol():
     [snippet] = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
     module = types.ModuleType("readme_agent")
     exec(compile(snippet, "README.md", "exec"), module.__dict__)
-    backend = ScriptedBackend([
-        {"tool_calls": [{"name": "word_count", "arguments": {"text": "one two three"}}]},
-        {"content": "3"},
-    ])
+    backend = ScriptedBackend(
+        [
+            {"tool_calls": [{"name": "word_count", "arguments": {"text": "one two three"}}]},
+            {"content": "3"},
+        ]
+    )
     trainer = LocalTrainer(backend)
     async with EmbeddedRolloutServer(module.agent_loop, trainer) as server:
         outcome = await trainer.run_rollout(
-            {"messages": [{"role": "user", "content": "How many words: one two three?"}],
-             "completion_params": {}, "metadata": {"ground_truth": 3}},
-            server.target, timeout_s=10,
+            {
+                "messages": [{"role": "user", "content": "How many words: one two three?"}],
+                "completion_params": {},
+                "metadata": {"ground_truth": 3},
+            },
+            server.target,
+            timeout_s=10,
         )
     assert outcome.status == "COMPLETED", outcome.error
     assert outcome.reward == 1.0
     assert outcome.final_messages[2] == {
-        "role": "tool", "tool_call_id": outcome.final_messages[1]["tool_calls"][0]["id"],
-        "name": "word_count", "content": "3",
+        "role": "tool",
+        "tool_call_id": outcome.final_messages[1]["tool_calls"][0]["id"],
+        "name": "word_count",
+        "content": "3",
     }

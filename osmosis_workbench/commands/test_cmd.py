@@ -21,30 +21,60 @@ CASSETTE_NAME = "cassette.jsonl"
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None,
-                   help="litellm model 'provider/name' (a bare name means openai/<name>), or "
-                        "'replay:FILE' for a recorded cassette (default: the cassette.jsonl next "
-                        "to the dataset or the agent module)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="litellm model 'provider/name' (a bare name means openai/<name>), or "
+        "'replay:FILE' for a recorded cassette (default: the cassette.jsonl next "
+        "to the dataset or the agent module)",
+    )
     g.add_argument("--base-url", default=None, help="API base URL for the model")
-    g.add_argument("--model-api-key", default=None,
-                   help="model provider key (default: the provider's environment variable)")
-    g.add_argument("--record", metavar="FILE", default=None,
-                   help="write every model exchange to this cassette, for later replay")
+    g.add_argument(
+        "--model-api-key",
+        default=None,
+        help="model provider key (default: the provider's environment variable)",
+    )
+    g.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="write every model exchange to this cassette, for later replay",
+    )
 
 
 def _add_server_options(p: argparse.ArgumentParser, *, module_required: bool = False) -> None:
     g = p.add_argument_group("rollout server (one of -m or --url)")
-    g.add_argument("-m", "--module", metavar="MODULE:ATTR", default=None,
-                   required=module_required, help="serve this agent loop in-process")
-    g.add_argument("--url", action="append", default=[],
-                   help="a remote rollout server (repeat to spread rows over several)")
-    g.add_argument("--api-key", default=None,
-                   help="with --url: the rollout servers' key; otherwise: the model's key")
+    g.add_argument(
+        "-m",
+        "--module",
+        metavar="MODULE:ATTR",
+        default=None,
+        required=module_required,
+        help="serve this agent loop in-process",
+    )
+    g.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="a remote rollout server (repeat to spread rows over several)",
+    )
+    g.add_argument(
+        "--api-key",
+        default=None,
+        help="with --url: the rollout servers' key; otherwise: the model's key",
+    )
     g.add_argument("--server-api-key", default=None, help="the rollout servers' key")
-    g.add_argument("--trainer-host", default="127.0.0.1",
-                   help="with --url: address the local trainer listens on (servers call it)")
-    g.add_argument("--trainer-port", type=int, default=0,
-                   help="with --url: port of the local trainer (default: a free one)")
+    g.add_argument(
+        "--trainer-host",
+        default="127.0.0.1",
+        help="with --url: address the local trainer listens on (servers call it)",
+    )
+    g.add_argument(
+        "--trainer-port",
+        type=int,
+        default=0,
+        help="with --url: port of the local trainer (default: a free one)",
+    )
 
 
 def add_test_parser(subparsers: Any) -> None:
@@ -53,12 +83,15 @@ def add_test_parser(subparsers: Any) -> None:
         "test",
         help="run a dataset through an agent (batch, or --interactive to step)",
         description="Run every dataset row through the rollout protocol against the agent "
-                    "(in-process with -m, or remote servers with --url), score and summarise.",
+        "(in-process with -m, or remote servers with --url), score and summarise.",
     )
     _add_server_options(p)
-    p.add_argument("-d", "--dataset", default=None,
-                   help=".jsonl, .json, .parquet or .csv with system_prompt, user_prompt, "
-                        "ground_truth")
+    p.add_argument(
+        "-d",
+        "--dataset",
+        default=None,
+        help=".jsonl, .json, .parquet or .csv with system_prompt, user_prompt, ground_truth",
+    )
     _add_model_options(p)
     g = p.add_argument_group("rows")
     g.add_argument("--limit", type=int, default=None, help="run at most this many rows")
@@ -66,31 +99,57 @@ def add_test_parser(subparsers: Any) -> None:
     g.add_argument("--rows", default=None, help="only these rows, e.g. 3,7,10-20 (0-based)")
     g = p.add_argument_group("run")
     g.add_argument("--concurrency", type=int, default=8, help="rollouts at once (default 8)")
-    g.add_argument("--n", type=int, default=1, dest="attempts",
-                   help="attempts per row, for pass@k (default 1)")
+    g.add_argument(
+        "--n", type=int, default=1, dest="attempts", help="attempts per row, for pass@k (default 1)"
+    )
     g.add_argument("--rollout-timeout", type=float, default=600.0, metavar="SECONDS")
     g.add_argument("--max-turns", type=int, default=None)
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--max-tokens", type=int, default=None)
-    g.add_argument("--reward", metavar="MODULE:FN", default=None,
-                   help="score final trajectories with this function instead of the agent's "
-                        "reward")
-    g.add_argument("--pass-threshold", type=float, default=1.0,
-                   help="a row passes when its reward reaches this (default 1.0)")
+    g.add_argument(
+        "--reward",
+        metavar="MODULE:FN",
+        default=None,
+        help="score final trajectories with this function instead of the agent's reward",
+    )
+    g.add_argument(
+        "--pass-threshold",
+        type=float,
+        default=1.0,
+        help="a row passes when its reward reaches this (default 1.0)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("-o", "--output", default=None, help="write all results to this JSON file")
-    g.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
-                   help=f"where run directories go (default {DEFAULT_RUNS_DIR})")
-    g.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue an interrupted run (its directory, or 'last')")
-    g.add_argument("--retry-failed", metavar="RUN", default=None,
-                   help="rerun only the failed rollouts of a run (its directory, or 'last')")
+    g.add_argument(
+        "--runs-dir",
+        default=DEFAULT_RUNS_DIR,
+        help=f"where run directories go (default {DEFAULT_RUNS_DIR})",
+    )
+    g.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        help="continue an interrupted run (its directory, or 'last')",
+    )
+    g.add_argument(
+        "--retry-failed",
+        metavar="RUN",
+        default=None,
+        help="rerun only the failed rollouts of a run (its directory, or 'last')",
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     g = p.add_argument_group("interactive")
-    g.add_argument("--interactive", action="store_true",
-                   help="open the workbench to step through rollouts (n/c/m/t/q)")
-    g.add_argument("--row", type=int, default=None,
-                   help="with --interactive: open this row in the step debugger")
+    g.add_argument(
+        "--interactive",
+        action="store_true",
+        help="open the workbench to step through rollouts (n/c/m/t/q)",
+    )
+    g.add_argument(
+        "--row",
+        type=int,
+        default=None,
+        help="with --interactive: open this row in the step debugger",
+    )
     p.set_defaults(handler=run_test)
 
 
@@ -149,8 +208,7 @@ def make_backend(args: argparse.Namespace, model: str) -> Any:
     from osmosis_workbench.engine.models import create_backend
 
     model_key, _ = keys(args)
-    return create_backend(model, base_url=args.base_url, api_key=model_key,
-                          record_to=args.record)
+    return create_backend(model, base_url=args.base_url, api_key=model_key, record_to=args.record)
 
 
 async def preflight(backend: Any, model: str) -> str | None:
@@ -162,8 +220,9 @@ async def preflight(backend: Any, model: str) -> str | None:
     # Straight to the live model: a recorder must not write the probe into the cassette.
     live = getattr(backend, "inner", backend)
     try:
-        await live.complete({"messages": [{"role": "user", "content": "Reply with OK."}],
-                                "max_tokens": 5})
+        await live.complete(
+            {"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 5}
+        )
     except ModelError as exc:
         if exc.systemic:
             return str(exc)
@@ -214,8 +273,9 @@ def summary_lines(s: Any) -> list[str]:
         else:
             lines.append(f"  pass@1: {s.pass_at_k:.3f}")
     if s.latency_p50_ms is not None:
-        lines.append(f"  Latency p50/p95: {_fmt_ms(s.latency_p50_ms)} / "
-                     f"{_fmt_ms(s.latency_p95_ms)}")
+        lines.append(
+            f"  Latency p50/p95: {_fmt_ms(s.latency_p50_ms)} / {_fmt_ms(s.latency_p95_ms)}"
+        )
     if s.cost_usd is not None:
         lines.append(f"  Cost: ${s.cost_usd:.4f}")
     if s.protocol_violations:
@@ -245,8 +305,10 @@ class _Progress:
         width = 30
         filled = int(width * self.done / self.total)
         rate = self.done / max(1e-9, time.perf_counter() - self.started)
-        sys.stdout.write(f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                         f"failed {self.failed}  {rate:.1f}/s")
+        sys.stdout.write(
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"failed {self.failed}  {rate:.1f}/s"
+        )
         sys.stdout.flush()
 
 
@@ -281,8 +343,20 @@ def _resolve_run_options(args: argparse.Namespace) -> tuple[Path | None, dict[st
         raise UsageError(str(exc)) from None
     info = read_run_file(run_dir)
     # What the user did not say again comes from the earlier run.
-    for name in ("module", "dataset", "model", "limit", "offset", "rows", "attempts",
-                 "max_turns", "temperature", "max_tokens", "reward", "pass_threshold"):
+    for name in (
+        "module",
+        "dataset",
+        "model",
+        "limit",
+        "offset",
+        "rows",
+        "attempts",
+        "max_turns",
+        "temperature",
+        "max_tokens",
+        "reward",
+        "pass_threshold",
+    ):
         if getattr(args, name, None) in (None, [], 0) and info.get(name) not in (None, []):
             setattr(args, name, info[name])
     if not args.url and info.get("url"):
@@ -360,11 +434,20 @@ async def _run_batch(args: argparse.Namespace) -> int:
         new_run_dir, args.runs_dir, Path(args.dataset).stem
     )
     info = {
-        "module": args.module, "url": args.url, "dataset": str(Path(args.dataset).resolve()),
-        "model": model, "limit": args.limit, "offset": args.offset, "rows": args.rows,
-        "attempts": args.attempts, "max_turns": args.max_turns,
-        "temperature": args.temperature, "max_tokens": args.max_tokens, "reward": args.reward,
-        "pass_threshold": args.pass_threshold, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "module": args.module,
+        "url": args.url,
+        "dataset": str(Path(args.dataset).resolve()),
+        "model": model,
+        "limit": args.limit,
+        "offset": args.offset,
+        "rows": args.rows,
+        "attempts": args.attempts,
+        "max_turns": args.max_turns,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "reward": args.reward,
+        "pass_threshold": args.pass_threshold,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if earlier_dir is None:
         await asyncio.to_thread(write_run_file, run_dir, info)
@@ -392,10 +475,18 @@ async def _run_batch(args: argparse.Namespace) -> int:
             total = max(0, total - len(skip))
 
     options = BatchOptions(
-        dataset=Path(args.dataset), selection=selection, concurrency=args.concurrency,
-        attempts=args.attempts, rollout_timeout_s=args.rollout_timeout,
-        max_turns=args.max_turns, temperature=args.temperature, max_tokens=args.max_tokens,
-        reward_fn=reward_fn, pass_threshold=args.pass_threshold, only=only, skip=skip,
+        dataset=Path(args.dataset),
+        selection=selection,
+        concurrency=args.concurrency,
+        attempts=args.attempts,
+        rollout_timeout_s=args.rollout_timeout,
+        max_turns=args.max_turns,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        reward_fn=reward_fn,
+        pass_threshold=args.pass_threshold,
+        only=only,
+        skip=skip,
     )
     progress = _Progress(total, not args.quiet)
     counter = 0
@@ -430,9 +521,16 @@ async def _run_batch(args: argparse.Namespace) -> int:
     runner: Any = None
     try:
         targets, embedded = await _targets(args, trainer)
-        runner = BatchRunner(trainer, targets, options, journal=journal, on_result=on_result,
-                             on_bad_row=on_bad_row, run_tag=run_dir.name[-8:],
-                             keep_results=False)
+        runner = BatchRunner(
+            trainer,
+            targets,
+            options,
+            journal=journal,
+            on_result=on_result,
+            on_bad_row=on_bad_row,
+            run_tag=run_dir.name[-8:],
+            keep_results=False,
+        )
         try:
             await runner.run()
             if embedded is None:
@@ -454,9 +552,13 @@ async def _run_batch(args: argparse.Namespace) -> int:
         await trainer.aclose()
         progress.clear()
 
-    summary = summarize(list(entries.values()), bad_rows=len(runner.bad_rows),
-                        duration_s=time.perf_counter() - started, k=args.attempts,
-                        stopped_early=runner.stopped_early)
+    summary = summarize(
+        list(entries.values()),
+        bad_rows=len(runner.bad_rows),
+        duration_s=time.perf_counter() - started,
+        k=args.attempts,
+        stopped_early=runner.stopped_early,
+    )
     for rollout_id, message in trainer.late_violations:
         print(f"Protocol violation after rollout {rollout_id!r} ended: {message}")
     summary.protocol_violations += len(trainer.late_violations)
@@ -486,8 +588,7 @@ async def _targets(args: argparse.Namespace, trainer: Any) -> tuple[list[Any], A
     # The trainer closes it (aclose of the targets' shared client) at the end of the run.
     client = AiohttpClient(max(100, args.concurrency), read_timeout_s=60.0)
     trainer.closing.append(client)
-    targets = [ServerTarget(url=u.rstrip("/"), api_key=server_key, client=client)
-               for u in args.url]
+    targets = [ServerTarget(url=u.rstrip("/"), api_key=server_key, client=client) for u in args.url]
     return targets, None
 
 
@@ -533,27 +634,33 @@ async def _rescore(args: argparse.Namespace) -> int:
         if entry.get("status") == "COMPLETED":
             metadata = (entry.get("request") or {}).get("metadata") or {}
             try:
-                entry["reward"] = await score(reward_fn, entry.get("final_messages") or [],
-                                              entry.get("ground_truth"), metadata)
+                entry["reward"] = await score(
+                    reward_fn,
+                    entry.get("final_messages") or [],
+                    entry.get("ground_truth"),
+                    metadata,
+                )
                 entry["passed"] = entry["reward"] >= args.pass_threshold
             except Exception as exc:
                 entry["reward"], entry["passed"] = None, False
                 entry["error"] = f"reward function failed: {exc}"
         rescored[key] = entry
-        print(f"Row {key[0]}" + (f" #{key[1] + 1}" if key[1] else "")
-              + f": reward {entry.get('reward')} ({'pass' if entry.get('passed') else 'fail'})")
+        print(
+            f"Row {key[0]}"
+            + (f" #{key[1] + 1}" if key[1] else "")
+            + f": reward {entry.get('reward')} ({'pass' if entry.get('passed') else 'fail'})"
+        )
     out_path = run_dir / f"rescored-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     writer = JournalWriter(out_path)
     for entry in rescored.values():
         writer.write(entry)
     await asyncio.to_thread(writer.close)
     k = max(key[1] for key in rescored) + 1
-    summary = summarize(list(rescored.values()), bad_rows=0,
-                        duration_s=time.perf_counter() - started, k=k)
+    summary = summarize(
+        list(rescored.values()), bad_rows=0, duration_s=time.perf_counter() - started, k=k
+    )
     print("\n".join(summary_lines(summary)))
     print(f"Rescored journal: {out_path}")
     if args.output:
         await asyncio.to_thread(_write_results, args.output, summary, rescored, [])
     return 0 if summary.all_passed else 1
-
-

@@ -125,8 +125,16 @@ class BatchSummary:
 
 
 #: The journal fields ``summarize`` reads; a run keeps only these per rollout in memory.
-SUMMARY_FIELDS = ("row", "attempt", "passed", "reward", "tokens", "cost_usd", "duration_ms",
-                  "violations")
+SUMMARY_FIELDS = (
+    "row",
+    "attempt",
+    "passed",
+    "reward",
+    "tokens",
+    "cost_usd",
+    "duration_ms",
+    "violations",
+)
 
 
 def slim_entry(entry: dict[str, Any]) -> dict[str, Any]:

@@ -106,14 +106,16 @@ class Workspace:
                     "no model: pass --model provider/name or --model replay:FILE "
                     "(a cassette.jsonl next to the dataset or the agent is used by default)"
                 )
-            self.backend = create_backend(cfg.model, base_url=cfg.base_url,
-                                          api_key=cfg.model_api_key, record_to=cfg.record)
+            self.backend = create_backend(
+                cfg.model, base_url=cfg.base_url, api_key=cfg.model_api_key, record_to=cfg.record
+            )
         self.trainer = LocalTrainer(self.backend)
         if cfg.url:
             await self.trainer.listen(cfg.trainer_host, cfg.trainer_port)
             self._remote_client = AiohttpClient(read_timeout_s=60.0)
-            self.remote = ServerTarget(url=cfg.url.rstrip("/"), api_key=cfg.server_api_key,
-                                       client=self._remote_client)
+            self.remote = ServerTarget(
+                url=cfg.url.rstrip("/"), api_key=cfg.server_api_key, client=self._remote_client
+            )
         else:
             if not cfg.module:
                 raise ValueError("give the agent with -m MODULE:ATTR or a server with --url")
@@ -158,8 +160,9 @@ class Workspace:
             return []
         from server_core.protocol import RolloutRequest, normalize_tools
 
-        sample = RolloutRequest(rollout_id="workbench", server_url="http://localhost",
-                                messages=[], completion_params={})
+        sample = RolloutRequest(
+            rollout_id="workbench", server_url="http://localhost", messages=[], completion_params={}
+        )
         return normalize_tools(await asyncio.to_thread(self.agent.get_tools, sample))
 
     def agent_folder(self) -> Path | None:
@@ -226,9 +229,15 @@ class Workspace:
 
         assert self.trainer is not None, "open() the workspace first"
         request = build_request(self.row(index), 0, BatchOptions(dataset=Path(".")), "step")
-        return StepSession(self.trainer, self.target, request,
-                           timeout_s=self.config.rollout_timeout_s, stepping=stepping,
-                           label=f"row {index}", **callbacks)
+        return StepSession(
+            self.trainer,
+            self.target,
+            request,
+            timeout_s=self.config.rollout_timeout_s,
+            stepping=stepping,
+            label=f"row {index}",
+            **callbacks,
+        )
 
     def batch(
         self,
@@ -263,8 +272,7 @@ class Workspace:
         if self.agent is None:
             raise RuntimeError("the workbench is attached to a remote server; nothing to serve")
         await self.stop_server()
-        app = create_app(self.agent, api_key=api_key,
-                         rollout_timeout=self.config.rollout_timeout_s)
+        app = create_app(self.agent, api_key=api_key, rollout_timeout=self.config.rollout_timeout_s)
         self._detach_live = self.live.attach(app.state.hooks)
         server = EmbeddedServer(app, host=host, port=port)
         await server.start()  # raises ServerStartError (port busy) with the port named

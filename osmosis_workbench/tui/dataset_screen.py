@@ -215,7 +215,6 @@ class DatasetScreen(WorkbenchScreen):
             yield RewardHistogram(bins=4, id="dataset-histogram")
         yield Footer(compact=True, show_command_palette=False)
 
-
     @property
     def table(self) -> RowTable:
         """The rows table."""

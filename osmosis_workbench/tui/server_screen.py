@@ -192,7 +192,6 @@ class ServerScreen(WorkbenchScreen):
         yield LogPane(id="server-log")
         yield Footer(compact=True, show_command_palette=False)
 
-
     @property
     def table(self) -> RowTable:
         """The live rollouts table."""
