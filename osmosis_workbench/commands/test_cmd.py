@@ -19,7 +19,8 @@ _LATE_CALLBACK_GRACE_S = 0.5
 CASSETTE_NAME = "cassette.jsonl"
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model options shared by ``osmosis test`` and ``osmosis-workbench``."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -92,7 +93,7 @@ def add_test_parser(subparsers: Any) -> None:
         default=None,
         help=".jsonl, .json, .parquet or .csv with system_prompt, user_prompt, ground_truth",
     )
-    _add_model_options(p)
+    add_model_options(p)
     g = p.add_argument_group("rows")
     g.add_argument("--limit", type=int, default=None, help="run at most this many rows")
     g.add_argument("--offset", type=int, default=0, help="skip this many rows first")

@@ -15,7 +15,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from osmosis_workbench import __version__
-from osmosis_workbench.commands.test_cmd import UsageError, default_model, keys
+from osmosis_workbench.commands.test_cmd import (
+    UsageError,
+    add_model_options,
+    default_model,
+    keys,
+)
 
 #: The command's name, in its help and its error lines.
 PROG = "osmosis-workbench"
@@ -54,25 +59,7 @@ def build_workbench_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--row", type=int, default=None, help="open this row (0-based) in the step debugger at once"
     )
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default=None,
-        help="litellm model 'provider/name', or 'replay:FILE' for a recorded "
-        "cassette (default: the cassette.jsonl next to the dataset or agent)",
-    )
-    g.add_argument("--base-url", default=None, help="API base URL for the model")
-    g.add_argument(
-        "--model-api-key",
-        default=None,
-        help="model provider key (default: the provider's environment variable)",
-    )
-    g.add_argument(
-        "--record",
-        metavar="FILE",
-        default=None,
-        help="write every model exchange to this cassette, for later replay",
-    )
+    add_model_options(p)
     g = p.add_argument_group("run")
     g.add_argument(
         "--rollout-timeout",
