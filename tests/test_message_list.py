@@ -14,6 +14,7 @@ from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.cache import LRUCache
 from textual.geometry import Region
+from textual.widgets import ContentSwitcher, Static
 
 from osmosis_workbench.tui.widgets import MessageDetail, MessageList
 from osmosis_workbench.tui.widgets.message_format import (
@@ -223,6 +224,93 @@ async def test_the_line_cache_stays_bounded_while_scrolling_through_everything()
         assert widget.cursor > 100
         assert len(widget._line_cache) == 32
         assert str(widget.cursor) in "".join(visible_text(widget))
+
+
+class HiddenListApp(App[None]):
+    """The list in a view that is not shown yet, as the debugger's message view starts."""
+
+    def compose(self) -> ComposeResult:
+        with ContentSwitcher(initial="other"):
+            yield Static("another view", id="other")
+            yield MessageList(id="messages")
+
+
+async def test_messages_given_to_a_hidden_list_show_the_cursor_once_it_appears() -> None:
+    app = HiddenListApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        widget = app.query_one(MessageList)
+        widget.set_messages(trajectory(4999))  # following the end: the cursor goes last
+        await pilot.pause()
+        app.query_one(ContentSwitcher).current = "messages"
+        await pilot.pause()
+        height = widget.scrollable_content_region.height
+        assert widget.cursor == 9_999
+        assert widget.scroll_offset.y == 10_000 - height
+        assert "9999" in visible_text(widget)[-1]
+
+
+def thumb_rows(widget: MessageList) -> list[int]:
+    """The rows whose last cell is the position column's thumb."""
+    region = widget.scrollable_content_region
+    widget.render_lines(Region(0, 0, region.width, region.height))  # sets the pass's styles
+    thumb = widget.get_component_rich_style("message-list--thumb")
+    rows = [widget.render_line(y) for y in range(region.height)]
+    assert all(row.cell_length == region.width for row in rows)
+    return [y for y, row in enumerate(rows) if list(row)[-1].style == thumb]
+
+
+async def test_the_last_column_shows_the_position_and_a_click_on_it_jumps() -> None:
+    app = ListApp(trajectory(4999))
+    async with app.run_test(size=(100, 30)) as pilot:
+        widget = app.query_one(MessageList)
+        region = widget.scrollable_content_region
+        assert thumb_rows(widget) == [0]  # 10,000 rows in a short pane: a one-cell thumb
+        await pilot.press("end")
+        await pilot.pause()
+        assert thumb_rows(widget) == [region.height - 1]
+        # A click on the column's middle jumps to the middle of the history.
+        await pilot.click(MessageList, offset=(region.width - 1, region.height // 2))
+        await pilot.pause()
+        assert abs(widget.cursor - 5_000) < 10_000 / region.height
+        assert str(widget.cursor) in "".join(visible_text(widget))
+        assert thumb_rows(widget) == [region.height // 2]
+
+
+async def test_a_history_that_fits_has_no_position_column() -> None:
+    app = ListApp(trajectory(3))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert thumb_rows(app.query_one(MessageList)) == []
+
+
+def drawn_rows(widget: MessageDetail) -> list[str]:
+    """The pane's rows as the screen gets them (through Textual's per-row cache)."""
+    width, height = widget.size
+    return [strip.text.strip() for strip in widget.render_lines(Region(0, 0, width, height))]
+
+
+async def test_moving_between_messages_leaves_no_row_of_the_previous_one() -> None:
+    # The pane redraws only the rows that differ: a row it missed would still show text of
+    # the message before.
+    long = {"role": "user", "content": "\n\n".join(f"paragraph {i}" for i in range(8))}
+    short = {"role": "assistant", "content": "short answer"}
+    app = ListApp([long, short, long, dict(long, content="paragraph 0")])
+    async with app.run_test(size=(100, 60)) as pilot:
+        detail = app.query_one(MessageDetail)
+        await pilot.pause()
+        assert detail.size.height > 20
+        assert "paragraph 7" in drawn_rows(detail)
+        await pilot.press("down")
+        await pilot.pause()
+        rows = drawn_rows(detail)
+        assert "short answer" in rows and not any("paragraph" in row for row in rows)
+        assert rows[0].startswith("#1 assistant")
+        for index, expected in ((2, "paragraph 7"), (3, "paragraph 0")):
+            await pilot.press("down")
+            await pilot.pause()
+            rows = drawn_rows(detail)
+            assert rows[0].startswith(f"#{index} user") and expected in rows
+        assert not any("paragraph 1" in row for row in rows)
 
 
 async def test_the_detail_pane_shows_the_highlighted_message_with_its_tool() -> None:

@@ -37,6 +37,10 @@ from osmosis_workbench.tui.widgets.rollout_views import render_message
 _ROLE_WIDTH = 9
 #: Width of the token column, right-aligned.
 _TOKENS_WIDTH = 7
+#: The styled parts of a row (component classes ``message-list--<part>``).
+_ROW_PARTS = ("index", "system", "user", "assistant", "tool", "tool-name", "tokens", "pending")
+#: Rows kept drawn: three screens at 200x60, for one-row scrolls and paging back and forth.
+_LINE_CACHE_ROWS = 192
 
 
 class MessageList(ScrollView, can_focus=True):
@@ -52,12 +56,20 @@ class MessageList(ScrollView, can_focus=True):
         "message-list--tool-name",
         "message-list--tokens",
         "message-list--pending",
+        "message-list--track",
+        "message-list--thumb",
     }
 
+    # No Textual scrollbar: it draws all 60 of its rows again on every scroll, a third of a
+    # page-down's frame at 200x60. The last column shows the position instead (the track and
+    # its thumb, drawn with the rows), and a click on it jumps there.
     DEFAULT_CSS = """
     MessageList {
         overflow-x: hidden;
+        scrollbar-size-vertical: 0;
         background: $surface;
+        & > .message-list--track { background: $scrollbar-background; }
+        & > .message-list--thumb { background: $scrollbar; }
         & > .message-list--cursor { background: $boost; text-style: bold; }
         &:focus > .message-list--cursor { background: $accent 35%; }
         & > .message-list--index { color: $text-muted; }
@@ -112,13 +124,20 @@ class MessageList(ScrollView, can_focus=True):
         self._exact_tokens: Mapping[int, int] = {}
         self._pending: int | None = None
         self._detail: MessageDetail | None = None
-        # Keyed by (index, width): a resize renders the visible rows again, nothing else.
-        self._line_cache: LRUCache[tuple[int, int], Strip] = LRUCache(maxsize=2048)
+        # Rows drawn with the pane's style, keyed by (index, width): a one-row scroll draws one
+        # new row, a resize the visible rows. Small on purpose: every cached row is ~25 objects
+        # the garbage collector walks, and at 2,048 rows its full passes took 60 ms (a late key).
+        self._line_cache: LRUCache[tuple[int, int], Strip] = LRUCache(maxsize=_LINE_CACHE_ROWS)
         self.cursor = 0
         # Set at the start of each render pass (see render_lines).
         self._pass_width = 0
         self._pass_base = Style()
-        self._pass_cursor = Style()
+        self._pass_parts: dict[str, Style] = {}
+        self._pass_row: dict[str, Style] = {}
+        self._pass_cursor: dict[str, Style] = {}
+        # The position column's two cells (track, thumb), or None without one.
+        self._pass_track: tuple[Segment, Segment] | None = None
+        self._pass_thumb = range(0)
 
     # ---- data ---------------------------------------------------------------------------------
 
@@ -198,9 +217,32 @@ class MessageList(ScrollView, can_focus=True):
         """Draw the rows in ``crop``; styles are looked up once per pass, not once per row."""
         # ``rich_style`` walks the ancestors for the background: ~0.5 ms a call here, which
         # was most of a scroll's cost when done for each of 60 rows.
-        self._pass_width = self.scrollable_content_region.width
-        self._pass_base = self.rich_style
-        self._pass_cursor = self._pass_base + self.get_component_rich_style("message-list--cursor")
+        base = self.rich_style
+        parts = {name: self._style(name) for name in _ROW_PARTS}
+        if base != self._pass_base or parts != self._pass_parts:
+            self._line_cache.clear()  # a new theme: the cached rows have the old colours
+        cursor = base + self.get_component_rich_style("message-list--cursor")
+        region = self.scrollable_content_region
+        count = len(self._messages)
+        # The position column: only when the messages do not fit.
+        gutter = 1 if count > region.height > 0 and region.width > 1 else 0
+        self._pass_width = region.width - gutter
+        if gutter:
+            thumb = max(1, region.height * region.height // count)
+            top = (region.height - thumb) * self.scroll_offset.y // max(1, count - region.height)
+            self._pass_thumb = range(top, top + thumb)
+            self._pass_track = (
+                Segment(" ", self.get_component_rich_style("message-list--track")),
+                Segment(" ", self.get_component_rich_style("message-list--thumb")),
+            )
+        else:
+            self._pass_track = None
+        self._pass_base = base
+        self._pass_parts = parts
+        # Each part's full style on a plain row and on the cursor row ("" is the text):
+        # segments get them directly, where ``Strip.apply_style`` would copy each row.
+        self._pass_row = {"": base, **{name: base + style for name, style in parts.items()}}
+        self._pass_cursor = {"": cursor, **{name: cursor + style for name, style in parts.items()}}
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -208,20 +250,27 @@ class MessageList(ScrollView, can_focus=True):
         index = self.scroll_offset.y + y
         width, base = self._pass_width, self._pass_base
         if index >= len(self._messages) or width <= 0:
-            return Strip.blank(width, base)
-        key = (index, width)
-        strip = self._line_cache.get(key)
-        if strip is None:
-            strip = self._render_message_line(index, width)
-            self._line_cache[key] = strip
-        return strip.apply_style(self._pass_cursor if index == self.cursor else base)
+            strip = Strip.blank(width, base)
+        elif index == self.cursor:
+            # Drawn afresh: caching it would keep a second copy of a row that moves each key.
+            strip = self._render_message_line(index, width, self._pass_cursor)
+        else:
+            key = (index, width)
+            strip = self._line_cache.get(key)
+            if strip is None:
+                strip = self._render_message_line(index, width, self._pass_row)
+                self._line_cache[key] = strip
+        if self._pass_track is None:
+            return strip
+        return Strip([*strip, self._pass_track[y in self._pass_thumb]], width + 1)
 
     def _style(self, name: str) -> Style:
         # Foreground and text style only: the row background comes from render_line.
         style = self.get_component_rich_style(f"message-list--{name}", partial=True)
         return Style(color=style.color, bold=style.bold, italic=style.italic)
 
-    def _render_message_line(self, index: int, width: int) -> Strip:
+    def _render_message_line(self, index: int, width: int, styles: Mapping[str, Style]) -> Strip:
+        """Row ``index`` at ``width`` cells, with ``styles`` by part (see render_lines)."""
         message = self._messages[index]
         role = str(message.get("role") or "?")
         index_width = max(3, len(str(len(self._messages) - 1)))
@@ -230,30 +279,30 @@ class MessageList(ScrollView, can_focus=True):
         pending = index == self._pending
         tokens = "⏸ pending" if pending else self.tokens_text(index)
         segments = [
-            Segment(f"{index:>{index_width}} ", self._style("index")),
-            Segment(
-                set_cell_size(role, _ROLE_WIDTH) + " ",
-                self._style(role if role in ("system", "user", "assistant", "tool") else "index"),
-            ),
+            Segment(f"{index:>{index_width}} ", styles["index"]),
+            Segment(set_cell_size(role, _ROLE_WIDTH) + " ", styles.get(role, styles["index"])),
         ]
+        used = index_width + 1 + _ROLE_WIDTH + 1
         if tool_width:
             label = tool_label(message, self._tool_names)
-            segments.append(
-                Segment(set_cell_size(label, tool_width) + " ", self._style("tool-name"))
-            )
-        used = sum(cell_len(s.text) for s in segments)
-        tokens_width = max(_TOKENS_WIDTH, cell_len(tokens)) + 1
+            segments.append(Segment(set_cell_size(label, tool_width) + " ", styles["tool-name"]))
+            used += tool_width + 1
+        tokens_cells = cell_len(tokens)
+        tokens_width = max(_TOKENS_WIDTH, tokens_cells) + 1
         text_width = max(0, width - used - tokens_width)
         segments.append(
             Segment(
                 set_cell_size(first_line(message), text_width),
-                self._style("pending") if pending else Style(),
+                styles["pending" if pending else ""],
             )
         )
         segments.append(
-            Segment(f"{tokens:>{tokens_width}}", self._style("pending" if pending else "tokens"))
+            Segment(
+                " " * (tokens_width - tokens_cells) + tokens,
+                styles["pending" if pending else "tokens"],
+            )
         )
-        return Strip(segments).adjust_cell_length(width)
+        return Strip(segments, used + text_width + tokens_width).adjust_cell_length(width)
 
     # ---- cursor -------------------------------------------------------------------------------
 
@@ -271,6 +320,11 @@ class MessageList(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
         self._show_in_detail()
         self.post_message(self.Highlighted(self, index))
+
+    def on_resize(self) -> None:
+        # Messages given while the list was hidden (no size yet) scrolled nowhere: the
+        # cursor may be on the last of 10,000 rows while the view shows the first.
+        self._scroll_cursor_into_view()
 
     def _scroll_cursor_into_view(self) -> None:
         top = self.scroll_offset.y
@@ -314,9 +368,14 @@ class MessageList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self, self.cursor))
 
     def on_click(self, event: events.Click) -> None:
-        """A click selects the row under the pointer."""
+        """A click selects the row under the pointer; on the position column, jumps there."""
         offset = event.get_content_offset(self)
-        if offset is None:
+        if offset is None or not self._messages:
+            return
+        region = self.scrollable_content_region
+        if self._pass_track is not None and offset.x >= region.width - 1:
+            share = offset.y / max(1, region.height - 1)
+            self.move_cursor(round(share * (len(self._messages) - 1)))
             return
         index = self.scroll_offset.y + offset.y
         if 0 <= index < len(self._messages):
@@ -371,8 +430,9 @@ class MessageDetail(ScrollView, can_focus=True):
         pending: bool = False,
     ) -> None:
         """Render ``message`` (number ``index``) and scroll back to its top."""
+        # The pane's title stays "Message": the first line names the message, and a new
+        # title would redraw the whole pane, where only the rows that differ are drawn again.
         self.index = index
-        self.border_title = f"Message {index}"
         self._set_renderable(
             render_message(
                 message, index=index, tool_name=tool_name, tokens=tokens, pending=pending
@@ -382,15 +442,43 @@ class MessageDetail(ScrollView, can_focus=True):
     def clear(self, text: str = "No messages yet.") -> None:
         """Show a hint instead of a message."""
         self.index = None
-        self.border_title = "Message"
         self._set_renderable(Text(text))
 
     def _set_renderable(self, renderable: RenderableType) -> None:
+        old_strips, old_width, old_size = self._strips, self._rendered_width, self.virtual_size
         self._renderable = renderable
         self._rendered_width = -1
         self._render_strips()
-        self.scroll_to(0, 0, animate=False, immediate=True)
-        self.refresh()
+        if (
+            self.scroll_offset.y == 0
+            and self._rendered_width > 0
+            and self._rendered_width == old_width
+            and self.virtual_size == old_size
+        ):
+            self._refresh_changed_rows(old_strips)
+        else:
+            self.scroll_to(0, 0, animate=False, immediate=True)
+            self.refresh()
+
+    def _refresh_changed_rows(self, old_strips: list[Strip]) -> None:
+        """Redraw only the rows that differ from ``old_strips`` (the view is at the top).
+
+        Most messages fill a few rows of a 60-row pane: the blank rows below them stay as
+        they are (the pane's share of a key at 200x60 went from 6 ms to 1 ms).
+        """
+        new_strips = self._strips
+        rows = min(self.scrollable_content_region.height, max(len(old_strips), len(new_strips)))
+        changed = [
+            y >= len(old_strips) or y >= len(new_strips) or old_strips[y] != new_strips[y]
+            for y in range(rows)
+        ]
+        start: int | None = None
+        for y, differs in enumerate([*changed, False]):
+            if differs and start is None:
+                start = y
+            elif not differs and start is not None:
+                self.refresh_lines(start, y - start)
+                start = None
 
     def _render_strips(self) -> None:
         width = self.scrollable_content_region.width
