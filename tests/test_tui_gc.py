@@ -122,6 +122,22 @@ def test_a_collection_no_longer_due_by_the_frame_is_skipped(fake: FakeGC) -> Non
     assert schedule.tick()  # and the next due one is handed over again
 
 
+def test_a_screen_that_never_goes_idle_still_gets_its_collection(fake: FakeGC) -> None:
+    schedule = fake.schedule()
+    schedule.install()
+    fake.count = (0, 0, 10)
+    assert schedule.tick()
+    for _ in range(9):
+        schedule.tick()  # frames keep coming: the handed-over callback never runs
+    assert fake.collected == 0
+    schedule.tick()
+    assert fake.collected == 1
+    fake.draw_frame()  # the late callback finds nothing due
+    assert fake.collected == 1
+    fake.count = (0, 0, 10)
+    assert schedule.tick()  # and the next one is handed over as usual
+
+
 def test_an_uninstalled_schedule_never_collects(fake: FakeGC) -> None:
     schedule = fake.schedule()
     fake.count = (0, 0, 1000)

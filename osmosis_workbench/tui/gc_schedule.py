@@ -6,7 +6,8 @@ frame it causes, which is then 10-25 ms late (measured with ``gc.callbacks`` whi
 10,000 messages at 200x60). ``AfterFrameCollections`` keeps CPython's count but picks the
 moment: while the app runs, automatic full collections are off, and once one is due the app
 runs it when the screen is idle, after the pending frame is drawn. A person then sees the
-frame first; the next key waits only if it comes within those milliseconds.
+frame first; the next key waits only if it comes within those milliseconds. If the screen
+never goes idle (a frame on every tick), the collection runs on a later tick all the same.
 
 Only for CPython before 3.14: from 3.14 the collector is incremental (no long pauses) and
 ignores the third threshold this relies on, so it is left alone there.
@@ -20,14 +21,17 @@ from collections.abc import Callable
 
 #: The third threshold while installed: CPython never reaches it.
 _NEVER = 1 << 30
+#: Ticks a handed-over collection may wait for the idle screen before a tick runs it.
+_PATIENCE_TICKS = 10
 
 
 class AfterFrameCollections:
     """Runs each due full collection through ``schedule`` (the app: after the next frame).
 
     ``install`` turns automatic full collections off and keeps CPython's thresholds;
-    ``tick`` (called every ~100 ms) hands a due collection to ``schedule``; ``uninstall``
-    gives CPython its thresholds back. The gc functions can be replaced for tests.
+    ``tick`` (called every ~100 ms) hands a due collection to ``schedule``, and runs it itself
+    if ``schedule`` has not after 10 ticks; ``uninstall`` gives CPython its thresholds back.
+    The gc functions can be replaced for tests.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class AfterFrameCollections:
         self._set_threshold = set_threshold
         self._saved: tuple[int, int, int] | None = None
         self._scheduled = False
+        self._waited = 0
         #: Full collections run so far (for tests and benchmarks).
         self.collections = 0
 
@@ -80,9 +85,14 @@ class AfterFrameCollections:
 
     def tick(self) -> bool:
         """Hand a due collection to ``schedule`` (once); whether one was handed over."""
-        if self._scheduled or not self._due():
+        if self._scheduled:
+            self._waited += 1
+            if self._waited >= _PATIENCE_TICKS:
+                self._run()  # the screen never went idle: collect now, not never
             return False
-        self._scheduled = True
+        if not self._due():
+            return False
+        self._scheduled, self._waited = True, 0
         self._schedule(self._run)
         return True
 
