@@ -124,10 +124,13 @@ class MessageList(ScrollView, can_focus=True):
         self._exact_tokens: Mapping[int, int] = {}
         self._pending: int | None = None
         self._detail: MessageDetail | None = None
-        # Rows drawn with the pane's style, keyed by (index, width): a one-row scroll draws one
-        # new row, a resize the visible rows. Small on purpose: every cached row is ~25 objects
-        # the garbage collector walks, and at 2,048 rows its full passes took 60 ms (a late key).
-        self._line_cache: LRUCache[tuple[int, int], Strip] = LRUCache(maxsize=_LINE_CACHE_ROWS)
+        # Rows drawn with the pane's style, keyed by (index, width, position column shown): a
+        # one-row scroll draws one new row, a resize the visible rows. Small on purpose: every
+        # cached row is ~25 objects the garbage collector walks, and at 2,048 rows its full
+        # passes took 60 ms (a late key).
+        self._line_cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(
+            maxsize=_LINE_CACHE_ROWS
+        )
         self.cursor = 0
         # Set at the start of each render pass (see render_lines).
         self._pass_width = 0
@@ -219,6 +222,8 @@ class MessageList(ScrollView, can_focus=True):
         # was most of a scroll's cost when done for each of 60 rows.
         base = self.rich_style
         parts = {name: self._style(name) for name in _ROW_PARTS}
+        parts["track"] = self.get_component_rich_style("message-list--track")
+        parts["thumb"] = self.get_component_rich_style("message-list--thumb")
         if base != self._pass_base or parts != self._pass_parts:
             self._line_cache.clear()  # a new theme: the cached rows have the old colours
         cursor = base + self.get_component_rich_style("message-list--cursor")
@@ -231,10 +236,7 @@ class MessageList(ScrollView, can_focus=True):
             thumb = max(1, region.height * region.height // count)
             top = (region.height - thumb) * self.scroll_offset.y // max(1, count - region.height)
             self._pass_thumb = range(top, top + thumb)
-            self._pass_track = (
-                Segment(" ", self.get_component_rich_style("message-list--track")),
-                Segment(" ", self.get_component_rich_style("message-list--thumb")),
-            )
+            self._pass_track = (Segment(" ", parts["track"]), Segment(" ", parts["thumb"]))
         else:
             self._pass_track = None
         self._pass_base = base
@@ -248,21 +250,26 @@ class MessageList(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         """Draw screen row ``y``: only visible rows are ever rendered."""
         index = self.scroll_offset.y + y
-        width, base = self._pass_width, self._pass_base
+        width, track = self._pass_width, self._pass_track
         if index >= len(self._messages) or width <= 0:
-            strip = Strip.blank(width, base)
-        elif index == self.cursor:
+            return Strip.blank(width + (track is not None), self._pass_base)
+        if index == self.cursor:
             # Drawn afresh: caching it would keep a second copy of a row that moves each key.
             strip = self._render_message_line(index, width, self._pass_cursor)
-        else:
-            key = (index, width)
-            strip = self._line_cache.get(key)
-            if strip is None:
-                strip = self._render_message_line(index, width, self._pass_row)
-                self._line_cache[key] = strip
-        if self._pass_track is None:
-            return strip
-        return Strip([*strip, self._pass_track[y in self._pass_thumb]], width + 1)
+            if track is None:
+                return strip
+            return Strip([*strip, track[y in self._pass_thumb]], width + 1)
+        # Cached with the position column's track cell: a frame reuses the rows as they are.
+        key = (index, width, track is not None)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            strip = self._render_message_line(index, width, self._pass_row)
+            if track is not None:
+                strip = Strip([*strip, track[0]], width + 1)
+            self._line_cache[key] = strip
+        if track is not None and y in self._pass_thumb:
+            return Strip([*list(strip)[:-1], track[1]], width + 1)
+        return strip
 
     def _style(self, name: str) -> Style:
         # Foreground and text style only: the row background comes from render_line.
