@@ -8,6 +8,7 @@ rollouts go through the local trainer, and the model is the sample cassette or a
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -475,3 +476,20 @@ def test_a_clean_exit_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None
     assert run_app(Quits(), headless=True) == 0
     assert capsys.readouterr() == ("", "")
     assert not CRASH_LOG.exists()
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "120"), ("30", "30")])
+def test_the_app_draws_up_to_120_frames_a_second_unless_told_otherwise(
+    given: str | None, expected: str
+) -> None:
+    # At Textual's 60 a held key got 20 frames a second (see osmosis_workbench/tui/__init__.py);
+    # a user's TEXTUAL_FPS wins.
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    if given is not None:
+        env["TEXTUAL_FPS"] = given
+    code = "import osmosis_workbench.tui.app, textual.constants as c; print(c.MAX_FPS)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
