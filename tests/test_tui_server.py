@@ -9,10 +9,12 @@ against the served agent over HTTP, exactly as a training cluster would; only it
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -354,6 +356,37 @@ async def test_r_reloads_the_agent_and_saving_a_file_reloads_it_too(open_workspa
         await run.press("r")
         assert ws.agent_name == "third"  # a broken module keeps the working agent
         assert run.notes()[-1].title == "Agent not reloaded"
+
+
+class _Cycle:
+    """An object that only a garbage collection frees (it refers to itself)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_a_reload_frees_what_was_frozen_and_let_go_since(open_workspace, tmp_path):
+    # The app freezes what is alive when it opens (screen_base.freeze_long_lived_objects). A
+    # reload lets go of the old module and the old embedded server, reference cycles that a
+    # frozen heap would keep until the app ends: the reload thaws and collects.
+    module = tmp_path / "freed_agent.py"
+    module.write_text(AGENT_SOURCE.format(name="first"))
+    ws = await open_workspace(module="freed_agent:agent_loop", search_path=str(tmp_path))
+    cycle = _Cycle()
+    let_go = weakref.ref(cycle)
+    gc.freeze()
+    del cycle  # frozen garbage from now on
+    try:
+        async with running(ws, ServerScreen(port=0, watch=False)) as run:
+            gc.collect()
+            assert let_go() is not None  # frozen: collections pass it by
+            module.write_text(AGENT_SOURCE.format(name="second"))
+            await run.press("r")
+            assert ws.agent_name == "second"
+            assert let_go() is None
+            assert gc.get_freeze_count() > 0  # and what is alive is frozen again
+    finally:
+        gc.unfreeze()
 
 
 # ---- attached to a remote server (--url) ---------------------------------------------------------

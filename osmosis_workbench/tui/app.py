@@ -32,7 +32,11 @@ from textual.worker import Worker, WorkerState
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.gc_schedule import AfterFrameCollections
 from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
-from osmosis_workbench.tui.screen_base import freeze_long_lived_objects, thaw_long_lived_objects
+from osmosis_workbench.tui.screen_base import (
+    freeze_long_lived_objects,
+    refreeze_long_lived_objects,
+    thaw_long_lived_objects,
+)
 from osmosis_workbench.tui.widgets import CrashDialog, KeyBar, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
@@ -208,6 +212,7 @@ class WorkbenchApp(App[None]):
         """Import the engine (off the loop), open the workspace, read the dataset."""
         await self._first_frame.wait()
         old, self.workspace = self.workspace, None
+        reopening = old is not None
         if old is not None and (problem := await _close_quietly(old)):
             logger.error("closing the previous workspace failed:\n%s", problem)
         workspace = None
@@ -238,8 +243,12 @@ class WorkbenchApp(App[None]):
         # What is alive now (Textual, the engine, the agent, the rows) lives as long as the
         # app: out of every later full collection, and so out of the one a long trajectory or
         # a batch does before it freezes its own data (at a batch's start, 120 ms without
-        # this). Young generations only: a full collection here took 45-120 ms.
-        freeze_long_lived_objects(full_collection=False)
+        # this). Young generations only: a full collection here took 45-120 ms. Opened again,
+        # the previous workspace was frozen with the rest: a full collection lets it go.
+        if reopening:
+            refreeze_long_lived_objects()
+        else:
+            freeze_long_lived_objects(full_collection=False)
         self.debugger.workspace_opened()
         if self.start_row is not None:
             row, self.start_row = self.start_row, None

@@ -30,7 +30,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
-from osmosis_workbench.tui.screen_base import WorkbenchScreen
+from osmosis_workbench.tui.screen_base import WorkbenchScreen, refreeze_long_lived_objects
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
 if TYPE_CHECKING:
@@ -662,6 +662,7 @@ class ServerScreen(WorkbenchScreen):
             self.notify(str(exc), title="Agent not reloaded", severity="error", timeout=8)
             return False
         self.reloads += 1
+        refreeze_long_lived_objects()  # the old module was frozen with the rest: let it go
         # A served agent restarts on the same host and port; its URL may still differ (port 0).
         if ws.server is not None:
             self.url = ws.server.url
