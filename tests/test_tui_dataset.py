@@ -17,22 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.app import App
+from screen_harness import OwnWorkspaceHarness, ScreenRun, run_screen
 from textual.message import Message
-from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
-from textual.signal import Signal
 from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
 from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
 from osmosis_workbench.tui.dataset_screen import ConcurrencyPrompt, DatasetScreen
-from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram, reward_bins
 
 ROOT = Path(__file__).resolve().parents[1]
-STYLESHEET = ROOT / "osmosis_workbench" / "tui" / "workbench.tcss"
 AGENT = "sample_project.server:agent_loop"
 
 ROWS: list[Any] = [
@@ -61,40 +57,8 @@ def write_rows(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-class Harness(App[None]):
-    """Stands in for the workbench app: a workspace, and the three calls screens make."""
-
-    CSS_PATH = STYLESHEET
-
-    def __init__(self, workspace: Workspace | None, screen: Any) -> None:
-        super().__init__()
-        self.workspace = workspace
-        self.first_screen = screen
-        self.calls: list[tuple[Any, ...]] = []
-        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
-
-    def on_mount(self) -> None:
-        install_log_routing(self)
-        self.push_screen(self.first_screen)
-
-    def on_unmount(self) -> None:
-        uninstall_log_routing(self)
-
-    def open_debugger(self, row_index: int, stepping: bool = True) -> None:
-        self.calls.append(("open_debugger", row_index, stepping))
-
-    def open_session(self, session: Any, label: str | None = None) -> None:
-        self.calls.append(("open_session", session))
-
-    def show_outcome(self, outcome: Any, title: str) -> None:
-        self.calls.append(("show_outcome", outcome, title))
-
-
-class Run:
-    """A running harness: the app, its pilot, the messages seen, and helpers."""
-
-    def __init__(self, app: Harness, pilot: Pilot, seen: list[Message]) -> None:
-        self.app, self.pilot, self.seen = app, pilot, seen
+class Run(ScreenRun):
+    """The dataset screen's run: its table's cells."""
 
     @property
     def screen(self) -> DatasetScreen:
@@ -102,44 +66,18 @@ class Run:
         assert isinstance(screen, DatasetScreen)
         return screen
 
-    async def press(self, *keys: str) -> None:
-        """Press keys, then let workers finish and the screen settle."""
-        await self.pilot.press(*keys)
-        await self.app.workers.wait_for_complete()
-        await self.pilot.pause()
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Let the app run until ``predicate()`` holds (a rollout in flight, a row redrawn)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self.pilot.pause(0.01)
-
-    def notes(self) -> list[Notification]:
-        return [m.notification for m in self.seen if isinstance(m, Notify)]
-
     def status(self, index: int) -> str:
         return self.screen.table.cell_text(str(index), "status")
-
-    def failed_workers(self) -> list[Worker]:
-        return [
-            m.worker
-            for m in self.seen
-            if isinstance(m, Worker.StateChanged) and m.state is WorkerState.ERROR
-        ]
 
 
 @asynccontextmanager
 async def running(
     workspace: Workspace | None, size: tuple[int, int] = (100, 30), **screen_kwargs: Any
 ) -> AsyncIterator[Run]:
-    app = Harness(workspace, DatasetScreen(**screen_kwargs))
-    seen: list[Message] = []
-    async with app.run_test(size=size, message_hook=seen.append) as pilot:
-        run = Run(app, pilot, seen)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with run_screen(Run, workspace, DatasetScreen(**screen_kwargs), size) as run:
+        await run.app.workers.wait_for_complete()
+        await run.pilot.pause()
         yield run
-        assert not run.failed_workers(), "a worker crashed"
 
 
 @pytest.fixture
@@ -420,24 +358,13 @@ async def test_the_dataset_mode_of_the_real_app_runs_a_batch_and_opens_a_row(dat
 # ---- layout snapshots -------------------------------------------------------------------------
 
 
-class SnapshotHarness(Harness):
-    """Opens (and closes) its own workspace: snapshots run the app in a loop of their own."""
+class SnapshotHarness(OwnWorkspaceHarness):
+    """The screen with the calculator agent, for the layout snapshot."""
 
     def __init__(self) -> None:
         config = WorkspaceConfig(module=AGENT, dataset="sample_project/test_data.jsonl",
                                  search_path=str(ROOT))  # fmt: skip
         super().__init__(Workspace(config, backend=ScriptedBackend(calculator)), DatasetScreen())
-
-    async def on_mount(self) -> None:
-        install_log_routing(self)
-        assert self.workspace is not None
-        await self.workspace.open()
-        await self.push_screen(self.first_screen)
-
-    async def on_unmount(self) -> None:
-        uninstall_log_routing(self)
-        assert self.workspace is not None
-        await self.workspace.aclose()
 
 
 async def _settle(pilot: Pilot) -> None:

@@ -16,30 +16,24 @@ import sys
 import textwrap
 import weakref
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from textual.app import App
-from textual.message import Message
-from textual.notifications import Notification, Notify
+from screen_harness import OwnWorkspaceHarness, ScreenRun, run_screen
 from textual.pilot import Pilot
-from textual.signal import Signal
 from textual.widgets import Input, Static
-from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.engine.live import LiveStepSession
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
 from osmosis_workbench.tui.dataset_screen import DatasetScreen
-from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
 from osmosis_workbench.tui.server_screen import ServerScreen
 
 ROOT = Path(__file__).resolve().parents[1]
-STYLESHEET = ROOT / "osmosis_workbench" / "tui" / "workbench.tcss"
 AGENT = "sample_project.server:agent_loop"
 
 
@@ -62,61 +56,14 @@ def request(rollout_id: str, question: str = "2+3", truth: str = "5") -> dict[st
     }
 
 
-class Harness(App[None]):
-    """Stands in for the workbench app: a workspace, and the three calls screens make."""
-
-    CSS_PATH = STYLESHEET
-
-    def __init__(self, workspace: Workspace | None, screen: Any) -> None:
-        super().__init__()
-        self.workspace = workspace
-        self.first_screen = screen
-        self.calls: list[tuple[Any, ...]] = []
-        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
-
-    def on_mount(self) -> None:
-        install_log_routing(self)
-        self.push_screen(self.first_screen)
-
-    def on_unmount(self) -> None:
-        uninstall_log_routing(self)
-
-    def open_debugger(self, row_index: int, stepping: bool = True) -> None:
-        self.calls.append(("open_debugger", row_index, stepping))
-
-    def open_session(self, session: Any, label: str | None = None) -> None:
-        self.calls.append(("open_session", session))
-
-    def show_outcome(self, outcome: Any, title: str) -> None:
-        self.calls.append(("show_outcome", outcome, title))
-
-
-class Run:
-    """A running harness: the app, its pilot, the messages seen, and helpers."""
-
-    def __init__(self, app: Harness, pilot: Pilot, seen: list[Message]) -> None:
-        self.app, self.pilot, self.seen = app, pilot, seen
+class Run(ScreenRun):
+    """The server screen's run: its status line, rollout list and log."""
 
     @property
     def screen(self) -> ServerScreen:
         screen = self.app.screen
         assert isinstance(screen, ServerScreen), screen
         return screen
-
-    async def press(self, *keys: str) -> None:
-        """Press keys, then let workers finish and the screen settle."""
-        await self.pilot.press(*keys)
-        await self.app.workers.wait_for_complete()
-        await self.pilot.pause()
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Let the app run until ``predicate()`` holds (a rollout over a real socket...)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self.pilot.pause(0.01)
-
-    def notes(self) -> list[Notification]:
-        return [m.notification for m in self.seen if isinstance(m, Notify)]
 
     def status(self) -> str:
         return str(self.screen.query_one("#server-status", Static).render())
@@ -130,17 +77,8 @@ class Run:
         return "\n".join(pane.lines)
 
 
-@asynccontextmanager
-async def running(workspace: Workspace | None, screen: Any = None) -> AsyncIterator[Run]:
-    app = Harness(workspace, screen or ServerScreen(port=0, watch=False))
-    seen: list[Message] = []
-    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
-        run = Run(app, pilot, seen)
-        await pilot.pause()
-        yield run
-        failed = [m for m in seen if isinstance(m, Worker.StateChanged)
-                  and m.state is WorkerState.ERROR]  # fmt: skip
-        assert not failed, "a worker crashed"
+def running(workspace: Workspace | None, screen: Any = None) -> AbstractAsyncContextManager[Run]:
+    return run_screen(Run, workspace, screen or ServerScreen(port=0, watch=False), (100, 30))
 
 
 @pytest.fixture
@@ -462,24 +400,13 @@ def test_importing_the_screens_imports_neither_litellm_nor_the_engine():
 # ---- layout snapshot ----------------------------------------------------------------------------
 
 
-class SnapshotHarness(Harness):
-    """Opens (and closes) its own workspace: snapshots run the app in a loop of their own."""
+class SnapshotHarness(OwnWorkspaceHarness):
+    """The screen with the calculator agent, for the layout snapshot."""
 
     def __init__(self) -> None:
         config = WorkspaceConfig(module=AGENT, search_path=str(ROOT))
         super().__init__(Workspace(config, backend=ScriptedBackend(calculator)),
                          ServerScreen(port=9000, watch=False))  # fmt: skip
-
-    async def on_mount(self) -> None:
-        install_log_routing(self)
-        assert self.workspace is not None
-        await self.workspace.open()
-        await self.push_screen(self.first_screen)
-
-    async def on_unmount(self) -> None:
-        uninstall_log_routing(self)
-        assert self.workspace is not None
-        await self.workspace.aclose()
 
 
 async def _steady(pilot: Pilot) -> None:
