@@ -15,7 +15,7 @@ import pytest
 
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.workspace import WorkspaceConfig
-from osmosis_workbench.tui.app import make_app
+from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.gc_schedule import AfterFrameCollections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,14 @@ class FakeGC:
         callbacks, self.after_frame = self.after_frame, []
         for callback in callbacks:
             callback()
+
+
+def scripted_app() -> WorkbenchApp:
+    """The workbench on the sample agent, with a model that is never asked."""
+    config = WorkspaceConfig(
+        module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
+    )
+    return make_app(config, backend=ScriptedBackend([]))
 
 
 @pytest.fixture
@@ -148,10 +156,7 @@ def test_an_uninstalled_schedule_never_collects(fake: FakeGC) -> None:
 
 async def test_the_workbench_runs_full_collections_itself_and_restores_cpythons() -> None:
     before = gc.get_threshold()
-    config = WorkspaceConfig(
-        module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
-    )
-    app = make_app(config, backend=ScriptedBackend([]))
+    app = scripted_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -171,10 +176,7 @@ async def test_the_workbench_runs_full_collections_itself_and_restores_cpythons(
 async def test_the_open_workspace_is_frozen_until_the_app_ends() -> None:
     # Frozen: later full collections skip the engine and Textual. Thawed at the end: what the
     # app leaves behind can be collected.
-    config = WorkspaceConfig(
-        module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
-    )
-    app = make_app(config, backend=ScriptedBackend([]))
+    app = scripted_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -386,6 +386,16 @@ class DatasetScreen(WorkbenchScreen):
         key = self.table.cursor_key
         return int(key) if key is not None else None
 
+    def _runnable_cursor_index(self) -> int | None:
+        """The row under the cursor; ``None`` (with the reason shown) for a bad row."""
+        index = self.cursor_index()
+        if index is not None and index in self.bad:
+            self.notify(
+                self.bad[index].message, title=f"Row {index} is a bad row", severity="error"
+            )
+            return None
+        return index
+
     @on(RowTable.RowHighlighted, "#dataset-table")
     def _row_highlighted(self) -> None:
         self._show_detail()
@@ -489,13 +499,8 @@ class DatasetScreen(WorkbenchScreen):
 
     def action_open_row(self) -> None:
         """Show the trajectory of the highlighted row's last run."""
-        index = self.cursor_index()
+        index = self._runnable_cursor_index()
         if index is None:
-            return
-        if index in self.bad:
-            self.notify(
-                self.bad[index].message, title=f"Row {index} is a bad row", severity="error"
-            )
             return
         results = self.results.get(index)
         if not results:
@@ -512,13 +517,8 @@ class DatasetScreen(WorkbenchScreen):
 
     def action_debug_row(self) -> None:
         """Step the highlighted row in the debugger, one LLM call at a time."""
-        index = self.cursor_index()
+        index = self._runnable_cursor_index()
         if index is None:
-            return
-        if index in self.bad:
-            self.notify(
-                self.bad[index].message, title=f"Row {index} is a bad row", severity="error"
-            )
             return
         self.app.open_debugger(index, stepping=True)  # type: ignore[attr-defined]
 

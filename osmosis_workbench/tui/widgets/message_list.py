@@ -135,7 +135,8 @@ class MessageList(ScrollView, can_focus=True):
         # Set at the start of each render pass (see render_lines).
         self._pass_width = 0
         self._pass_base = Style()
-        self._pass_parts: dict[str, Style] = {}
+        # What the cached rows were drawn with: the pane's style and its parts' styles.
+        self._pass_theme: tuple[Style, dict[str, Style], Style, Style] | None = None
         self._pass_row: dict[str, Style] = {}
         self._pass_cursor: dict[str, Style] = {}
         # The position column's two cells (track, thumb), or None without one.
@@ -222,29 +223,32 @@ class MessageList(ScrollView, can_focus=True):
         # was most of a scroll's cost when done for each of 60 rows.
         base = self.rich_style
         parts = {name: self._style(name) for name in _ROW_PARTS}
-        parts["track"] = self.get_component_rich_style("message-list--track")
-        parts["thumb"] = self.get_component_rich_style("message-list--thumb")
-        if base != self._pass_base or parts != self._pass_parts:
-            self._line_cache.clear()  # a new theme: the cached rows have the old colours
+        track, thumb = (
+            self.get_component_rich_style(f"message-list--{name}") for name in ("track", "thumb")
+        )
+        if (base, parts, track, thumb) != self._pass_theme:
+            # A new theme: the cached rows have the old colours. Each part's full style on a
+            # plain row ("" is the text): segments get it directly, where
+            # ``Strip.apply_style`` would copy each row.
+            self._pass_theme = (base, parts, track, thumb)
+            self._line_cache.clear()
+            self._pass_row = {"": base, **{name: base + style for name, style in parts.items()}}
+        # The cursor row's styles change with the focus: looked up on every pass.
         cursor = base + self.get_component_rich_style("message-list--cursor")
+        self._pass_cursor = {"": cursor, **{name: cursor + style for name, style in parts.items()}}
+        self._pass_base = base
         region = self.scrollable_content_region
         count = len(self._messages)
         # The position column: only when the messages do not fit.
         gutter = 1 if count > region.height > 0 and region.width > 1 else 0
         self._pass_width = region.width - gutter
         if gutter:
-            thumb = max(1, region.height * region.height // count)
-            top = (region.height - thumb) * self.scroll_offset.y // max(1, count - region.height)
-            self._pass_thumb = range(top, top + thumb)
-            self._pass_track = (Segment(" ", parts["track"]), Segment(" ", parts["thumb"]))
+            size = max(1, region.height * region.height // count)
+            top = (region.height - size) * self.scroll_offset.y // max(1, count - region.height)
+            self._pass_thumb = range(top, top + size)
+            self._pass_track = (Segment(" ", track), Segment(" ", thumb))
         else:
             self._pass_track = None
-        self._pass_base = base
-        self._pass_parts = parts
-        # Each part's full style on a plain row and on the cursor row ("" is the text):
-        # segments get them directly, where ``Strip.apply_style`` would copy each row.
-        self._pass_row = {"": base, **{name: base + style for name, style in parts.items()}}
-        self._pass_cursor = {"": cursor, **{name: cursor + style for name, style in parts.items()}}
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
