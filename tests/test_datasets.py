@@ -17,7 +17,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from osmosis_workbench.engine import datasets
+from osmosis_workbench.engine.datasets import parquet_file, values
 from osmosis_workbench.engine.datasets import (
     DatasetError,
     DatasetRow,
@@ -204,7 +204,7 @@ def test_parquet_decimal_ground_truth_is_a_number(tmp_path: Path) -> None:
 def test_metadata_values_that_json_cannot_hold_are_converted() -> None:
     """Values only reachable from numpy/pyarrow objects (the readers never produce them from
     JSON or CSV): each becomes a plain JSON value."""
-    to_json = datasets._jsonable
+    to_json = values.jsonable
     assert to_json(np.int64(3)) == 3 and type(to_json(np.int64(3))) is int
     assert to_json(np.float32(float("nan"))) is None
     assert to_json(np.array([1.5, 2])) == [1.5, 2.0]
@@ -437,7 +437,7 @@ def test_selection_on_parquet_across_row_groups_and_batches(
         },
         row_group_size=7,  # row groups and batches of different sizes: boundaries never line up
     )
-    monkeypatch.setattr(datasets, "_PARQUET_BATCH_ROWS", 3)
+    monkeypatch.setattr(parquet_file, "_PARQUET_BATCH_ROWS", 3)
     assert pq.ParquetFile(path).metadata.num_row_groups == 8
     for selection in SELECTIONS:
         items = list(iter_dataset(path, selection))
