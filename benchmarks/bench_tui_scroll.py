@@ -15,7 +15,7 @@ Run with `uv run python benchmarks/bench_tui_scroll.py [--messages N] [--presses
    Pilot's own). The bar: under 50 ms per key, every key (the table gives the median, the
    95th percentile and the worst). Each key scrolls the list: it starts from the edge of the
    view it leaves by. Full garbage collections run while keys are measured and count in the
-   figures; the app runs them after a frame (``tui/gc_schedule.py``), and the table says
+   figures; the app runs them after a frame (``tui/gc_control.py``), and the table says
    how many ran and the longest. Pilot sends a key once the last one is drawn, so a
    collection run after a frame counts in no key: the held-key lines count it. There a
    key is sent every 33 ms (a terminal's key repeat) whether the app is ready or not, and

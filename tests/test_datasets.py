@@ -17,7 +17,6 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from osmosis_workbench.engine.datasets import parquet_file, values
 from osmosis_workbench.engine.datasets import (
     DatasetError,
     DatasetRow,
@@ -27,7 +26,9 @@ from osmosis_workbench.engine.datasets import (
     count_rows,
     iter_dataset,
     load_rows,
+    parquet_file,
     parse_row_spec,
+    values,
 )
 
 GOOD = {"system_prompt": "You add.", "user_prompt": "2+2?", "ground_truth": "4"}

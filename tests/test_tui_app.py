@@ -31,7 +31,7 @@ from osmosis_workbench.commands.workbench_cmd import (
 )
 from osmosis_workbench.engine.trainer import RolloutOutcome
 from osmosis_workbench.engine.workspace import WorkspaceConfig
-from osmosis_workbench.tui.app import CRASH_LOG, UnavailableScreen, WorkbenchApp, make_app
+from osmosis_workbench.tui.app import CRASH_LOG, WorkbenchApp, make_app
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.help import HelpScreen
 from osmosis_workbench.tui.widgets import CrashDialog
@@ -202,19 +202,14 @@ async def test_1_2_3_switch_between_debugger_dataset_and_server() -> None:
         await pilot.press("2")
         await pilot.pause()
         assert app.current_mode == "dataset"
-        assert type(app.screen).__name__ in ("DatasetScreen", "UnavailableScreen")
+        assert type(app.screen).__name__ == "DatasetScreen"
         await pilot.press("3")
         await pilot.pause()
         assert app.current_mode == "server"
-        assert type(app.screen).__name__ in ("ServerScreen", "UnavailableScreen")
+        assert type(app.screen).__name__ == "ServerScreen"
         await pilot.press("1")
         await pilot.pause()
         assert app.current_mode == "debug" and app.screen is app.debugger
-        # A mode whose screen is not in the build gets a stand-in, not a crash.
-        app.add_mode("extra", lambda: UnavailableScreen("Extra", "Not in this build."))
-        app.switch_mode("extra")
-        await pilot.pause()
-        assert isinstance(app.screen, UnavailableScreen)
 
 
 async def test_help_lists_every_key_of_the_debugger_and_closes() -> None:

@@ -16,7 +16,7 @@ import pytest
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.workspace import WorkspaceConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
-from osmosis_workbench.tui.gc_schedule import AfterFrameCollections
+from osmosis_workbench.tui.gc_control import AfterFrameCollections
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -304,7 +304,7 @@ class _Cycle:
 
 
 async def test_a_reload_frees_what_was_frozen_and_let_go_since(open_workspace, tmp_path):
-    # The app freezes what is alive when it opens (screen_base.freeze_long_lived_objects). A
+    # The app freezes what is alive when it opens (gc_control.freeze_long_lived_objects). A
     # reload lets go of the old module and the old embedded server, reference cycles that a
     # frozen heap would keep until the app ends: the reload thaws and collects.
     module = tmp_path / "freed_agent.py"

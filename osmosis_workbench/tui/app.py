@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.signal import Signal
-from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.debugger import DebuggerScreen
-from osmosis_workbench.tui.gc_schedule import AfterFrameCollections
-from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
-from osmosis_workbench.tui.screen_base import (
+from osmosis_workbench.tui.gc_control import (
+    AfterFrameCollections,
     freeze_long_lived_objects,
     refreeze_long_lived_objects,
     thaw_long_lived_objects,
 )
-from osmosis_workbench.tui.widgets import CrashDialog, KeyBar, MessageList
+from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
+from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
+from osmosis_workbench.tui.widgets import CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
 if TYPE_CHECKING:
@@ -59,29 +59,9 @@ MODES: dict[str, tuple[str, str]] = {
 _MODE_GROUP = Binding.Group("Debug/Data/Server", compact=True)
 
 
-class UnavailableScreen(Screen[None]):
-    """Stands in for a mode whose screen is not part of this build."""
-
-    def __init__(self, title: str, detail: str) -> None:
-        super().__init__()
-        self.heading = title
-        self.detail = detail
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(f"{self.heading}\n\n{self.detail}", classes="unavailable")
-        yield KeyBar()
-
-
-def _mode_screen(module: str, class_name: str, title: str) -> Screen[Any]:
-    """Import a mode's screen when first shown (it may import the engine: keep it off startup)."""
-    try:
-        screen_module = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # a bug inside that screen's imports: let it surface
-        return UnavailableScreen(title, f"The {title.lower()} screen is not installed.")
-    return getattr(screen_module, class_name)()
+def _mode_screen(module: str, class_name: str) -> Screen[Any]:
+    """A mode's screen, imported when first shown (it imports the engine: keep it off startup)."""
+    return getattr(importlib.import_module(module), class_name)()
 
 
 class WorkbenchApp(App[None]):
@@ -139,13 +119,11 @@ class WorkbenchApp(App[None]):
         self.add_mode("debug", lambda: self.debugger)
         self.add_mode(
             "dataset",
-            lambda: _mode_screen(
-                "osmosis_workbench.tui.dataset_screen", "DatasetScreen", "Dataset"
-            ),
+            lambda: _mode_screen("osmosis_workbench.tui.dataset_screen", "DatasetScreen"),
         )
         self.add_mode(
             "server",
-            lambda: _mode_screen("osmosis_workbench.tui.server_screen", "ServerScreen", "Server"),
+            lambda: _mode_screen("osmosis_workbench.tui.server_screen", "ServerScreen"),
         )
 
     # ---- what the screens read ----------------------------------------------------------------
@@ -182,7 +160,7 @@ class WorkbenchApp(App[None]):
     # ---- start and stop -----------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self._install_log_routing()
+        install_log_routing(self)
         if self.gc_schedule.install():
             self.set_interval(0.1, self.gc_schedule.tick, name="garbage collection")
         # The worker starts now (so tests can wait for it) but imports the engine only after
@@ -190,17 +168,6 @@ class WorkbenchApp(App[None]):
         self._first_frame = asyncio.Event()
         self.call_after_refresh(self._first_frame.set)
         self._open_workspace()
-
-    def _install_log_routing(self) -> None:
-        try:
-            from osmosis_workbench.tui.log_pane import install_log_routing
-        except ImportError:
-            # No log pane in this build: keep records off the terminal all the same.
-            root = logging.getLogger()
-            if not root.handlers:
-                root.addHandler(logging.NullHandler())
-            return
-        install_log_routing(self)
 
     def reopen_workspace(self) -> None:
         """Open the workspace again (after a failure, once the cause is fixed)."""
@@ -285,10 +252,6 @@ class WorkbenchApp(App[None]):
         self.gc_schedule.uninstall()
         await self._close_workspace()
         thaw_long_lived_objects()
-        try:
-            from osmosis_workbench.tui.log_pane import uninstall_log_routing
-        except ImportError:
-            return
         uninstall_log_routing(self)
 
     async def _close_workspace(self) -> None:

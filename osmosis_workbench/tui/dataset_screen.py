@@ -29,8 +29,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
 from textual.worker import Worker
 
+from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
 from osmosis_workbench.tui.log_pane import report_worker_failure
-from osmosis_workbench.tui.screen_base import WorkbenchScreen, freeze_long_lived_objects
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
 

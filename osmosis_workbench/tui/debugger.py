@@ -27,7 +27,7 @@ from textual.widgets import ContentSwitcher, Header, LoadingIndicator, OptionLis
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from osmosis_workbench.tui.screen_base import freeze_long_lived_objects
+from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
 from osmosis_workbench.tui.widgets import (
     EditResponseDialog,
     EditToolResultsDialog,

@@ -29,8 +29,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
+from osmosis_workbench.tui.gc_control import refreeze_long_lived_objects
 from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
-from osmosis_workbench.tui.screen_base import WorkbenchScreen, refreeze_long_lived_objects
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
 if TYPE_CHECKING:
