@@ -25,7 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from osmosis_workbench.engine.batch import BatchOptions, BatchRunner  # noqa: E402
+from osmosis_workbench.engine.batch import BatchRunner  # noqa: E402
+from osmosis_workbench.engine.config import EngineConfig  # noqa: E402
 from osmosis_workbench.engine.embedded import EmbeddedRolloutServer  # noqa: E402
 from osmosis_workbench.engine.journal import JournalWriter  # noqa: E402
 from osmosis_workbench.engine.models import ScriptedBackend  # noqa: E402
@@ -72,7 +73,7 @@ async def run_case(rows: int, concurrency: int, latency_s: float, folder: Path) 
         runner = BatchRunner(
             trainer,
             [server.target],
-            BatchOptions(dataset=data, concurrency=concurrency),
+            EngineConfig(dataset=str(data), concurrency=concurrency),
             journal=journal,
         )
         started = time.perf_counter()

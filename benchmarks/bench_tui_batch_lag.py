@@ -35,8 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from osmosis_workbench.engine.config import EngineConfig  # noqa: E402
 from osmosis_workbench.engine.models import ScriptedBackend  # noqa: E402
-from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig  # noqa: E402
+from osmosis_workbench.engine.workspace import Workspace  # noqa: E402
 
 AGENT = "sample_project.server:agent_loop"
 LAG_BAR_MS = 100.0
@@ -91,7 +92,7 @@ class LagSampler:
 
 async def headless(dataset: Path, concurrency: int) -> tuple[float, list[float]]:
     """Seconds the same batch takes without any UI, and the loop's lag meanwhile."""
-    ws = Workspace(WorkspaceConfig(module=AGENT, dataset=str(dataset), search_path=str(ROOT)),
+    ws = Workspace(EngineConfig(module=AGENT, dataset=str(dataset), search_path=str(ROOT)),
                    backend=ScriptedBackend(calculator, keep_calls=False))  # fmt: skip
     await ws.open()
     try:

@@ -161,9 +161,9 @@ async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, A
     """Per-key CPU and wall milliseconds in the message view of a ``count``-message result."""
     from textual._compositor import CompositorUpdate
 
+    from osmosis_workbench.engine.config import EngineConfig
     from osmosis_workbench.engine.models import ScriptedBackend
-    from osmosis_workbench.engine.trainer import RolloutOutcome
-    from osmosis_workbench.engine.workspace import WorkspaceConfig
+    from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.tui.app import make_app
 
     messages = trajectory(count)
@@ -183,9 +183,8 @@ async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, A
         llm_calls=count // 2,
         tools=[],
         violations=[],
-        completion=None,
     )
-    config = WorkspaceConfig(
+    config = EngineConfig(
         module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
     )
     app = make_app(config, backend=ScriptedBackend([]))

@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_logout_parser,
         add_whoami_parser,
     )
+    from osmosis_workbench.commands.rescore_cmd import add_rescore_parser
     from osmosis_workbench.commands.serve_cmd import add_serve_parser
-    from osmosis_workbench.commands.test_cmd import add_rescore_parser, add_test_parser
+    from osmosis_workbench.commands.test_cmd import add_test_parser
     from osmosis_workbench.commands.validate_cmd import add_validate_parser
 
     parser = argparse.ArgumentParser(

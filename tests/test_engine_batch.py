@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osmosis_workbench.engine.batch import BatchOptions, BatchRunner, summarize
+from osmosis_workbench.engine.batch import BatchRunner
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import RowSelection
 from osmosis_workbench.engine.embedded import EmbeddedRolloutServer
-from osmosis_workbench.engine.journal import JournalWriter, read_journal
+from osmosis_workbench.engine.journal import JournalEntry, JournalWriter, read_journal
 from osmosis_workbench.engine.models import ModelError, ReplayBackend, ScriptedBackend
+from osmosis_workbench.engine.summary import summarize
 from osmosis_workbench.engine.trainer import LocalTrainer
 from sample_project.server import agent_loop as calculator
+from server_core import ServerLimits
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_project"
 
@@ -36,10 +39,10 @@ def adder(body: dict) -> dict:
     return {"tool_calls": [{"name": "add", "arguments": {"a": int(a), "b": int(b)}}]}
 
 
-async def run_batch(backend: Any, options: BatchOptions, agent: Any = calculator, **kwargs):
+async def run_batch(backend: Any, config: EngineConfig, agent: Any = calculator, **kwargs):
     trainer = LocalTrainer(backend)
     async with EmbeddedRolloutServer(agent, trainer, **kwargs.pop("server", {})) as server:
-        runner = BatchRunner(trainer, [server.target], options, **kwargs)
+        runner = BatchRunner(trainer, [server.target], config, **kwargs)
         results = await runner.run()
     return runner, results
 
@@ -49,7 +52,7 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     journal = JournalWriter(tmp_path / "journal.jsonl")
     runner, results = await run_batch(
         backend,
-        BatchOptions(dataset=SAMPLE / "test_data.jsonl", concurrency=4),
+        EngineConfig(dataset=str(SAMPLE / "test_data.jsonl"), concurrency=4),
         journal=journal,
     )
     journal.close()
@@ -57,7 +60,7 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     assert all(r.passed for r in results), [r.outcome.error for r in results if not r.passed]
     entries = read_journal(tmp_path)
     assert sorted(entries) == [(i, 0) for i in range(12)]
-    entry = entries[(6, 0)]
+    entry = entries[(6, 0)].to_json()
     # The journal holds the request, the full trajectory, the reward and the metrics.
     assert entry["request"]["messages"][1]["content"] == "What is 9 * 9 + 9 * 9?"
     assert [m["role"] for m in entry["final_messages"]].count("tool") == 3
@@ -68,7 +71,9 @@ async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     assert entry["tokens"] == sum(
         c["prompt_tokens"] + c["completion_tokens"] for c in entry["calls"]
     )
-    summary = summarize(list(entries.values()), bad_rows=0, duration_s=1.0, k=1)
+    # An entry reads back from its JSON unchanged.
+    assert JournalEntry.from_json(entry).to_json() == entry
+    summary = summarize(entries.values(), bad_rows=0, duration_s=1.0, k=1)
     assert summary.all_passed and summary.reward_mean == 1.0 and summary.pass_at_k == 1.0
 
 
@@ -84,13 +89,13 @@ async def test_bad_rows_are_reported_and_the_others_run(tmp_path: Path):
     )
     bad: list[Any] = []
     runner, results = await run_batch(
-        ScriptedBackend(adder), BatchOptions(dataset=data), on_bad_row=bad.append
+        ScriptedBackend(adder), EngineConfig(dataset=str(data)), on_bad_row=bad.append
     )
     assert sorted(r.row for r in results) == [0, 3]
     assert all(r.passed for r in results)
     assert [(e.index, e.line) for e in bad] == [(1, 2), (2, 3)]
     assert "user_prompt" in bad[1].message
-    summary = summarize([r.journal_entry() for r in results], bad_rows=len(bad), duration_s=1, k=1)
+    summary = summarize(results, bad_rows=len(bad), duration_s=1, k=1)
     assert not summary.all_passed and summary.bad_rows == 2
 
 
@@ -108,10 +113,10 @@ async def test_pass_at_k_over_several_attempts(tmp_path: Path):
         return {"content": "It is 4." if calls["n"] % 2 else "It is 5."}
 
     runner, results = await run_batch(
-        ScriptedBackend(sometimes_wrong), BatchOptions(dataset=data, attempts=4, concurrency=1)
+        ScriptedBackend(sometimes_wrong), EngineConfig(dataset=str(data), attempts=4, concurrency=1)
     )
     assert len(results) == 8
-    summary = summarize([r.journal_entry() for r in results], bad_rows=0, duration_s=1, k=4)
+    summary = summarize(results, bad_rows=0, duration_s=1, k=4)
     assert summary.pass_at_k == 0.5  # one of two rows passed at least once
     assert summary.pass_at_1 == 0.25  # row 0: 0/4, row 1: 2/4
     assert summary.reward_mean == 0.25
@@ -125,7 +130,8 @@ async def test_reward_function_overrides_the_agents_reward(tmp_path: Path):
 
     runner, results = await run_batch(
         ScriptedBackend(adder),
-        BatchOptions(dataset=data, reward_fn=by_messages, pass_threshold=0.2),
+        EngineConfig(dataset=str(data), pass_threshold=0.2),
+        reward_fn=by_messages,
     )
     assert results[0].outcome.reward == 0.25 and results[0].passed
 
@@ -136,7 +142,7 @@ async def test_a_systemic_model_error_stops_the_batch_early(tmp_path: Path):
         "authentication", "authentication failed: check OPENAI_API_KEY", systemic=True
     )
     runner, results = await run_batch(
-        ScriptedBackend(lambda body: failure), BatchOptions(dataset=data, concurrency=2)
+        ScriptedBackend(lambda body: failure), EngineConfig(dataset=str(data), concurrency=2)
     )
     assert runner.stopped_early and "OPENAI_API_KEY" in runner.stopped_early
     assert 0 < len(results) < 10
@@ -147,8 +153,8 @@ async def test_a_busy_server_429_is_retried_until_every_row_ran(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, 1) for i in range(12)])
     runner, results = await run_batch(
         ScriptedBackend(adder, latency_s=0.01),
-        BatchOptions(dataset=data, concurrency=6),
-        server={"max_concurrent": 1, "max_queued": 1},
+        EngineConfig(dataset=str(data), concurrency=6),
+        server={"limits": ServerLimits(max_concurrent=1, max_queued=1)},
     )
     assert len(results) == 12 and all(r.passed for r in results)
 
@@ -161,7 +167,7 @@ async def test_rows_spread_over_several_servers(tmp_path: Path):
         EmbeddedRolloutServer(calculator, trainer) as two,
     ):
         runner = BatchRunner(
-            trainer, [one.target, two.target], BatchOptions(dataset=data, concurrency=4)
+            trainer, [one.target, two.target], EngineConfig(dataset=str(data), concurrency=4)
         )
         results = await runner.run()
         counts = [s.app.state.rollouts.completed_total for s in (one, two)]
@@ -173,8 +179,7 @@ async def test_selection_and_only_pick_the_rows(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, 1) for i in range(10)])
     _, results = await run_batch(
         ScriptedBackend(adder),
-        BatchOptions(
-            dataset=data, selection=RowSelection(rows=frozenset({1, 4, 7})), only={(4, 0), (7, 0)}
-        ),
+        EngineConfig(dataset=str(data), selection=RowSelection(rows=frozenset({1, 4, 7}))),
+        only={(4, 0), (7, 0)},
     )
     assert sorted(r.row for r in results) == [4, 7]

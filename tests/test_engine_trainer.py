@@ -9,7 +9,7 @@ import pytest
 
 from osmosis_workbench.engine.embedded import EmbeddedRolloutServer
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
-from osmosis_workbench.engine.session import StepSession, replace_message
+from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LocalTrainer
 from sample_project.server import agent_loop as calculator
 from server_core import RolloutAgentLoop, RolloutContext
@@ -116,7 +116,7 @@ async def test_an_edited_answer_replaces_the_models():
     async with EmbeddedRolloutServer(calculator, trainer) as server:
         session = StepSession(trainer, server.target, request(), timeout_s=10)
         await session.start()
-        paused = await session.wait()
+        await session.wait()
         edited = {
             "role": "assistant",
             "content": None,
@@ -128,7 +128,7 @@ async def test_an_edited_answer_replaces_the_models():
                 }
             ],
         }
-        session.next(replace_message(paused.exchange.completion, edited))
+        session.next(edited)
         await session.wait()
         session.continue_()
         outcome = await session.finish()
@@ -239,16 +239,17 @@ async def test_an_edited_tool_result_makes_the_model_answer_again():
         session = StepSession(trainer, server.target, request(), timeout_s=10)
         await session.start()
         await session.wait()
-        assert session.new_tool_results() == []  # turn 1 replies to the user, not to tools
+        first = await session.wait()
+        assert first.tool_results == []  # turn 1 replies to the user, not to tools
         session.next()
         paused = await session.wait()
-        [result] = session.new_tool_results()
+        [result] = paused.tool_results
         assert result["name"] == "add" and result["content"] == "5"
         assert session.edit_tool_results({result["tool_call_id"]: "7"})
         again = await session.wait()
         assert again.turn == paused.turn == 2
         assert again.message["content"] == "The answer is 7."
-        assert session.new_tool_results()[0]["content"] == "7"
+        assert again.tool_results[0]["content"] == "7"
         session.continue_()
         outcome = await session.finish()
     # The model saw the edited result; the agent's history keeps what its tool returned.

@@ -40,7 +40,7 @@ async def test_observer_keeps_state_turns_reward_and_request(live_server, traine
     assert rollout.state == "completed" and rollout.done
     assert rollout.turns == 2 and rollout.reward == 5.0 == completion["reward"]
     assert rollout.request["messages"][0]["content"] == "What is 2 + 2?"
-    assert rollout.completion is not None and rollout.completion["status"] == "COMPLETED"
+    assert rollout.completion is not None and rollout.completion.status == "COMPLETED"
     assert [m["content"] for m in rollout.messages[1:]] == ["one", "three"]
     assert changes[0] == "running" and changes[-1] == "completed"
 
@@ -59,7 +59,7 @@ async def test_step_session_pauses_each_answer_then_continues(live_server, train
     paused = await session.wait()
     assert paused is not None and paused.turn == 1
     assert paused.message["content"] == "first" and paused.finish_reason == "stop"
-    assert paused.exchange.completion["choices"][0]["message"]["content"] == "first"
+    assert paused.request_messages[-1]["content"] == "What is 2 + 2?"
     assert session.paused is paused  # one object per held answer
     assert session.messages[-1]["content"] == "first" and not session.finished
     assert session.next() is True
@@ -76,7 +76,7 @@ async def test_step_session_pauses_each_answer_then_continues(live_server, train
     assert "paused" in ui_seen and ui_seen[-1] == "completed"
 
 
-async def test_next_with_an_edited_message_or_completion_reaches_the_agent(live_server, trainer):
+async def test_next_with_an_edited_message_reaches_the_agent(live_server, trainer):
     server, live = live_server
     trainer.script_chat(trainer.answer("model-one"), trainer.answer("model-two"))
     live.pause_all = True
@@ -86,12 +86,12 @@ async def test_next_with_an_edited_message_or_completion_reaches_the_agent(live_
     assert await session.wait() is not None
     assert session.next({"role": "assistant", "content": "edited"}) is True
     assert await session.wait() is not None
-    edited = trainer.answer("also edited, as a completion")
+    edited = {"role": "assistant", "content": "also edited", "tool_calls": None}
     assert session.next(edited) is True
     live.pause_all = False
     completion = await trainer.wait_for_completion(rid)
     contents = [m["content"] for m in completion["final_messages"][1:]]
-    assert contents == ["edited", "also edited, as a completion"]
+    assert contents == ["edited", "also edited"]
     # The second chat request carried the edited first answer in its history.
     assert trainer.chats_for(rid)[1]["messages"][-1]["content"] == "edited"
 

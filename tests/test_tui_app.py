@@ -7,6 +7,7 @@ rollouts go through the local trainer, and the model is the sample cassette or a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -22,15 +23,14 @@ from textual.widgets import Static
 from textual.worker import WorkerFailed, WorkerState
 
 from osmosis_workbench.cli import build_parser
-from osmosis_workbench.commands.test_cmd import UsageError
 from osmosis_workbench.commands.workbench_cmd import (
     build_workbench_parser,
     run_app,
     run_workbench,
-    workbench_options,
+    workbench_config,
 )
-from osmosis_workbench.engine.trainer import RolloutOutcome
-from osmosis_workbench.engine.workspace import WorkspaceConfig
+from osmosis_workbench.engine.config import ConfigError, EngineConfig
+from osmosis_workbench.engine.outcome import RolloutOutcome
 from osmosis_workbench.tui.app import CRASH_LOG, WorkbenchApp, make_app
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.help import HelpScreen
@@ -48,7 +48,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def config(**fields: Any) -> WorkspaceConfig:
+def config(**fields: Any) -> EngineConfig:
     """The sample project, replayed from its cassette (override any field)."""
     values: dict[str, Any] = {
         "module": AGENT,
@@ -57,7 +57,7 @@ def config(**fields: Any) -> WorkspaceConfig:
         "search_path": str(ROOT),
     }
     values.update(fields)
-    return WorkspaceConfig(**values)
+    return EngineConfig(**values)
 
 
 async def settle(app: App, pilot: Any, *, failures: bool = False) -> None:
@@ -137,7 +137,7 @@ async def test_the_new_user_path_row_0_tools_continue_quit() -> None:
         workspace = app.workspace
         await pilot.press("ctrl+q")
     assert app.return_code == 0
-    assert app.workspace is None and workspace.embedded is None  # closed on the way out
+    assert app.workspace is None and workspace.engine is None  # closed on the way out
 
 
 async def test_quitting_while_paused_aborts_the_rollout_and_closes_quickly() -> None:
@@ -173,7 +173,7 @@ async def test_a_wrong_module_explains_itself_and_r_retries_after_the_fix() -> N
         assert "Traceback" not in static_text(app, "#failure-text")
         assert notifications(seen, "error")[0].title == "Could not open the workspace"
         assert app.workspace is None
-        app.config.module = AGENT  # the user fixes the cause
+        app.config = dataclasses.replace(app.config, module=AGENT)  # the user fixes the cause
         await pilot.press("r")
         await settle(app, pilot)
         assert app.debugger.state == "idle" and app.workspace is not None
@@ -309,7 +309,6 @@ async def test_show_outcome_shows_a_finished_trajectory_read_only() -> None:
         llm_calls=1,
         tools=[],
         violations=["init answered 200"],
-        completion=None,
     )
     app = make_app(config())
     async with app.run_test(size=(120, 36)) as pilot:
@@ -337,6 +336,7 @@ async def test_a_crashing_session_shows_its_traceback_and_the_app_stays() -> Non
         finished = False
         paused = None
         outcome = None
+        exchanges = ()
 
         async def start(self) -> None:
             pass
@@ -364,7 +364,8 @@ def test_the_app_module_does_not_import_the_engine_or_litellm() -> None:
         "import sys\n"
         "from osmosis_workbench.commands.workbench_cmd import build_workbench_parser\n"
         "from osmosis_workbench.tui.app import make_app\n"
-        "make_app({'module': 'x:y'})\n"
+        "from osmosis_workbench.engine.config import EngineConfig\n"
+        "make_app(EngineConfig(module='x:y'))\n"
         "heavy = [m for m in ('fastapi', 'pydantic', 'litellm', 'osmosis_workbench.engine.trainer')"
         " if m in sys.modules]\n"
         "print(heavy)\n"
@@ -378,20 +379,19 @@ def test_the_app_module_does_not_import_the_engine_or_litellm() -> None:
 # ---- the command line -------------------------------------------------------------------------
 
 
-def test_workbench_options_from_the_workbench_command(tmp_path: Path) -> None:
+def test_workbench_config_from_the_workbench_command(tmp_path: Path) -> None:
     args = build_workbench_parser().parse_args(
         ["-m", AGENT, "-d", DATASET, "--row", "3", "--api-key", "sk-1", "--rollout-timeout", "30"]
     )
-    fields, row = workbench_options(args)
+    config, row = workbench_config(args)
     assert row == 3
-    assert fields["module"] == AGENT and fields["dataset"] == DATASET
-    assert fields["model"] == f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}"
-    assert fields["model_api_key"] == "sk-1" and fields["server_api_key"] is None
-    assert fields["rollout_timeout_s"] == 30.0
-    WorkspaceConfig(**fields)  # every field is one the workspace knows
+    assert config.module == AGENT and config.dataset == DATASET
+    assert config.model == f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}"
+    assert config.model_api_key == "sk-1" and config.server_api_key is None
+    assert config.rollout_timeout_s == 30.0
 
 
-def test_workbench_options_from_osmosis_test_interactive() -> None:
+def test_workbench_config_from_osmosis_test_interactive() -> None:
     args = build_parser().parse_args(
         [
             "test",
@@ -408,10 +408,10 @@ def test_workbench_options_from_osmosis_test_interactive() -> None:
             "0",
         ]
     )
-    fields, row = workbench_options(args)
-    assert (row, fields["url"], fields["module"]) == (0, "http://server:9000", None)
-    assert fields["server_api_key"] == "srv" and fields["model_api_key"] is None
-    assert fields["model"] == "openai/gpt-4o-mini"
+    config, row = workbench_config(args)
+    assert (row, config.url, config.module) == (0, "http://server:9000", None)
+    assert config.server_api_key == "srv" and config.model_api_key is None
+    assert config.model == "openai/gpt-4o-mini"
 
 
 @pytest.mark.parametrize(
@@ -430,8 +430,8 @@ def test_usage_errors_are_one_clear_line_and_exit_2(
     argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = build_workbench_parser().parse_args(argv)
-    with pytest.raises(UsageError, match=complaint):
-        workbench_options(args)
+    with pytest.raises(ConfigError, match=complaint):
+        workbench_config(args)
     assert run_workbench(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("osmosis-workbench: error: ")

@@ -23,8 +23,9 @@ from textual.pilot import Pilot
 from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
-from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
+from osmosis_workbench.engine.workspace import Workspace
 from osmosis_workbench.tui.dataset_screen import ConcurrencyPrompt, DatasetScreen
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram, reward_bins
 
@@ -93,7 +94,7 @@ async def open_workspace(dataset: Path) -> AsyncIterator[Callable[..., Any]]:
     async def _open(model: Any = calculator, **config: Any) -> Workspace:
         config.setdefault("dataset", str(dataset))
         ws = Workspace(
-            WorkspaceConfig(module=AGENT, search_path=str(ROOT), **config),
+            EngineConfig(module=AGENT, search_path=str(ROOT), **config),
             backend=ScriptedBackend(model, keep_calls=False),
         )
         await ws.open()
@@ -333,7 +334,7 @@ async def test_the_dataset_mode_of_the_real_app_runs_a_batch_and_opens_a_row(dat
     from osmosis_workbench.tui.app import make_app
 
     app = make_app(
-        {"module": AGENT, "dataset": str(dataset), "search_path": str(ROOT)},
+        EngineConfig(module=AGENT, dataset=str(dataset), search_path=str(ROOT)),
         backend=ScriptedBackend(calculator, keep_calls=False),
     )
     seen: list[Message] = []
@@ -362,7 +363,7 @@ class SnapshotHarness(OwnWorkspaceHarness):
     """The screen with the calculator agent, for the layout snapshot."""
 
     def __init__(self) -> None:
-        config = WorkspaceConfig(module=AGENT, dataset="sample_project/test_data.jsonl",
+        config = EngineConfig(module=AGENT, dataset="sample_project/test_data.jsonl",
                                  search_path=str(ROOT))  # fmt: skip
         super().__init__(Workspace(config, backend=ScriptedBackend(calculator)), DatasetScreen())
 

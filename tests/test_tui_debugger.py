@@ -19,8 +19,8 @@ from textual.notifications import Notify
 from textual.widgets import Static, TextArea
 from textual.worker import WorkerState
 
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
-from osmosis_workbench.engine.workspace import WorkspaceConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.widgets import EditResponseDialog, EditToolResultsDialog
 from server_core import RolloutAgentLoop, RolloutContext, RolloutRequest, RolloutResult
@@ -67,7 +67,7 @@ def debugger_app(backend: Any = None, *, row: int | None = 0, **fields: Any) -> 
     }
     values.update(fields)
     return make_app(
-        WorkspaceConfig(**values), row=row, backend=backend or ScriptedBackend(calculator_model)
+        EngineConfig(**values), row=row, backend=backend or ScriptedBackend(calculator_model)
     )
 
 

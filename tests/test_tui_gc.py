@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ScriptedBackend
-from osmosis_workbench.engine.workspace import WorkspaceConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.gc_control import AfterFrameCollections
 
@@ -60,7 +60,7 @@ class FakeGC:
 
 def scripted_app() -> WorkbenchApp:
     """The workbench on the sample agent, with a model that is never asked."""
-    config = WorkspaceConfig(
+    config = EngineConfig(
         module="sample_project.server:agent_loop", model="scripted", search_path=str(ROOT)
     )
     return make_app(config, backend=ScriptedBackend([]))

@@ -26,10 +26,11 @@ from screen_harness import OwnWorkspaceHarness, ScreenRun, run_screen
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.live import LiveStepSession
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
-from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
+from osmosis_workbench.engine.workspace import Workspace
 from osmosis_workbench.tui.dataset_screen import DatasetScreen
 from osmosis_workbench.tui.server_screen import ServerScreen
 
@@ -87,10 +88,10 @@ async def open_workspace() -> AsyncIterator[Callable[..., Any]]:
     opened: list[Workspace] = []
 
     async def _open(**config: Any) -> Workspace:
-        if "url" not in config:
+        if "urls" not in config:
             config.setdefault("module", AGENT)
         config.setdefault("search_path", str(ROOT))
-        ws = Workspace(WorkspaceConfig(**config), backend=ScriptedBackend(calculator))
+        ws = Workspace(EngineConfig(**config), backend=ScriptedBackend(calculator))
         await ws.open()
         opened.append(ws)
         return ws
@@ -104,9 +105,8 @@ async def open_workspace() -> AsyncIterator[Callable[..., Any]]:
 async def trainer() -> AsyncIterator[LocalTrainer]:
     """An external trainer listening on a loopback port (its model: the calculator)."""
     external = LocalTrainer(ScriptedBackend(calculator))
-    await external.listen("127.0.0.1", 0)
-    yield external
-    await external.aclose()
+    async with external.listening("127.0.0.1", 0):
+        yield external
 
 
 @pytest.fixture
@@ -338,7 +338,7 @@ async def test_with_url_the_screens_work_against_the_remote_server(open_workspac
         '{"system_prompt": "calc", "user_prompt": "1+2", "ground_truth": 3}\n'
         '{"system_prompt": "calc", "user_prompt": "5+5", "ground_truth": 10}\n'
     )
-    remote = await open_workspace(url=url, dataset=str(rows))
+    remote = await open_workspace(urls=(url,), dataset=str(rows))
     async with running(remote) as run:
         await run.until(lambda: "health healthy" in run.status())
         assert f"attached to {url}" in run.status()
@@ -363,7 +363,7 @@ async def test_with_url_the_screens_work_against_the_remote_server(open_workspac
 async def test_the_server_mode_of_the_real_app_starts_and_stops_the_server():
     from osmosis_workbench.tui.app import make_app
 
-    app = make_app({"module": AGENT, "search_path": str(ROOT)},
+    app = make_app(EngineConfig(module=AGENT, search_path=str(ROOT)),
                    backend=ScriptedBackend(calculator))  # fmt: skip
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
@@ -404,7 +404,7 @@ class SnapshotHarness(OwnWorkspaceHarness):
     """The screen with the calculator agent, for the layout snapshot."""
 
     def __init__(self) -> None:
-        config = WorkspaceConfig(module=AGENT, search_path=str(ROOT))
+        config = EngineConfig(module=AGENT, search_path=str(ROOT))
         super().__init__(Workspace(config, backend=ScriptedBackend(calculator)),
                          ServerScreen(port=9000, watch=False))  # fmt: skip
 

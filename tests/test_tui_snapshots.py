@@ -14,8 +14,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerState
 
+from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ScriptedBackend
-from osmosis_workbench.engine.workspace import WorkspaceConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def calculator_model(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_0_app() -> WorkbenchApp:
-    config = WorkspaceConfig(
+    config = EngineConfig(
         module="sample_project.server:agent_loop",
         model="scripted",
         dataset=str(ROOT / "sample_project" / "test_data.jsonl"),

@@ -2,9 +2,9 @@
 
 Rows stream from the dataset into a bounded queue; ``concurrency`` workers each run one rollout
 at a time on one of the targets (the embedded server, or several remote URLs, round robin, with
-429/503 and Retry-After honoured). Each finished rollout is scored, written to the journal and
-reported to the caller's ``on_result``. A systemic model error (bad key, unknown model) stops
-the batch early instead of failing every row.
+429/503 and Retry-After honoured). Each finished rollout is scored, becomes a ``JournalEntry``,
+is written to the journal and reported to the caller's ``on_result``. A systemic model error
+(bad key, unknown model) stops the batch early instead of failing every row.
 """
 
 from __future__ import annotations
@@ -12,195 +12,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import random
-import statistics
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Collection
 from typing import Any
 
-from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, aiter_dataset
-from osmosis_workbench.engine.journal import JournalWriter
-from osmosis_workbench.engine.trainer import (
-    LocalTrainer,
-    RolloutOutcome,
-    ServerTarget,
-)
+from osmosis_workbench.engine.config import EngineConfig
+from osmosis_workbench.engine.datasets import DatasetRow, RowError, aiter_dataset
+from osmosis_workbench.engine.journal import JournalEntry, JournalWriter
+from osmosis_workbench.engine.outcome import RolloutOutcome
+from osmosis_workbench.engine.scoring import rescore_outcome
+from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 
 #: How long a busy target (429/503) may keep one rollout waiting before it fails.
 _BUSY_WAIT_LIMIT_S = 300.0
 
-
-@dataclass
-class BatchOptions:
-    """What a batch runs and how."""
-
-    dataset: Path
-    selection: RowSelection = field(default_factory=RowSelection)
-    concurrency: int = 8
-    attempts: int = 1
-    rollout_timeout_s: float = 600.0
-    max_turns: int | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    reward_fn: Callable[..., Any] | None = None
-    pass_threshold: float = 1.0
-    #: (row, attempt) pairs to run; ``None``: every selected row times ``attempts``.
-    only: set[tuple[int, int]] | None = None
-    #: (row, attempt) pairs already finished (resume): skipped.
-    skip: set[tuple[int, int]] = field(default_factory=set)
-
-
-@dataclass
-class BatchResult:
-    """One finished rollout of a batch, as journaled."""
-
-    row: int
-    attempt: int
-    passed: bool
-    outcome: RolloutOutcome
-    ground_truth: Any
-    request: dict[str, Any]
-
-    def journal_entry(self) -> dict[str, Any]:
-        """The journal line of this result."""
-        o = self.outcome
-        return {
-            "row": self.row,
-            "attempt": self.attempt,
-            "rollout_id": o.rollout_id,
-            "status": o.status,
-            "passed": self.passed,
-            "reward": o.reward,
-            "ground_truth": self.ground_truth,
-            "finish_reason": o.finish_reason,
-            "error": o.error,
-            "error_category": o.error_category,
-            "traceback": o.traceback,
-            "duration_ms": round(o.duration_ms, 3),
-            "tokens": o.tokens,
-            "cost_usd": o.cost_usd,
-            "llm_calls": o.llm_calls,
-            "calls": o.calls,
-            "metrics": o.metrics,
-            "violations": o.violations,
-            "request": {k: v for k, v in self.request.items() if k != "api_key"},
-            "final_messages": o.final_messages,
-            "ts": time.time(),
-        }
-
-
-@dataclass
-class BatchSummary:
-    """Counts and statistics of a batch (including earlier entries of a resumed run)."""
-
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    bad_rows: int = 0
-    duration_s: float = 0.0
-    total_tokens: int = 0
-    cost_usd: float | None = None
-    reward_mean: float | None = None
-    pass_at_k: float | None = None
-    pass_at_1: float | None = None
-    k: int = 1
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    stopped_early: str | None = None
-    protocol_violations: int = 0
-
-    @property
-    def all_passed(self) -> bool:
-        """Exit 0 condition: every rollout passed, no bad rows, not stopped early."""
-        return (
-            self.failed == 0
-            and self.bad_rows == 0
-            and self.stopped_early is None
-            and self.total > 0
-        )
-
-
-#: The journal fields ``summarize`` reads; a run keeps only these per rollout in memory.
-SUMMARY_FIELDS = (
-    "row",
-    "attempt",
-    "passed",
-    "reward",
-    "tokens",
-    "cost_usd",
-    "duration_ms",
-    "violations",
-)
-
-
-def slim_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """The part of a journal entry a summary needs (trajectories can be large)."""
-    return {key: entry.get(key) for key in SUMMARY_FIELDS}
-
-
-def summarize(
-    entries: list[dict[str, Any]],
-    *,
-    bad_rows: int,
-    duration_s: float,
-    k: int,
-    stopped_early: str | None = None,
-) -> BatchSummary:
-    """Statistics over journal entries (one per (row, attempt))."""
-    s = BatchSummary(bad_rows=bad_rows, duration_s=duration_s, k=k, stopped_early=stopped_early)
-    s.total = len(entries)
-    s.passed = sum(1 for e in entries if e.get("passed"))
-    s.failed = s.total - s.passed
-    s.total_tokens = sum(int(e.get("tokens") or 0) for e in entries)
-    costs = [e["cost_usd"] for e in entries if e.get("cost_usd") is not None]
-    s.cost_usd = sum(costs) if costs else None
-    rewards = [e["reward"] for e in entries if isinstance(e.get("reward"), int | float)]
-    s.reward_mean = statistics.fmean(rewards) if rewards else None
-    s.protocol_violations = sum(len(e.get("violations") or ()) for e in entries)
-    latencies = sorted(float(e.get("duration_ms") or 0) for e in entries)
-    if latencies:
-        s.latency_p50_ms = _percentile(latencies, 50)
-        s.latency_p95_ms = _percentile(latencies, 95)
-    by_row: dict[int, list[bool]] = {}
-    for e in entries:
-        by_row.setdefault(int(e["row"]), []).append(bool(e.get("passed")))
-    if by_row:
-        s.pass_at_k = sum(any(v) for v in by_row.values()) / len(by_row)
-        s.pass_at_1 = statistics.fmean(sum(v) / len(v) for v in by_row.values())
-    return s
-
-
-def _percentile(sorted_values: list[float], pct: float) -> float:
-    index = max(0, math.ceil(pct / 100 * len(sorted_values)) - 1)
-    return sorted_values[index]
-
-
 _request_counter = itertools.count()
 
 
-def build_request(row: DatasetRow, attempt: int, options: BatchOptions, run_tag: str) -> dict:
+def build_request(row: DatasetRow, attempt: int, config: EngineConfig, run_tag: str) -> dict:
     """The RolloutRequest fields (without server_url/api_key) for one row attempt.
 
     The rollout id is unique per try (``run_tag`` is random per runner, plus a counter): a
     rerun must not hit a server's idempotency record of an earlier try.
     """
     params: dict[str, Any] = {}
-    if options.temperature is not None:
-        params["temperature"] = options.temperature
-    if options.max_tokens is not None:
-        params["max_tokens"] = options.max_tokens
+    if config.temperature is not None:
+        params["temperature"] = config.temperature
+    if config.max_tokens is not None:
+        params["max_tokens"] = config.max_tokens
     request: dict[str, Any] = {
         "rollout_id": f"{run_tag}-r{row.index}-a{attempt}-{next(_request_counter)}",
         "messages": row.messages(),
         "completion_params": params,
         "metadata": {**row.metadata, "ground_truth": row.ground_truth, "row_index": row.index},
     }
-    if options.max_turns is not None:
-        request["max_turns"] = options.max_turns
+    if config.max_turns is not None:
+        request["max_turns"] = config.max_turns
     return request
 
 
@@ -211,26 +60,37 @@ class BatchRunner:
         self,
         trainer: LocalTrainer,
         targets: list[ServerTarget],
-        options: BatchOptions,
+        config: EngineConfig,
         *,
+        reward_fn: Callable[..., Any] | None = None,
+        only: Collection[tuple[int, int]] | None = None,
+        skip: Collection[tuple[int, int]] = (),
         journal: JournalWriter | None = None,
-        on_result: Callable[[BatchResult], None] | None = None,
+        on_result: Callable[[JournalEntry], None] | None = None,
         on_bad_row: Callable[[RowError], None] | None = None,
         run_tag: str | None = None,
         keep_results: bool = True,
     ) -> None:
         if not targets:
             raise ValueError("a batch needs at least one rollout server")
+        if not config.dataset:
+            raise ValueError("a batch needs a dataset")
         self.trainer = trainer
         self.targets = targets
-        self.options = options
+        self.config = config
+        #: Scores completed trajectories instead of the agent's own reward.
+        self.reward_fn = reward_fn
+        #: (row, attempt) pairs to run; ``None``: every selected row times ``attempts``.
+        self.only = frozenset(only) if only is not None else None
+        #: (row, attempt) pairs already finished (resume): skipped.
+        self.skip = frozenset(skip)
         self.journal = journal
         self.on_result = on_result
         self.on_bad_row = on_bad_row
         self.run_tag = f"{run_tag}-{uuid.uuid4().hex[:6]}" if run_tag else uuid.uuid4().hex[:8]
         #: Finished results, in finishing order (empty with ``keep_results=False``: a
         #: million-row run keeps its trajectories in the journal, not in memory).
-        self.results: list[BatchResult] = []
+        self.results: list[JournalEntry] = []
         self.keep_results = keep_results
         self.bad_rows: list[RowError] = []
         self.stopped_early: str | None = None
@@ -242,14 +102,16 @@ class BatchRunner:
         self.stopped_early = self.stopped_early or reason
         self._stop.set()
 
-    async def run(self) -> list[BatchResult]:
+    async def run(self) -> list[JournalEntry]:
         """Run every selected row attempt; returns the results of this run."""
-        opts = self.options
-        jobs: asyncio.Queue = asyncio.Queue(maxsize=max(2, opts.concurrency * 2))
-        workers = [asyncio.create_task(self._worker(jobs)) for _ in range(opts.concurrency)]
+        config = self.config
+        assert config.dataset is not None
+        jobs: asyncio.Queue = asyncio.Queue(maxsize=max(2, config.concurrency * 2))
+        workers = [asyncio.create_task(self._worker(jobs)) for _ in range(config.concurrency)]
         try:
             # aclosing: a stopped batch closes the dataset file at once, not at GC.
-            async with contextlib.aclosing(aiter_dataset(opts.dataset, opts.selection)) as rows:
+            dataset = aiter_dataset(config.dataset, config.selection)
+            async with contextlib.aclosing(dataset) as rows:
                 async for item in rows:
                     if self._stop.is_set():
                         break
@@ -258,9 +120,9 @@ class BatchRunner:
                         if self.on_bad_row:
                             self.on_bad_row(item)
                         continue
-                    for attempt in range(opts.attempts):
+                    for attempt in range(config.attempts):
                         key = (item.index, attempt)
-                        if key in opts.skip or (opts.only is not None and key not in opts.only):
+                        if key in self.skip or (self.only is not None and key not in self.only):
                             continue
                         await jobs.put((item, attempt))
                         if self._stop.is_set():
@@ -283,32 +145,28 @@ class BatchRunner:
             if self.keep_results:
                 self.results.append(result)
             if self.journal is not None:
-                self.journal.write(result.journal_entry())
+                self.journal.write(result)
             if self.on_result:
                 self.on_result(result)
             error = result.outcome.model_error
             if error is not None and error.systemic:
                 self.stop(f"stopped early: {error}")
 
-    async def _run_one(self, row: DatasetRow, attempt: int) -> BatchResult:
-        opts = self.options
-        request = build_request(row, attempt, opts, self.run_tag)
+    async def _run_one(self, row: DatasetRow, attempt: int) -> JournalEntry:
+        request = build_request(row, attempt, self.config, self.run_tag)
         outcome = await self._run_on_some_target(request, row)
-        reward = outcome.reward
-        if opts.reward_fn is not None and outcome.ok:
-            from server_core.rewards import score
-
-            try:
-                reward = await score(
-                    opts.reward_fn, outcome.final_messages, row.ground_truth, request["metadata"]
-                )
-            except Exception as exc:  # a broken reward function fails the row, not the batch
-                outcome.status, outcome.error = "ERROR", f"reward function failed: {exc}"
-                outcome.error_category = "reward_error"
-                reward = None
-            outcome.reward = reward
-        passed = outcome.ok and (reward is None or reward >= opts.pass_threshold)
-        return BatchResult(row.index, attempt, passed, outcome, row.ground_truth, request)
+        if self.reward_fn is not None and outcome.ok:
+            outcome = await rescore_outcome(
+                outcome, self.reward_fn, row.ground_truth, request["metadata"]
+            )
+        return JournalEntry(
+            row=row.index,
+            attempt=attempt,
+            verdict=outcome.verdict(self.config.pass_threshold),
+            outcome=outcome,
+            ground_truth=row.ground_truth,
+            request=request,
+        )
 
     async def _run_on_some_target(self, request: dict, row: DatasetRow) -> RolloutOutcome:
         """Run on the next target; busy targets (429/503) are retried after their delay."""
@@ -319,7 +177,7 @@ class BatchRunner:
             outcome = await self.trainer.run_rollout(
                 {**request, "rollout_id": rollout_id},
                 target,
-                timeout_s=self.options.rollout_timeout_s,
+                timeout_s=self.config.rollout_timeout_s,
                 label=f"row {row.index}",
             )
             refused = outcome.init_error

@@ -1,36 +1,156 @@
-"""Run directories and their journals: one JSON line per finished rollout, written as it ends.
+"""A run's journal: one JSON line per finished rollout, written as it ends.
 
-A run directory holds ``run.json`` (what was run, with which options) and ``journal.jsonl``.
-Because each line is flushed when its rollout finishes, an interrupted run can be resumed
-(``--resume RUN``) or its failures rerun (``--retry-failed RUN``); later lines for the same
-(row, attempt) supersede earlier ones.
+``JournalEntry`` is one finished rollout of a batch (its row, attempt, verdict and outcome) and
+owns its JSON form; the runner writes it, ``--resume``, ``--retry-failed``, ``rescore``, the
+summary and the screens read it back. Because each line is flushed when its rollout finishes,
+an interrupted run can be continued; later lines for the same (row, attempt) supersede earlier
+ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from osmosis_workbench.engine.outcome import (
+    LLMCallStats,
+    OutcomeStatus,
+    RolloutOutcome,
+    Verdict,
+)
+
 JOURNAL_FILE = "journal.jsonl"
-RUN_FILE = "run.json"
 
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class JournalEntry:
+    """One finished rollout of a batch: which row and attempt, its verdict, how it ended."""
+
+    row: int
+    attempt: int
+    verdict: Verdict
+    outcome: RolloutOutcome
+    ground_truth: Any = None
+    #: The init request as sent (the callback key removed).
+    request: dict[str, Any] = field(default_factory=dict)
+    #: When the entry was made (seconds since the epoch).
+    ts: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(row, attempt): what a later entry for the same rollout supersedes."""
+        return (self.row, self.attempt)
+
+    @property
+    def passed(self) -> bool:
+        """Whether this rollout passed."""
+        return self.verdict is Verdict.PASS
+
+    def rescored(self, outcome: RolloutOutcome, pass_threshold: float) -> JournalEntry:
+        """This entry with a new outcome (a new reward), judged against ``pass_threshold``."""
+        return dataclasses.replace(
+            self, outcome=outcome, verdict=outcome.verdict(pass_threshold), ts=time.time()
+        )
+
+    def without_trajectory(self) -> JournalEntry:
+        """A copy without the bulky parts (messages, request): what a summary needs."""
+        slim = dataclasses.replace(self.outcome, final_messages=[], tools=[], calls=[])
+        return dataclasses.replace(self, outcome=slim, request={})
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal line's JSON object."""
+        o = self.outcome
+        return {
+            "row": self.row,
+            "attempt": self.attempt,
+            "rollout_id": o.rollout_id,
+            "status": o.status.value,
+            "verdict": self.verdict.value,
+            "passed": self.passed,
+            "reward": o.reward,
+            "ground_truth": self.ground_truth,
+            "finish_reason": o.finish_reason,
+            "error": o.error,
+            "error_category": o.error_category,
+            "traceback": o.traceback,
+            "duration_ms": round(o.duration_ms, 3),
+            "tokens": o.tokens,
+            "cost_usd": o.cost_usd,
+            "llm_calls": o.llm_calls,
+            "calls": [call.to_json() for call in o.calls],
+            "metrics": o.metrics,
+            "violations": o.violations,
+            "request": {k: v for k, v in self.request.items() if k != "api_key"},
+            "final_messages": o.final_messages,
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> JournalEntry:
+        """Read a journal line's object back; ``ValueError`` when it is not an entry."""
+        if not isinstance(data, dict) or "row" not in data or "attempt" not in data:
+            raise ValueError("not a journal entry: it needs 'row' and 'attempt'")
+        try:
+            status = OutcomeStatus(data.get("status") or "ERROR")
+            outcome = RolloutOutcome(
+                rollout_id=str(data.get("rollout_id") or ""),
+                status=status,
+                final_messages=list(data.get("final_messages") or []),
+                finish_reason=data.get("finish_reason"),
+                error=data.get("error"),
+                error_category=data.get("error_category"),
+                traceback=data.get("traceback"),
+                reward=data.get("reward"),
+                metrics=dict(data.get("metrics") or {}),
+                duration_ms=float(data.get("duration_ms") or 0.0),
+                tokens=int(data.get("tokens") or 0),
+                cost_usd=data.get("cost_usd"),
+                llm_calls=int(data.get("llm_calls") or 0),
+                violations=list(data.get("violations") or []),
+                calls=[LLMCallStats.from_json(c) for c in data.get("calls") or ()],
+            )
+            if "verdict" in data:
+                verdict = Verdict(data["verdict"])
+            else:  # journals written before verdicts were recorded
+                verdict = (
+                    Verdict.PASS
+                    if data.get("passed")
+                    else Verdict.FAIL
+                    if status is OutcomeStatus.COMPLETED
+                    else Verdict.ERROR
+                )
+            return cls(
+                row=int(data["row"]),
+                attempt=int(data["attempt"]),
+                verdict=verdict,
+                outcome=outcome,
+                ground_truth=data.get("ground_truth"),
+                request=dict(data.get("request") or {}),
+                ts=float(data.get("ts") or 0.0),
+            )
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"not a journal entry: {exc}") from exc
+
+
 class JournalWriter:
-    """Appends JSON lines to a file from a background thread (the event loop never waits)."""
+    """Appends entries to a journal from a background thread (the event loop never waits)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="journal-writer", daemon=True)
         self._thread.start()
 
-    def write(self, entry: dict[str, Any]) -> None:
+    def write(self, entry: JournalEntry) -> None:
         """Queue one entry; it reaches the disk (flushed) shortly after."""
         self._queue.put(entry)
 
@@ -42,10 +162,8 @@ class JournalWriter:
                 item = self._queue.get()
                 if item is _STOP:
                     break
-                if isinstance(item, threading.Event):
-                    item.set()
-                    continue
-                handle.write(json.dumps(item, default=str, ensure_ascii=False) + "\n")
+                line = json.dumps(item.to_json(), default=str, ensure_ascii=False)
+                handle.write(line + "\n")
                 if self._queue.empty():  # flush per burst: a killed run loses nothing finished
                     handle.flush()
         finally:
@@ -57,64 +175,19 @@ class JournalWriter:
         self._thread.join()
 
 
-def new_run_dir(root: str | Path, name: str) -> Path:
-    """A fresh run directory ``root/<timestamp>-<name>``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{name}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
-
-
-def resolve_run_dir(ref: str | Path, root: str | Path) -> Path:
-    """A run directory given as a path, or as a name under ``root`` ("last" = newest)."""
-    path = Path(ref)
-    if path.is_dir():
-        return path
-    root = Path(root)
-    if str(ref) == "last":
-        runs = sorted(
-            p for p in root.glob("*") if (p / JOURNAL_FILE).exists() or (p / RUN_FILE).exists()
-        )
-        if runs:
-            return runs[-1]
-    elif (root / path).is_dir():
-        return root / path
-    raise FileNotFoundError(
-        f"no run directory {str(ref)!r} (looked in . and {root}); pass the path printed as "
-        "'Run directory:' by osmosis test, or 'last'"
-    )
-
-
-def read_journal(run_dir: str | Path) -> dict[tuple[int, int], dict[str, Any]]:
-    """The latest entry of each (row, attempt) in a run's journal.
-
-    A torn last line (the process was killed mid-write) is ignored.
-    """
-    entries: dict[tuple[int, int], dict[str, Any]] = {}
-    path = Path(run_dir) / JOURNAL_FILE
-    if not path.exists():
-        return entries
+def iter_journal(path: str | Path) -> Iterator[JournalEntry]:
+    """Every readable entry of a journal file, in order (unreadable lines are skipped)."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
-                entry = json.loads(line)
+                yield JournalEntry.from_json(json.loads(line))
             except ValueError:
                 continue
-            if isinstance(entry, dict) and "row" in entry and "attempt" in entry:
-                entries[(int(entry["row"]), int(entry["attempt"]))] = entry
-    return entries
 
 
-def write_run_file(run_dir: Path, info: dict[str, Any]) -> None:
-    """Write ``run.json`` describing the run."""
-    (run_dir / RUN_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-
-
-def read_run_file(run_dir: Path) -> dict[str, Any]:
-    """Read ``run.json`` (empty when missing)."""
-    path = Path(run_dir) / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+def read_journal(run_dir: str | Path) -> dict[tuple[int, int], JournalEntry]:
+    """The latest entry of each (row, attempt) in a run's journal."""
+    path = Path(run_dir) / JOURNAL_FILE
+    if not path.exists():
+        return {}
+    return {entry.key: entry for entry in iter_journal(path)}

@@ -5,8 +5,7 @@
 ``pause(rollout_id)`` stops at its next LLM response, before the agent sees it, until the user
 releases, edits, continues or aborts it, exactly like the step debugger.
 
-``LiveStepSession`` gives one such rollout the interface of ``session.StepSession`` (``wait``,
-``paused``, ``next``, ``continue_``, ``abort``, ``messages``, ``outcome``...), so the debugger
+``LiveStepSession`` makes one such rollout a ``stepping.SteppedRollout``, so the debugger
 screen steps a training rollout with the same keys as a dataset row.
 """
 
@@ -15,16 +14,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from osmosis_workbench.engine.trainer import LLMExchange, RolloutOutcome
+from pydantic import ValidationError
+
+from osmosis_workbench.engine.outcome import RolloutOutcome
+from osmosis_workbench.engine.stepping import PausedAnswer
+from osmosis_workbench.engine.trainer import LLMExchange
 from server_core.agent import ChatResult
 from server_core.errors import RolloutCancelled
 from server_core.hooks import HookEvent, RolloutHooks
+from server_core.protocol import CompletedRequest
 
-_FINAL_STATES = frozenset({"completed", "error", "cancelled"})
+
+class LiveState(StrEnum):
+    """Where a served rollout is: running, held at the gate, or ended (three ways)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+_FINAL_STATES = frozenset({LiveState.COMPLETED, LiveState.ERROR, LiveState.CANCELLED})
 
 
 @dataclass
@@ -32,7 +48,7 @@ class LiveRollout:
     """What is known of one rollout served to a real trainer."""
 
     rollout_id: str
-    state: str = "running"  # running | paused | completed | error | cancelled
+    state: LiveState = LiveState.RUNNING
     turns: int = 0
     started: float = field(default_factory=time.time)
     finished: float | None = None
@@ -40,12 +56,14 @@ class LiveRollout:
     error: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    #: The model's answer held at the gate, and what the debugger sees of it.
     pending: ChatResult | None = None
-    _release: asyncio.Future | None = None
+    held_answer: PausedAnswer | None = None
+    _release: asyncio.Future[Any] | None = None
     #: The init request (api_key removed), as the server received it.
     request: dict[str, Any] = field(default_factory=dict)
-    #: The completion body the server sent, once finished.
-    completion: dict[str, Any] | None = None
+    #: The completion the server sent, once finished (validated).
+    completion: CompletedRequest | None = None
     #: Latency of the last LLM call, in milliseconds.
     last_latency_ms: float = 0.0
 
@@ -63,6 +81,24 @@ class LiveRollout:
     def elapsed_s(self) -> float:
         """Seconds since the rollout started (until it finished)."""
         return (self.finished or time.time()) - self.started
+
+    def outcome(self) -> RolloutOutcome:
+        """How the rollout ended, from the completion the server sent (what the views show)."""
+        # The completion is the server's word; the live record fills gaps (a rollout cut off
+        # before its completion was seen).
+        completion = self.completion
+        metrics = completion.metrics if completion is not None else None
+        return RolloutOutcome.build(
+            completion,
+            rollout_id=self.rollout_id,
+            messages_so_far=self.messages,
+            duration_ms=self.elapsed_s * 1000,
+            tokens=metrics.prompt_tokens + metrics.response_tokens if metrics else 0,
+            llm_calls=(metrics.num_llm_calls if metrics else 0) or self.turns,
+            tools=self.tools,
+            fallback_error=self.error,
+            in_progress=not self.done,
+        )
 
 
 class LiveRollouts:
@@ -125,17 +161,21 @@ class LiveRollouts:
             rollout.turns = data.get("turn", rollout.turns + 1)
             rollout.last_latency_ms = float(data.get("latency_ms") or 0.0)
         elif event.kind == "rollout_finished":
-            completion = data.get("completion") or {}
+            completion = _validated(data.get("completion"))
             rollout.completion = completion
             rollout.finished = event.time
-            rollout.reward = completion.get("reward")
-            rollout.messages = completion.get("final_messages") or rollout.messages
-            category = (completion.get("extra_fields") or {}).get("error_category")
-            if completion.get("status") == "COMPLETED":
-                rollout.state = "completed"
+            if completion is None:
+                rollout.state = LiveState.ERROR
+                rollout.error = "the server's completion body is not a valid one"
+            elif completion.status == "COMPLETED":
+                rollout.state = LiveState.COMPLETED
             else:
-                rollout.state = "cancelled" if category == "cancelled" else "error"
-                rollout.error = completion.get("error_message")
+                cancelled = completion.extra_fields.get("error_category") == "cancelled"
+                rollout.state = LiveState.CANCELLED if cancelled else LiveState.ERROR
+                rollout.error = completion.error_message
+            if completion is not None:
+                rollout.reward = completion.reward
+                rollout.messages = completion.final_messages or rollout.messages
             self.pause_requested.discard(rid)
         self._changed(rollout)
 
@@ -152,9 +192,19 @@ class LiveRollouts:
         rollout = self.rollouts.get(rollout_id)
         if rollout is None:
             return None
-        rollout.state = "paused"
+        history = list(body.get("messages") or [])
+        rollout.state = LiveState.PAUSED
         rollout.pending = result
-        rollout.messages = list(body.get("messages") or []) + [result.message]
+        # One object per held answer: the debugger tells a new pause from the same one by it.
+        rollout.held_answer = PausedAnswer(
+            turn=rollout.turns,
+            message=result.message,
+            finish_reason=result.finish_reason,
+            request_messages=history,
+            usage=dict(result.usage or {}),
+            latency_ms=rollout.last_latency_ms,
+        )
+        rollout.messages = [*history, result.message]
         rollout._release = asyncio.get_running_loop().create_future()
         self._changed(rollout)
         try:
@@ -162,8 +212,9 @@ class LiveRollouts:
         finally:
             rollout._release = None
             rollout.pending = None
-            if rollout.state == "paused":
-                rollout.state = "running"
+            rollout.held_answer = None
+            if rollout.state == LiveState.PAUSED:
+                rollout.state = LiveState.RUNNING
             self._changed(rollout)
         if isinstance(decision, BaseException):
             raise decision
@@ -176,26 +227,23 @@ class LiveRollouts:
         rollout._release.set_result(value)
         return True
 
-    def release(
-        self,
-        rollout_id: str,
-        message: dict[str, Any] | None = None,
-        *,
-        finish_reason: str | None = None,
-    ) -> bool:
-        """Let the paused answer through, optionally replaced by an edited ``message``."""
-        replacement = None
+    def release(self, rollout_id: str, edited: dict[str, Any] | None = None) -> bool:
+        """Let the held answer through, optionally replaced by an ``edited`` message."""
         rollout = self.rollouts.get(rollout_id)
-        if message is not None and rollout is not None and rollout.pending is not None:
-            old = rollout.pending
-            replacement = ChatResult(
-                message,
-                finish_reason or old.finish_reason,
-                old.usage,
-                old.token_ids,
-                old.logprobs,
-                old.raw,
-            )
+        if edited is None or rollout is None or rollout.pending is None:
+            return self._resolve(rollout_id, None)
+        held, answer = rollout.pending, rollout.held_answer
+        # The agent gets the message as the SDK builds one from a completion: no null fields.
+        message = {k: v for k, v in edited.items() if v is not None}
+        message.setdefault("role", "assistant")
+        # Every field by keyword: the SDK's result type may be a frozen dataclass.
+        replacement = ChatResult(
+            message=message,
+            finish_reason=(answer.finish_reason_for(message) if answer else held.finish_reason),
+            usage=held.usage,
+            token_ids=held.token_ids,
+            logprobs=held.logprobs,
+        )
         return self._resolve(rollout_id, replacement)
 
     def continue_(self, rollout_id: str) -> bool:
@@ -212,42 +260,8 @@ class LiveRollouts:
 # ---- stepping one live rollout like a dataset row ----------------------------------------------
 
 
-@dataclass
-class LivePausedCall:
-    """A live rollout's answer held at the gate, shaped like ``session.PausedCall``."""
-
-    rollout_id: str
-    exchange: LLMExchange
-    result: ChatResult
-
-    @property
-    def turn(self) -> int:
-        """1-based number of the LLM call."""
-        return self.exchange.turn
-
-    @property
-    def message(self) -> dict[str, Any]:
-        """The pending answer's message (content and tool calls)."""
-        return self.result.message
-
-    @property
-    def finish_reason(self) -> str | None:
-        """The pending answer's finish reason."""
-        return self.result.finish_reason
-
-
-def _completion_of(result: ChatResult) -> dict[str, Any]:
-    """The chat completion behind a ``ChatResult`` (rebuilt when the gate got none)."""
-    if isinstance(result.raw, dict) and result.raw.get("choices"):
-        return result.raw
-    return {
-        "choices": [{"index": 0, "message": result.message, "finish_reason": result.finish_reason}],
-        "usage": result.usage,
-    }
-
-
 class LiveStepSession:
-    """One rollout served to a real trainer, driven through the ``StepSession`` interface.
+    """One rollout served to a real trainer, stepped as a ``SteppedRollout``.
 
     ``start()`` asks for a pause at the rollout's next LLM answer; then the debugger's keys call
     ``next`` (release, optionally with an edited answer), ``continue_`` (release and stop
@@ -260,7 +274,6 @@ class LiveStepSession:
         self.label = f"live {rollout_id}"
         self._changed = asyncio.Event()
         self._abort_reason: str | None = None
-        self._paused_call: LivePausedCall | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._known = rollout_id in live.rollouts
 
@@ -298,22 +311,12 @@ class LiveStepSession:
         self._changed.set()
 
     @property
-    def paused(self) -> LivePausedCall | None:
+    def paused(self) -> PausedAnswer | None:
         """The answer held at the gate right now, if any."""
         rollout = self.rollout
-        if rollout is None or not rollout.held or rollout.pending is None:
+        if rollout is None or not rollout.held:
             return None
-        cached = self._paused_call
-        # One object per held answer, so the debugger can tell a new pause from the same one.
-        if cached is None or cached.result is not rollout.pending:
-            exchange = LLMExchange(
-                turn=rollout.turns,
-                request={"messages": rollout.messages[:-1]},
-                completion=_completion_of(rollout.pending),
-                latency_ms=rollout.last_latency_ms,
-            )
-            cached = self._paused_call = LivePausedCall(self.rollout_id, exchange, rollout.pending)
-        return cached
+        return rollout.held_answer
 
     @property
     def finished(self) -> bool:
@@ -340,9 +343,21 @@ class LiveStepSession:
         rollout = self.rollout
         if rollout is None or not rollout.done:
             return None
-        return live_outcome(rollout)
+        return rollout.outcome()
 
-    async def wait(self) -> LivePausedCall | None:
+    # Another trainer drives this rollout: its LLM calls and its model are not ours.
+    can_regenerate = False
+
+    @property
+    def exchanges(self) -> Sequence[LLMExchange]:
+        """No exchanges: the trainer that sent the rollout sees those, not the workbench."""
+        return ()
+
+    def edit_tool_results(self, contents: dict[str, str]) -> bool:
+        """Not possible here: the model belongs to the trainer that sent the rollout."""
+        return False
+
+    async def wait(self) -> PausedAnswer | None:
         """Wait for the next pause; ``None`` when the rollout finished instead."""
         while True:
             paused = self.paused
@@ -360,24 +375,11 @@ class LiveStepSession:
             await self._changed.wait()
         return self.outcome
 
-    def next(self, replacement: dict[str, Any] | None = None) -> bool:
-        """Release the held answer (``n``); ``replacement``: an edited completion or message."""
+    def next(self, edited: dict[str, Any] | None = None) -> bool:
+        """Release the held answer (``n``), or the edited message in its place."""
         if self.paused is None:
             return False
-        if replacement is None:
-            return self.live.release(self.rollout_id)
-        # The debugger's edit dialog hands a whole completion (as for StepSession.next).
-        if replacement.get("choices"):
-            choice = replacement["choices"][0]
-            message, finish = choice.get("message") or {}, choice.get("finish_reason")
-        else:
-            message, finish = replacement, None
-        # The agent gets it as ChatResult.from_completion would have built it.
-        message = {k: v for k, v in message.items() if v is not None}
-        message.setdefault("role", "assistant")
-        if finish is None and message.get("tool_calls"):
-            finish = "tool_calls"
-        return self.live.release(self.rollout_id, message, finish_reason=finish)
+        return self.live.release(self.rollout_id, edited)
 
     def continue_(self) -> bool:
         """Stop pausing this rollout and release the held answer (``c``)."""
@@ -392,38 +394,17 @@ class LiveStepSession:
             self.live.pause(self.rollout_id)
         return False
 
-    def close(self) -> None:
-        """Stop listening (the rollout itself is left as it is)."""
+    def let_go(self) -> None:
+        """Nobody follows this rollout any more: it runs on unpaused, and we stop listening."""
+        self.continue_()
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
 
 
-def live_outcome(rollout: LiveRollout) -> RolloutOutcome:
-    """A finished live rollout as a ``RolloutOutcome`` (what the trajectory view shows)."""
-    # The completion body is the server's word on how it ended; the live record fills gaps
-    # (a rollout cut off before its completion was seen).
-    completion = rollout.completion or {}
-    metrics = completion.get("metrics") if isinstance(completion.get("metrics"), dict) else {}
-    extra = completion.get("extra_fields")
-    extra = extra if isinstance(extra, dict) else {}
-    ok = completion.get("status") == "COMPLETED"
-    reward = completion.get("reward")
-    return RolloutOutcome(
-        rollout_id=rollout.rollout_id,
-        status="COMPLETED" if ok else "ERROR",
-        final_messages=completion.get("final_messages") or list(rollout.messages),
-        finish_reason=completion.get("finish_reason"),
-        error=None if ok else (completion.get("error_message") or rollout.error),
-        error_category=None if ok else extra.get("error_category"),
-        traceback=extra.get("traceback"),
-        reward=float(reward) if isinstance(reward, int | float) else None,
-        metrics=metrics,
-        duration_ms=rollout.elapsed_s * 1000,
-        tokens=int(metrics.get("prompt_tokens") or 0) + int(metrics.get("response_tokens") or 0),
-        cost_usd=None,
-        llm_calls=int(metrics.get("num_llm_calls") or rollout.turns),
-        tools=list(rollout.tools),
-        violations=[],
-        completion=rollout.completion,
-    )
+def _validated(body: Any) -> CompletedRequest | None:
+    """The completion body a server sent, validated (``None`` if it is not a valid one)."""
+    try:
+        return CompletedRequest.model_validate(body)
+    except ValidationError:
+        return None

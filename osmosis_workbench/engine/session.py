@@ -1,115 +1,137 @@
-"""One debuggable rollout: the step gate and its plain async API.
+"""One debuggable dataset rollout: the trainer-side step gate and its session.
 
 A ``StepSession`` runs one rollout through the local trainer with a ``StepGate`` in the chat
 endpoint. After each model answer, before the agent sees it, the rollout pauses; the caller
 then looks at it and decides: ``next()`` releases it (optionally with an edited answer),
 ``continue_()`` releases it and stops pausing, ``abort()`` ends the rollout as ERROR
 "aborted by user", ``edit_tool_results()`` has the model answer again from edited tool
-results. The TUI's n/c/e/q keys call exactly these; tests drive them headless.
+results. It implements ``stepping.SteppedRollout``: the TUI's n/c/e/q keys call exactly these,
+and tests drive them headless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from osmosis_workbench.engine.outcome import RolloutOutcome
+from osmosis_workbench.engine.stepping import PausedAnswer
 from osmosis_workbench.engine.trainer import (
     LLMExchange,
     LocalTrainer,
     Regenerate,
     RolloutAborted,
-    RolloutOutcome,
     RolloutRun,
     ServerTarget,
 )
 
 
-@dataclass
-class PausedCall:
-    """A model answer held at the gate: the rollout waits until it is released."""
+@dataclass(frozen=True)
+class _Edited:
+    """A gate decision: send this message (and finish reason) to the agent instead."""
 
-    run: RolloutRun
+    message: dict[str, Any]
+    finish_reason: str | None
+
+
+@dataclass(eq=False)
+class _Hold:
+    """An answer held at the gate, and the future its decision arrives on."""
+
+    answer: PausedAnswer
     exchange: LLMExchange
-    _release: asyncio.Future
+    release: asyncio.Future[Any]
 
-    @property
-    def turn(self) -> int:
-        """1-based number of the LLM call."""
-        return self.exchange.turn
 
-    @property
-    def message(self) -> dict[str, Any]:
-        """The pending answer's message (content and tool calls)."""
-        return self.exchange.message
+def _paused_answer(exchange: LLMExchange) -> PausedAnswer:
+    """What the debugger sees of an exchange whose answer is held."""
+    if exchange.model_messages is not None:
+        model_input = exchange.model_messages
+    else:
+        model_input = list(exchange.request.get("messages") or [])
+    return PausedAnswer(
+        turn=exchange.turn,
+        message=exchange.message,
+        finish_reason=exchange.finish_reason,
+        request_messages=model_input,
+        usage=exchange.usage,
+        latency_ms=exchange.latency_ms,
+        replaced=exchange.replaced,
+    )
 
-    @property
-    def finish_reason(self) -> str | None:
-        """The pending answer's finish reason."""
-        try:
-            return self.exchange.completion["choices"][0].get("finish_reason")  # type: ignore
-        except (TypeError, KeyError, IndexError):
-            return None
+
+def _with_message(completion: dict[str, Any], edited: _Edited) -> dict[str, Any]:
+    """A copy of ``completion`` whose first choice carries the edited answer."""
+    replaced = copy.deepcopy(completion)
+    choice = replaced["choices"][0]
+    choice["message"] = edited.message
+    choice["finish_reason"] = edited.finish_reason
+    return replaced
 
 
 class StepGate:
     """A trainer gate that pauses after every model answer while ``stepping`` is on."""
 
-    def __init__(self, stepping: bool = True, on_pause: Callable[[PausedCall], None] | None = None):
+    def __init__(self, stepping: bool = True):
         self.stepping = stepping
-        self.on_pause = on_pause
-        self.paused: PausedCall | None = None
+        self._hold: _Hold | None = None
         self._pause_event = asyncio.Event()
+
+    @property
+    def paused(self) -> PausedAnswer | None:
+        """The answer held right now, if any."""
+        return self._hold.answer if self._hold is not None else None
 
     async def __call__(self, run: RolloutRun, exchange: LLMExchange) -> Regenerate | None:
         if run.aborted:
             raise RolloutAborted(run.aborted)
         if not self.stepping:
-            return
-        release: asyncio.Future = asyncio.get_running_loop().create_future()
-        paused = PausedCall(run, exchange, release)
-        self.paused = paused
+            return None
+        hold = _Hold(_paused_answer(exchange), exchange, asyncio.get_running_loop().create_future())
+        self._hold = hold
         self._pause_event.set()
-        if self.on_pause:
-            self.on_pause(paused)
         try:
-            decision = await release
+            decision = await hold.release
         finally:
-            if self.paused is paused:
-                self.paused = None
+            if self._hold is hold:
+                self._hold = None
             self._pause_event.clear()
         if isinstance(decision, RolloutAborted):
             raise decision
         if isinstance(decision, Regenerate):
             return decision
-        if decision is not None:  # an edited answer replaces the model's
-            exchange.completion = decision
+        if isinstance(decision, _Edited) and exchange.completion is not None:
+            exchange.completion = _with_message(exchange.completion, decision)
             exchange.replaced = True
         return None
 
     async def wait_paused(self) -> None:
-        """Return once a call is paused at the gate."""
+        """Return once an answer is held at the gate."""
         await self._pause_event.wait()
 
     def _resolve(self, value: Any) -> bool:
-        paused = self.paused
-        if paused is None or paused._release.done():
+        hold = self._hold
+        if hold is None or hold.release.done():
             return False
         # Forget the pause now, not when the gate coroutine next runs: a caller that
         # releases and then waits must wait for the *next* pause.
-        self.paused = None
+        self._hold = None
         self._pause_event.clear()
-        paused._release.set_result(value)
+        hold.release.set_result(value)
         return True
 
-    def release(self, replacement: dict[str, Any] | None = None) -> bool:
-        """Let the paused answer through (``replacement``: a whole completion to send instead)."""
-        return self._resolve(replacement)
+    def release(self, edited: dict[str, Any] | None = None) -> bool:
+        """Let the held answer through (``edited``: a message the agent gets instead)."""
+        hold = self._hold
+        if edited is None or hold is None:
+            return self._resolve(None)
+        return self._resolve(_Edited(edited, hold.answer.finish_reason_for(edited)))
 
     def regenerate(self, messages: list[dict[str, Any]]) -> bool:
-        """Drop the paused answer and ask the model again with ``messages`` as its input."""
+        """Drop the held answer and ask the model again with ``messages`` as its input."""
         return self._resolve(Regenerate(messages))
 
     def abort(self, reason: str = "aborted by user") -> bool:
@@ -118,34 +140,10 @@ class StepGate:
         return self._resolve(RolloutAborted(reason))
 
 
-def model_input(exchange: LLMExchange) -> list[dict[str, Any]]:
-    """The messages the model answered from (edited ones, if the user changed them)."""
-    if exchange.model_messages is not None:
-        return exchange.model_messages
-    return list(exchange.request.get("messages") or [])
-
-
-def tool_results_of(exchange: LLMExchange) -> list[dict[str, Any]]:
-    """The tool messages at the end of an exchange's input (the results the answer replies to)."""
-    results: list[dict[str, Any]] = []
-    for message in reversed(model_input(exchange)):
-        if message.get("role") != "tool":
-            break
-        results.append(message)
-    return results[::-1]
-
-
-def replace_message(completion: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``completion`` whose first choice carries ``message`` (an edited answer)."""
-    edited = copy.deepcopy(completion)
-    edited["choices"][0]["message"] = message
-    if message.get("tool_calls"):
-        edited["choices"][0]["finish_reason"] = "tool_calls"
-    return edited
-
-
 class StepSession:
-    """Runs one rollout that pauses after each LLM answer; the debugger's engine."""
+    """A dataset row's rollout that pauses after each LLM answer (a ``SteppedRollout``)."""
+
+    can_regenerate = True
 
     def __init__(
         self,
@@ -156,7 +154,6 @@ class StepSession:
         timeout_s: float = 600.0,
         stepping: bool = True,
         label: str = "",
-        on_pause: Callable[[PausedCall], None] | None = None,
         on_exchange: Callable[[LLMExchange], None] | None = None,
     ) -> None:
         self.trainer = trainer
@@ -164,15 +161,16 @@ class StepSession:
         self.request = request
         self.timeout_s = timeout_s
         self.label = label
-        self.gate = StepGate(stepping, on_pause)
+        self.gate = StepGate(stepping)
         self.on_exchange = on_exchange
         self.run: RolloutRun | None = None
         self.task: asyncio.Task[RolloutOutcome] | None = None
 
     async def start(self) -> None:
         """Send the init; the rollout then runs until its first pause."""
-        loop = asyncio.get_running_loop()
-        self.task = loop.create_task(self._run(), name=f"step:{self.label}")
+        if self.task is None:
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self._run(), name=f"step:{self.label}")
 
     async def _run(self) -> RolloutOutcome:
         self.run = self.trainer.open_run(
@@ -185,8 +183,8 @@ class StepSession:
         return await self.trainer.drive(self.run, self.target, self.timeout_s)
 
     @property
-    def paused(self) -> PausedCall | None:
-        """The call held at the gate right now, if any."""
+    def paused(self) -> PausedAnswer | None:
+        """The answer held at the gate right now, if any."""
         return self.gate.paused
 
     @property
@@ -213,7 +211,12 @@ class StepSession:
         """The tools the server returned at init (their JSON Schemas)."""
         return self.run.tools if self.run else []
 
-    async def wait(self) -> PausedCall | None:
+    @property
+    def exchanges(self) -> Sequence[LLMExchange]:
+        """The LLM calls so far."""
+        return self.run.exchanges if self.run else ()
+
+    async def wait(self) -> PausedAnswer | None:
         """Wait for the next pause; ``None`` when the rollout finished instead."""
         assert self.task is not None, "call start() first"
         if self.gate.paused is not None:
@@ -225,16 +228,14 @@ class StepSession:
             pause.cancel()
         return self.gate.paused
 
-    def next(self, replacement: dict[str, Any] | None = None) -> bool:
-        """Release the paused answer (``n``), optionally replaced by an edited completion."""
-        return self.gate.release(replacement)
+    def next(self, edited: dict[str, Any] | None = None) -> bool:
+        """Release the paused answer (``n``), or the edited message in its place."""
+        return self.gate.release(edited)
 
     def new_tool_results(self) -> list[dict[str, Any]]:
         """The tool messages the paused answer replies to (those sent since the last answer)."""
         paused = self.gate.paused
-        if paused is None:
-            return []
-        return tool_results_of(paused.exchange)
+        return paused.tool_results if paused is not None else []
 
     def edit_tool_results(self, contents: dict[str, str]) -> bool:
         """Ask the model again with edited tool results (``tool_call_id -> new content``).
@@ -249,7 +250,7 @@ class StepSession:
             {**m, "content": contents[m.get("tool_call_id")]}
             if m.get("role") == "tool" and m.get("tool_call_id") in contents
             else m
-            for m in model_input(paused.exchange)
+            for m in paused.request_messages
         ]
         return self.gate.regenerate(messages)
 
@@ -266,6 +267,10 @@ class StepSession:
             # Not paused (e.g. the model is still answering): abort at the next gate.
             self.run.aborted = reason
         return False
+
+    def let_go(self) -> None:
+        """Nobody follows this rollout any more: it runs on to its end without pausing."""
+        self.continue_()
 
     async def finish(self) -> RolloutOutcome:
         """Wait for the end of the rollout and return its outcome."""

@@ -11,15 +11,16 @@ run against ``--url`` doubles as a conformance check of anyone's rollout server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pydantic_core
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from osmosis_workbench.engine.models import ModelBackend, ModelError
+from osmosis_workbench.engine.outcome import LLMCallStats, RolloutOutcome
 from server_core.http_client import HTTPTimeout, HTTPTransportError
 from server_core.protocol import CompletedRequest, validate_tool
 
@@ -90,6 +92,35 @@ class LLMExchange:
         """Token usage of the answer."""
         return (self.completion or {}).get("usage") or {}
 
+    @property
+    def finish_reason(self) -> str | None:
+        """The answer's finish reason (``None`` before the model answered)."""
+        try:
+            return self.completion["choices"][0].get("finish_reason")  # type: ignore[index]
+        except (TypeError, KeyError, IndexError, AttributeError):
+            return None
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens of this call (0 when the model reported none)."""
+        usage = self.usage
+        return int(
+            usage.get("total_tokens")
+            or int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+        )
+
+    def stats(self) -> LLMCallStats:
+        """This call's numbers, as journaled."""
+        usage = self.usage
+        return LLMCallStats(
+            turn=self.turn,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_ms=self.latency_ms,
+            cost_usd=self.cost_usd,
+            error=self.error,
+        )
+
 
 #: ``gate(run, exchange)``: awaited after the model answered and before the agent gets it.
 #: It may edit ``exchange.completion`` in place, raise ``RolloutAborted``, or return
@@ -108,7 +139,10 @@ class RolloutRun:
     tools: list[dict[str, Any]] = field(default_factory=list)
     exchanges: list[LLMExchange] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
-    completion: dict[str, Any] | None = None
+    #: The completion the server sent, validated (``None`` until one arrived).
+    completion: CompletedRequest | None = None
+    #: What was wrong with the completion body, when the server sent one that is not valid.
+    malformed_completion: str | None = None
     model_error: ModelError | None = None
     aborted: str | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -119,10 +153,15 @@ class RolloutRun:
     on_exchange: Callable[[LLMExchange], None] | None = None
 
     @property
+    def ended(self) -> bool:
+        """Whether the server reported the end (a completion, valid or not, arrived)."""
+        return self.completion is not None or self.malformed_completion is not None
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
         """The history as the trainer knows it: last request's messages plus the answer."""
-        if self.completion and self.completion.get("final_messages"):
-            return self.completion["final_messages"]
+        if self.completion is not None and self.completion.final_messages:
+            return self.completion.final_messages
         if not self.exchanges:
             return list(self.request.get("messages", []))
         last = self.exchanges[-1]
@@ -137,37 +176,29 @@ class RolloutRun:
         self.violations.append(message)
 
 
-@dataclass
-class RolloutOutcome:
-    """The end of one rollout as the trainer saw it."""
+class ServerResponse(Protocol):
+    """What the trainer reads of a rollout server's HTTP answer."""
 
-    rollout_id: str
-    status: str  # COMPLETED | ERROR
-    final_messages: list[dict[str, Any]]
-    finish_reason: str | None
-    error: str | None
-    error_category: str | None
-    traceback: str | None
-    reward: float | None
-    metrics: dict[str, Any]
-    duration_ms: float
-    tokens: int
-    cost_usd: float | None
-    llm_calls: int
-    tools: list[dict[str, Any]]
-    violations: list[str]
-    completion: dict[str, Any] | None
-    #: Per LLM call: turn, prompt/completion tokens, latency and cost (when known).
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    #: The model backend's error that ended the rollout, if any (systemic ones stop batches).
-    model_error: ModelError | None = None
-    #: Why the server refused the init, when it did (``busy`` ones may be retried elsewhere).
-    init_error: InitRefused | None = None
+    status_code: int
 
     @property
-    def ok(self) -> bool:
-        """Whether the rollout completed (reward thresholds are the batch's business)."""
-        return self.status == "COMPLETED"
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+class ServerClient(Protocol):
+    """What reaches a rollout server: ``AiohttpClient`` (remote servers), ``ASGIClient`` (the
+    embedded one, in-process) or ``httpx.AsyncClient``."""
+
+    async def post(
+        self, url: str, *, json: Any = None, headers: dict[str, str] | None = None
+    ) -> ServerResponse: ...
+
+    async def get(self, url: str, *, headers: dict[str, str] | None = None) -> ServerResponse: ...
 
 
 @dataclass
@@ -175,10 +206,8 @@ class ServerTarget:
     """A rollout server to run against: its URL, key and the client that reaches it."""
 
     url: str
+    client: ServerClient
     api_key: str | None = None
-    #: An ``AiohttpClient`` (remote servers), an ``ASGIClient`` (the embedded one) or any
-    #: client with httpx's ``post`` (tests).
-    client: Any = None
     #: The trainer URL this server calls back (in-process for the embedded server).
     trainer_url: str | None = None
 
@@ -215,11 +244,8 @@ class LocalTrainer:
         self.finished: OrderedDict[str, RolloutRun] = OrderedDict()
         #: Violations seen after a rollout's outcome was reported: (rollout_id, message).
         self.late_violations: list[tuple[str, str]] = []
-        #: Clients of the targets this trainer drove, closed with it.
-        self.closing: list[Any] = []
         self.url = IN_PROCESS_TRAINER_URL
         self.app = self._build_app()
-        self._server: Any = None
 
     # ---- serving ---------------------------------------------------------------------------
 
@@ -227,24 +253,19 @@ class LocalTrainer:
         """An in-process transport to the trainer app (for the embedded server's client)."""
         return httpx.ASGITransport(app=self.app)
 
-    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Also serve the trainer on a real port, for remote rollout servers; returns its URL."""
+    @contextlib.asynccontextmanager
+    async def listening(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Also serve the trainer on a real port, for remote rollout servers; yields its URL."""
         from server_core.serve import EmbeddedServer
 
-        self._server = EmbeddedServer(self.app, host=host, port=port, log_level="warning")
-        await self._server.start()
-        self.url = self._server.url
-        return self.url
-
-    async def aclose(self) -> None:
-        """Stop listening and close the backend."""
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
-        for client in self.closing:
-            await client.aclose()
-        self.closing.clear()
-        await self.backend.aclose()
+        server = EmbeddedServer(self.app, host=host, port=port, log_level="warning")
+        await server.start()
+        self.url = server.url
+        try:
+            yield self.url
+        finally:
+            self.url = IN_PROCESS_TRAINER_URL
+            await server.stop()
 
     def _find(self, rollout_id: Any) -> RolloutRun | None:
         if not isinstance(rollout_id, str):
@@ -292,7 +313,7 @@ class LocalTrainer:
         if not self._authorized(request):
             run.violation("chat callback without the api_key from the init request")
             return _json({"detail": "Invalid or missing API key"}, 401)
-        if run.completion is not None:
+        if run.ended:
             self._violation(run, "chat callback after the rollout's completion")
             return _json({"detail": "the rollout is already completed"}, 409)
         if not run.init_answered.is_set():
@@ -371,25 +392,20 @@ class LocalTrainer:
             run.violation("completion callback without the api_key from the init request")
             return _json({"detail": "Invalid or missing API key"}, 401)
         try:
-            CompletedRequest.model_validate(raw)
+            completion = CompletedRequest.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
             run.violation(f"completion body does not match the protocol: {problems}")
-            if run.completion is None:
-                run.completion = {
-                    "rollout_id": rollout_id,
-                    "status": "ERROR",
-                    "error_message": f"malformed completion: {problems}",
-                    "extra_fields": {"error_category": "protocol_error"},
-                }
+            if not run.ended:
+                run.malformed_completion = problems
                 run.done.set()
             return _json({"detail": problems}, 422)
-        if run.completion is not None:
+        if run.ended:
             self._violation(run, "second completion for the same rollout (must be exactly one)")
             return _json({"detail": "already completed"}, 200)
-        run.completion = raw
+        run.completion = completion
         run.done.set()
         return _json({"status": "ok"})
 
@@ -426,10 +442,8 @@ class LocalTrainer:
             run.init_answered.set()  # chat callbacks that came early may go on now
 
     async def _send_init(self, run: RolloutRun, target: ServerTarget) -> None:
-        client = target.client
-        assert client is not None, "ServerTarget needs a client"
         try:
-            response = await client.post(
+            response = await target.client.post(
                 f"{target.url}/v1/rollout/init", json=run.request, headers=target.headers()
             )
         except (httpx.HTTPError, HTTPTimeout, HTTPTransportError) as exc:
@@ -485,8 +499,6 @@ class LocalTrainer:
         return self.outcome(run)
 
     async def _cancel_on_server(self, run: RolloutRun, target: ServerTarget) -> None:
-        if target.client is None:
-            return
         try:
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
@@ -532,64 +544,24 @@ class LocalTrainer:
 
     def outcome(self, run: RolloutRun, init_error: InitRefused | None = None) -> RolloutOutcome:
         """Summarise a run (finished or not) as a ``RolloutOutcome``."""
-        completion = run.completion or {}
-        metrics = completion.get("metrics") if isinstance(completion.get("metrics"), dict) else {}
-        extra = (
-            completion.get("extra_fields")
-            if isinstance(completion.get("extra_fields"), dict)
-            else {}
-        )
-        status = completion.get("status") or "ERROR"
-        error = completion.get("error_message")
-        category = extra.get("error_category")
-        if init_error is not None:
-            error, category = init_error.detail, "init_failed"
-        elif not completion:
-            error, category = "no completion received", "protocol_error"
-        if run.model_error is not None and status != "COMPLETED":
-            error, category = str(run.model_error), "llm_error"
-        if run.aborted:
-            status, error, category = "ERROR", run.aborted, "cancelled"
-        tokens = sum(
-            int(
-                x.usage.get("total_tokens")
-                or (
-                    int(x.usage.get("prompt_tokens") or 0)
-                    + int(x.usage.get("completion_tokens") or 0)
-                )
-            )
-            for x in run.exchanges
-        )
         costs = [x.cost_usd for x in run.exchanges if x.cost_usd is not None]
-        reward = completion.get("reward")
-        return RolloutOutcome(
+        return RolloutOutcome.build(
+            run.completion,
             rollout_id=run.rollout_id,
-            status="COMPLETED" if status == "COMPLETED" else "ERROR",
-            final_messages=completion.get("final_messages") or run.messages,
-            finish_reason=completion.get("finish_reason"),
-            error=error,
-            error_category=category if status != "COMPLETED" else None,
-            traceback=extra.get("traceback"),
-            reward=float(reward) if isinstance(reward, int | float) else None,
-            metrics=metrics,
+            messages_so_far=run.messages,
             duration_ms=(time.perf_counter() - run.started) * 1000,
-            tokens=tokens,
-            cost_usd=sum(costs) if costs else None,
+            tokens=sum(x.total_tokens for x in run.exchanges),
             llm_calls=len(run.exchanges),
             tools=run.tools,
-            violations=list(run.violations),
-            completion=run.completion,
+            violations=run.violations,
+            calls=[x.stats() for x in run.exchanges],
+            cost_usd=sum(costs) if costs else None,
+            fallback_error=(
+                f"malformed completion: {run.malformed_completion}"
+                if run.malformed_completion is not None
+                else None
+            ),
             model_error=run.model_error,
             init_error=init_error,
-            calls=[
-                {
-                    "turn": x.turn,
-                    "prompt_tokens": x.usage.get("prompt_tokens"),
-                    "completion_tokens": x.usage.get("completion_tokens"),
-                    "latency_ms": round(x.latency_ms, 3),
-                    "cost_usd": x.cost_usd,
-                    **({"error": x.error} if x.error else {}),
-                }
-                for x in run.exchanges
-            ],
+            aborted=run.aborted,
         )

@@ -1,56 +1,36 @@
-"""The workbench's engine state in one object: agent, model, trainer, servers, dataset.
+"""The workbench's engine state in one object: the built engine, the dataset, the served agent.
 
 The TUI holds one ``Workspace`` and calls its plain async methods; nothing here imports Textual,
-so every behaviour is testable headless. Rollouts always take the protocol path: the step
-debugger and batch runs go through the local trainer to the embedded server (in-process) or to
-a remote server (``url``); ``start_server`` also serves the agent on a real port for external
-trainers, observed and pausable through ``live``.
+so every behaviour is testable headless. ``open()`` builds the engine with
+``wiring.open_engine`` (the same composition root as ``osmosis test``) and ``aclose()`` closes
+it. Rollouts always take the protocol path: the step debugger and batch runs go through the
+local trainer to the embedded server (in-process) or to a remote server (``url``);
+``start_server`` also serves the agent on a real port for external trainers, observed and
+pausable through ``live``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import importlib
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from osmosis_workbench.engine.batch import BatchOptions, BatchRunner
-from osmosis_workbench.engine.datasets import (
-    DatasetRow,
-    RowError,
-    RowSelection,
-    load_rows,
-)
-from osmosis_workbench.engine.embedded import EmbeddedRolloutServer
+from osmosis_workbench.engine.batch import BatchRunner, build_request
+from osmosis_workbench.engine.config import EngineConfig
+from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
-from osmosis_workbench.engine.models import ModelBackend, create_backend
+from osmosis_workbench.engine.models import ModelBackend
 from osmosis_workbench.engine.session import StepSession
-from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
-from server_core.http_client import AiohttpClient
+from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
+from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
 
 logger = logging.getLogger("osmosis_workbench.workspace")
-
-
-@dataclass
-class WorkspaceConfig:
-    """What the workbench was opened with (the CLI flags)."""
-
-    module: str | None = None
-    url: str | None = None
-    server_api_key: str | None = None
-    dataset: str | None = None
-    model: str | None = None
-    base_url: str | None = None
-    model_api_key: str | None = None
-    record: str | None = None
-    rollout_timeout_s: float = 600.0
-    search_path: str = "."
-    trainer_host: str = "127.0.0.1"
-    trainer_port: int = 0
 
 
 def _module_files_under(folder: Path) -> list[str]:
@@ -66,84 +46,62 @@ def _module_files_under(folder: Path) -> list[str]:
 class Workspace:
     """Engine state of one workbench session."""
 
-    def __init__(self, config: WorkspaceConfig, backend: ModelBackend | None = None) -> None:
+    def __init__(self, config: EngineConfig, backend: ModelBackend | None = None) -> None:
         self.config = config
-        self.agent: Any = None
-        self.backend = backend
-        self.trainer: LocalTrainer | None = None
-        self.embedded: EmbeddedRolloutServer | None = None
-        self.remote: ServerTarget | None = None
+        #: A model backend to use instead of the config's model (tests).
+        self._given_backend = backend
+        self.engine: Engine | None = None
         self.rows: list[DatasetRow] = []
         self.bad_rows: list[RowError] = []
         self.live = LiveRollouts()
         self.server: Any = None  # server_core.serve.EmbeddedServer on a real port
         self.server_app: Any = None
         self.server_api_key: str | None = None
-        self._remote_client: AiohttpClient | None = None
+        self._stack = contextlib.AsyncExitStack()
         self._detach_live: Callable[[], None] | None = None
 
     # ---- opening and closing ----------------------------------------------------------------
 
     @property
+    def trainer(self) -> LocalTrainer | None:
+        """The local trainer (``None`` until the workspace is open)."""
+        return self.engine.trainer if self.engine is not None else None
+
+    @property
+    def agent(self) -> Any:
+        """The agent served in-process (``None`` when attached to a remote server)."""
+        return self.engine.agent if self.engine is not None else None
+
+    @property
+    def remote(self) -> ServerTarget | None:
+        """The remote server the workbench is attached to (``None``: the agent runs here)."""
+        if self.engine is None or not self.engine.remote:
+            return None
+        return self.engine.targets[0]
+
+    @property
     def model_name(self) -> str:
         """The model in use, for display."""
-        return getattr(self.backend, "name", None) or self.config.model or "(none)"
+        backend = self.engine.backend if self.engine is not None else self._given_backend
+        return getattr(backend, "name", None) or self.config.model or "(none)"
 
     @property
     def target(self) -> ServerTarget:
         """Where rollouts run: the embedded server, or the remote one."""
-        if self.remote is not None:
-            return self.remote
-        assert self.embedded is not None, "open() the workspace first"
-        return self.embedded.target
+        assert self.engine is not None, "open() the workspace first"
+        return self.engine.targets[0]
 
     async def open(self) -> None:
-        """Load the agent (off the loop), build the model backend, trainer and servers."""
-        cfg = self.config
-        if self.backend is None:
-            if not cfg.model:
-                raise ValueError(
-                    "no model: pass --model provider/name or --model replay:FILE "
-                    "(a cassette.jsonl next to the dataset or the agent is used by default)"
-                )
-            self.backend = create_backend(
-                cfg.model, base_url=cfg.base_url, api_key=cfg.model_api_key, record_to=cfg.record
-            )
-        self.trainer = LocalTrainer(self.backend)
-        if cfg.url:
-            await self.trainer.listen(cfg.trainer_host, cfg.trainer_port)
-            self._remote_client = AiohttpClient(read_timeout_s=60.0)
-            self.remote = ServerTarget(
-                url=cfg.url.rstrip("/"), api_key=cfg.server_api_key, client=self._remote_client
-            )
-        else:
-            if not cfg.module:
-                raise ValueError("give the agent with -m MODULE:ATTR or a server with --url")
-            self.agent = await asyncio.to_thread(self._import_agent)
-            await self._open_embedded()
-
-    def _import_agent(self) -> Any:
-        from server_core.loader import load_agent_loop
-
-        return load_agent_loop(self.config.module, search_path=self.config.search_path)
-
-    async def _open_embedded(self) -> None:
-        assert self.trainer is not None
-        self.embedded = EmbeddedRolloutServer(
-            self.agent, self.trainer, rollout_timeout=self.config.rollout_timeout_s
+        """Build the engine: the model backend, the trainer, the agent (off the loop), servers."""
+        self.engine = await self._stack.enter_async_context(
+            open_engine(self.config, backend=self._given_backend)
         )
-        await self.embedded.__aenter__()
 
     async def aclose(self) -> None:
-        """Stop everything this workspace started."""
+        """Stop everything this workspace started, in order."""
         await self.stop_server()
-        if self.embedded is not None:
-            await self.embedded.__aexit__(None, None, None)
-            self.embedded = None
-        if self._remote_client is not None:
-            await self._remote_client.aclose()
-        if self.trainer is not None:
-            await self.trainer.aclose()
+        self.engine = None
+        await self._stack.aclose()
 
     # ---- agent ------------------------------------------------------------------------------
 
@@ -179,6 +137,7 @@ class Workspace:
         Rollouts already running keep the old code; new ones use the new. A failed import
         keeps the old agent and raises ``ImportFromStringError`` with the reason.
         """
+        assert self.engine is not None, "open() the workspace first"
         folder = self.agent_folder()
         if folder is not None:
             stale = _module_files_under(folder)
@@ -186,16 +145,12 @@ class Workspace:
         else:
             saved = {}
         try:
-            agent = await asyncio.to_thread(self._import_agent)
+            agent = await asyncio.to_thread(import_agent, self.config)
         except Exception:
             sys.modules.update(saved)  # keep the working code
             raise
         importlib.invalidate_caches()
-        old_embedded = self.embedded
-        self.agent = agent
-        await self._open_embedded()
-        if old_embedded is not None:
-            await old_embedded.__aexit__(None, None, None)
+        await self.engine.serve_agent(agent)
         if self.server is not None:
             host, port = self.server.host, self.server.port
             await self.stop_server()
@@ -209,7 +164,7 @@ class Workspace:
         path = path or self.config.dataset
         if not path:
             return
-        self.config.dataset = path
+        self.config = dataclasses.replace(self.config, dataset=path)
         self.rows, self.bad_rows = await asyncio.to_thread(
             load_rows, path, RowSelection(limit=limit)
         )
@@ -223,12 +178,16 @@ class Workspace:
 
     # ---- rollouts ---------------------------------------------------------------------------
 
-    def step(self, index: int, *, stepping: bool = True, **callbacks: Any) -> StepSession:
+    def step(
+        self,
+        index: int,
+        *,
+        stepping: bool = True,
+        on_exchange: Callable[[LLMExchange], None] | None = None,
+    ) -> StepSession:
         """A step session for a dataset row (call ``await session.start()``)."""
-        from osmosis_workbench.engine.batch import build_request
-
         assert self.trainer is not None, "open() the workspace first"
-        request = build_request(self.row(index), 0, BatchOptions(dataset=Path(".")), "step")
+        request = build_request(self.row(index), 0, self.config, "step")
         return StepSession(
             self.trainer,
             self.target,
@@ -236,7 +195,7 @@ class Workspace:
             timeout_s=self.config.rollout_timeout_s,
             stepping=stepping,
             label=f"row {index}",
-            **callbacks,
+            on_exchange=on_exchange,
         )
 
     def batch(
@@ -249,16 +208,15 @@ class Workspace:
         **callbacks: Any,
     ) -> BatchRunner:
         """A batch runner over the dataset (all rows, or ``rows``); ``await runner.run()``."""
-        assert self.trainer is not None and self.config.dataset, "open() and load a dataset"
-        options = BatchOptions(
-            dataset=Path(self.config.dataset),
+        assert self.engine is not None and self.config.dataset, "open() and load a dataset"
+        config = dataclasses.replace(
+            self.config,
             selection=RowSelection(rows=frozenset(rows) if rows is not None else None),
             concurrency=concurrency,
             attempts=attempts,
-            rollout_timeout_s=self.config.rollout_timeout_s,
             pass_threshold=pass_threshold,
         )
-        return BatchRunner(self.trainer, [self.target], options, **callbacks)
+        return BatchRunner(self.engine.trainer, self.engine.targets, config, **callbacks)
 
     # ---- the served agent (real port, for external trainers) -------------------------------
 

@@ -17,7 +17,6 @@ import asyncio
 import importlib
 import logging
 import traceback
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,8 +40,11 @@ from osmosis_workbench.tui.widgets import CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.config import EngineConfig
     from osmosis_workbench.engine.models import ModelBackend
-    from osmosis_workbench.engine.workspace import Workspace, WorkspaceConfig
+    from osmosis_workbench.engine.outcome import RolloutOutcome
+    from osmosis_workbench.engine.stepping import SteppedRollout
+    from osmosis_workbench.engine.workspace import Workspace
 
 logger = logging.getLogger("osmosis_workbench.tui")
 
@@ -95,14 +97,13 @@ class WorkbenchApp(App[None]):
 
     def __init__(
         self,
-        config: WorkspaceConfig | Mapping[str, Any],
+        config: EngineConfig,
         *,
         row: int | None = None,
         backend: ModelBackend | None = None,
     ) -> None:
         super().__init__()
-        #: A ``WorkspaceConfig``, or its fields (the CLI passes fields so that building the
-        #: app does not import the engine).
+        #: What the workspace is built from (import-light: building the app imports no engine).
         self.config = config
         self.start_row = row
         self.backend = backend
@@ -136,16 +137,10 @@ class WorkbenchApp(App[None]):
             self._debugger = DebuggerScreen()
         return self._debugger
 
-    def _config_value(self, name: str) -> Any:
-        # Fields from the CLI until the engine is imported, a WorkspaceConfig after.
-        if isinstance(self.config, Mapping):
-            return self.config.get(name)
-        return getattr(self.config, name, None)
-
     @property
     def config_summary(self) -> str:
         """What is being opened, in a few words (the module or the URL)."""
-        return str(self._config_value("module") or self._config_value("url") or "the workspace")
+        return self.config.module or self.config.url or "the workspace"
 
     @property
     def has_rows(self) -> bool:
@@ -187,10 +182,7 @@ class WorkbenchApp(App[None]):
             engine = await asyncio.to_thread(
                 importlib.import_module, "osmosis_workbench.engine.workspace"
             )
-            config = self.config
-            if isinstance(config, Mapping):
-                config = engine.WorkspaceConfig(**config)
-            workspace = engine.Workspace(config, backend=self.backend)
+            workspace = engine.Workspace(self.config, backend=self.backend)
             await workspace.open()
         except Exception as exc:
             if workspace is not None:
@@ -202,7 +194,7 @@ class WorkbenchApp(App[None]):
         try:
             await workspace.load_dataset()
         except Exception as exc:  # a bad file must not stop the debugger or the server
-            self.dataset_error = f"Could not read the dataset {config.dataset}: {exc}"
+            self.dataset_error = f"Could not read the dataset {self.config.dataset}: {exc}"
             self.notify(
                 self.dataset_error, title="Dataset", severity="error", timeout=10, markup=False
             )
@@ -270,12 +262,12 @@ class WorkbenchApp(App[None]):
         self.switch_mode("debug")
         self.debugger.start_row(row_index, stepping=stepping)
 
-    def open_session(self, session: Any, label: str | None = None) -> None:
-        """Switch to the debugger and follow ``session`` (any StepSession-like object)."""
+    def open_session(self, session: SteppedRollout, label: str | None = None) -> None:
+        """Switch to the debugger and follow ``session``."""
         self.switch_mode("debug")
         self.debugger.open_session(session, label=label)
 
-    def show_outcome(self, outcome: Any, title: str) -> None:
+    def show_outcome(self, outcome: RolloutOutcome, title: str) -> None:
         """Switch to the debugger and show a finished trajectory, read-only."""
         self.switch_mode("debug")
         self.debugger.show_outcome(outcome, title)
@@ -347,7 +339,7 @@ async def _close_quietly(workspace: Workspace) -> str | None:
 
 
 def make_app(
-    workspace_config: WorkspaceConfig | Mapping[str, Any],
+    workspace_config: EngineConfig,
     *,
     row: int | None = None,
     backend: ModelBackend | None = None,

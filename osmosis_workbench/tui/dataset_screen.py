@@ -36,8 +36,10 @@ from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
 
 if TYPE_CHECKING:
-    from osmosis_workbench.engine.batch import BatchResult, BatchRunner, BatchSummary
+    from osmosis_workbench.engine.batch import BatchRunner
     from osmosis_workbench.engine.datasets import DatasetRow, RowError
+    from osmosis_workbench.engine.journal import JournalEntry
+    from osmosis_workbench.engine.summary import BatchSummary
     from osmosis_workbench.engine.workspace import Workspace
 
 #: Columns of the table (the prompt takes the width the others leave).
@@ -181,11 +183,11 @@ class DatasetScreen(WorkbenchScreen):
         self.progress = BatchProgress()
         self.summary: BatchSummary | None = None
         #: Results of each row's latest run (one per attempt), by row index.
-        self.results: dict[int, list[BatchResult]] = {}
+        self.results: dict[int, list[JournalEntry]] = {}
         self.bad: dict[int, RowError] = {}
         self.marked: set[int] = set()
         self._rows: dict[int, DatasetRow] = {}
-        self._pending: list[BatchResult] = []
+        self._pending: list[JournalEntry] = []
         self._waiting: set[int] = set()  # rows of the running batch still short of attempts
         self._running_shown: set[int] = set()
         self._skipped: set[int] = set()
@@ -349,7 +351,7 @@ class DatasetScreen(WorkbenchScreen):
             return f"{passed}/{len(results)} pass"
         if passed:
             return "pass"
-        return "fail" if results[0].outcome.ok else "error"
+        return results[0].verdict.value
 
     def _update_row(self, index: int) -> None:
         key = str(index)
@@ -641,7 +643,7 @@ class DatasetScreen(WorkbenchScreen):
         self._flush()
         self._finish(runner)
 
-    def _result_arrived(self, result: BatchResult) -> None:
+    def _result_arrived(self, result: JournalEntry) -> None:
         # Called on the loop for every rollout: only queue it, the ticker applies it.
         self._pending.append(result)
 
@@ -714,26 +716,12 @@ class DatasetScreen(WorkbenchScreen):
 
     def summarize(self, stopped_early: str | None = None) -> BatchSummary:
         """Statistics over every row's latest results (a rerun replaces a row's results)."""
-        # Only the fields summarize() reads: journal_entry() would copy every trajectory.
-        entries = [
-            {
-                "row": r.row,
-                "passed": r.passed,
-                "reward": r.outcome.reward,
-                "tokens": r.outcome.tokens,
-                "cost_usd": r.outcome.cost_usd,
-                "duration_ms": r.outcome.duration_ms,
-                "violations": r.outcome.violations,
-            }
-            for results in self.results.values()
-            for r in results
-        ]
         k = max((len(rs) for rs in self.results.values()), default=1)
         # Imported here: the app imports this screen on the UI path, the engine off it.
-        from osmosis_workbench.engine.batch import summarize
+        from osmosis_workbench.engine.summary import summarize
 
         return summarize(
-            entries,
+            (entry for entries in self.results.values() for entry in entries),
             bad_rows=len(self.bad),
             duration_s=self.progress.elapsed_s,
             k=k,

@@ -1,17 +1,17 @@
 """The step debugger: one rollout, paused after each LLM answer, before the agent sees it.
 
-The screen follows any object with the ``StepSession`` interface (``start``, ``wait``,
-``paused``, ``next``, ``continue_``, ``abort``, ``messages``, ``tools``, ``finished``,
-``finish``): a dataset row's session from ``Workspace.step`` or a live rollout from the
-server screen. A short worker runs the rollout to its next stop and posts what it found
-(``RolloutPaused``, ``RolloutFinished``); the keys call the session's methods, and releasing
-starts the next worker. No worker lives across a pause, so ``app.workers.wait_for_complete()``
-returns while the rollout waits for the user.
+The screen follows a ``SteppedRollout`` (``engine/stepping.py``): a dataset row's session
+from ``Workspace.step`` or a live rollout from the server screen. A short worker runs the
+rollout to its next stop and posts what it found (``RolloutPaused``, ``RolloutFinished``);
+the keys call the session's methods, and releasing starts the next worker. No worker lives
+across a pause, so ``app.workers.wait_for_complete()`` returns while the rollout waits for
+the user.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -42,9 +42,10 @@ from osmosis_workbench.tui.widgets import (
 )
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.outcome import RolloutOutcome
+    from osmosis_workbench.engine.stepping import PausedAnswer, SteppedRollout
+    from osmosis_workbench.engine.trainer import LLMExchange
     from osmosis_workbench.tui.app import WorkbenchApp
-
-logger = logging.getLogger("osmosis_workbench.tui.debugger")
 
 #: The debugger's lifecycle; each state has a main view (see ``_MAIN_VIEW``).
 State = str
@@ -60,30 +61,32 @@ _MAIN_VIEW: dict[State, str] = {
 }
 _ACTIVE = ("starting", "running", "paused")
 
+logger = logging.getLogger("osmosis_workbench.tui.debugger")
+
 
 @dataclass(eq=False)
 class Follower:
     """The session the screen follows (and which dataset row it runs, if any)."""
 
-    session: Any
+    session: SteppedRollout
     label: str
     row_index: int | None = None
     started: bool = False
 
 
 class RolloutPaused(Message):
-    """The followed rollout stopped at the gate with ``paused`` (a ``PausedCall``)."""
+    """The followed rollout stopped at the gate with ``paused``."""
 
-    def __init__(self, follower: Follower, paused: Any) -> None:
+    def __init__(self, follower: Follower, paused: PausedAnswer) -> None:
         super().__init__()
         self.follower = follower
         self.paused = paused
 
 
 class RolloutFinished(Message):
-    """The followed rollout ended with ``outcome`` (a ``RolloutOutcome``)."""
+    """The followed rollout ended with ``outcome`` (``None``: its result is no longer known)."""
 
-    def __init__(self, follower: Follower, outcome: Any) -> None:
+    def __init__(self, follower: Follower, outcome: RolloutOutcome | None) -> None:
         super().__init__()
         self.follower = follower
         self.outcome = outcome
@@ -177,8 +180,8 @@ class DebuggerScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.follower: Follower | None = None
-        self.paused: Any = None
-        self.outcome: Any = None
+        self.paused: PausedAnswer | None = None
+        self.outcome: RolloutOutcome | None = None
         self.outcome_title = ""
         self._pending_row: tuple[int, bool] | None = None
         self._messages_stale = True
@@ -237,7 +240,7 @@ class DebuggerScreen(Screen[None]):
         return self.query_one("#row-picker", OptionList)
 
     @property
-    def session(self) -> Any:
+    def session(self) -> SteppedRollout | None:
         """The followed session, if any."""
         return self.follower.session if self.follower else None
 
@@ -300,10 +303,14 @@ class DebuggerScreen(Screen[None]):
         if action in ("next", "continue", "edit"):
             return state == "paused"
         if action == "edit_tool_results":
-            # Only a step session can ask the model again, and only when tools were answered.
-            session = self.session
-            return state == "paused" and bool(
-                getattr(session, "new_tool_results", None) and session.new_tool_results()
+            # Only our own trainer can ask the model again, and only when tools were answered.
+            session, paused = self.session, self.paused
+            return (
+                state == "paused"
+                and session is not None
+                and session.can_regenerate
+                and paused is not None
+                and bool(paused.tool_results)
             )
         if action == "abort":
             return state in _ACTIVE
@@ -370,9 +377,9 @@ class DebuggerScreen(Screen[None]):
             text.append(f"   {calls} LLM calls · {tokens} tokens", style="dim")
         status.update(text)
 
-    def _exchanges(self) -> list[Any]:
-        run = getattr(self.session, "run", None)
-        return list(getattr(run, "exchanges", None) or [])
+    def _exchanges(self) -> Sequence[LLMExchange]:
+        session = self.session
+        return session.exchanges if session is not None else ()
 
     def _totals(self) -> tuple[int, int]:
         if self.outcome is not None:
@@ -469,13 +476,14 @@ class DebuggerScreen(Screen[None]):
         if workspace is None:
             self._pending_row = (row_index, stepping)
             return
-        follower = Follower(session=None, label=f"row {row_index}", row_index=row_index)
+        follower: Follower | None = None
+
+        def exchange_updated(_exchange: LLMExchange) -> None:
+            if follower is not None:
+                self.post_message(ExchangeUpdated(follower))
+
         try:
-            follower.session = workspace.step(
-                row_index,
-                stepping=stepping,
-                on_exchange=lambda _exchange: self.post_message(ExchangeUpdated(follower)),
-            )
+            session = workspace.step(row_index, stepping=stepping, on_exchange=exchange_updated)
         # IndexError: no such (good) row; AssertionError: the workspace is not open.
         except (IndexError, AssertionError) as exc:
             self.notify(
@@ -488,15 +496,14 @@ class DebuggerScreen(Screen[None]):
                 self.state = "idle"
                 self.show_main_view()
             return
+        follower = Follower(session=session, label=f"row {row_index}", row_index=row_index)
         self._follow(follower)
 
-    def open_session(self, session: Any, label: str | None = None) -> None:
-        """Follow any object with the StepSession interface (started or not)."""
-        self._follow(
-            Follower(session=session, label=label or getattr(session, "label", "") or "rollout")
-        )
+    def open_session(self, session: SteppedRollout, label: str | None = None) -> None:
+        """Follow a rollout's step session (started or not)."""
+        self._follow(Follower(session=session, label=label or session.label or "rollout"))
 
-    def show_outcome(self, outcome: Any, title: str) -> None:
+    def show_outcome(self, outcome: RolloutOutcome, title: str) -> None:
         """Show a finished trajectory, read-only: its result and its messages."""
         self.detach("another rollout was opened")
         self.follower = None
@@ -515,20 +522,16 @@ class DebuggerScreen(Screen[None]):
         live rollout of a real trainer) is let run on without pausing instead.
         """
         follower = self.follower
-        session = follower.session if follower is not None else None
-        if session is None or session.finished:
+        if follower is None or follower.session.finished:
             return
         if follower.row_index is not None:
-            session.abort(f"aborted by user ({reason})")
-            self._drain(session)
+            follower.session.abort(f"aborted by user ({reason})")
+            self._drain(follower.session)
         else:
-            session.continue_()
-            close = getattr(session, "close", None)
-            if callable(close):
-                close()
+            follower.session.let_go()
 
     @work(group="rollouts", exit_on_error=False, description="end an abandoned rollout")
-    async def _drain(self, session: Any) -> None:
+    async def _drain(self, session: SteppedRollout) -> None:
         """Wait for an aborted rollout to end, so its task is not left unobserved."""
         try:
             await session.finish()
@@ -561,9 +564,7 @@ class DebuggerScreen(Screen[None]):
         session = follower.session
         if not follower.started:
             follower.started = True
-            # A live rollout is already running; a dataset row's session is not started yet.
-            if getattr(session, "task", None) is None:
-                await session.start()
+            await session.start()
         paused = await session.wait()
         if paused is not None:
             self.post_message(RolloutPaused(follower, paused))
@@ -587,7 +588,6 @@ class DebuggerScreen(Screen[None]):
             return
         paused = message.paused
         self.paused = paused
-        exchange = getattr(paused, "exchange", None)
         self.query_one(
             "#response-view"
         ).border_title = f"Answer of turn {paused.turn}: held before the agent sees it"
@@ -596,10 +596,10 @@ class DebuggerScreen(Screen[None]):
                 turn=paused.turn,
                 message=paused.message,
                 finish_reason=paused.finish_reason,
-                usage=getattr(exchange, "usage", {}) or {},
-                latency_ms=getattr(exchange, "latency_ms", None),
-                replaced=bool(getattr(exchange, "replaced", False)),
-                request_messages=(getattr(exchange, "request", None) or {}).get("messages") or (),
+                usage=paused.usage,
+                latency_ms=paused.latency_ms,
+                replaced=paused.replaced,
+                request_messages=paused.request_messages,
             )
         )
         self._messages_stale = True
@@ -648,7 +648,7 @@ class DebuggerScreen(Screen[None]):
         # of a long rollout must not rebuild a 10,000-message list per LLM call.
         self._messages_stale = False
         if self.follower is not None:
-            messages = self.session.messages
+            messages = self.follower.session.messages
             exact = answer_tokens(self._exchanges())
         elif self.outcome is not None:
             messages, exact = self.outcome.final_messages, {}
@@ -672,11 +672,11 @@ class DebuggerScreen(Screen[None]):
     @work(group="tools", exclusive=True, exit_on_error=False, description="load the tools")
     async def _load_tools(self) -> None:
         text = self.query_one("#tools-text", Static)
-        tools = list(getattr(self.session, "tools", None) or [])
+        tools = list(self.session.tools) if self.session is not None else []
         if tools:
             text.update(render_tools(tools, source="sent by the server in its init answer"))
             return
-        if self.outcome is not None and getattr(self.outcome, "tools", None):
+        if self.outcome is not None and self.outcome.tools:
             text.update(render_tools(self.outcome.tools, source="of this rollout"))
             return
         workspace = self.workbench.workspace
@@ -740,13 +740,7 @@ class DebuggerScreen(Screen[None]):
             if follower.session.paused is not paused:
                 self.notify("The rollout is no longer paused at that answer.", severity="warning")
                 return
-            from osmosis_workbench.engine.session import replace_message
-
-            completion = replace_message(paused.exchange.completion, message)
-            choice = completion["choices"][0]
-            if not message.get("tool_calls") and choice.get("finish_reason") == "tool_calls":
-                choice["finish_reason"] = "stop"  # a final answer now
-            if follower.session.next(completion):
+            if follower.session.next(message):
                 self._release()
                 self.notify(f"Edited answer of turn {paused.turn} released to the agent.")
 
@@ -757,7 +751,7 @@ class DebuggerScreen(Screen[None]):
         follower, paused = self.follower, self.paused
         if follower is None or paused is None or follower.session.paused is not paused:
             return
-        results = follower.session.new_tool_results()
+        results = paused.tool_results
         if not results:
             return
 

@@ -484,9 +484,7 @@ class ServerScreen(WorkbenchScreen):
             return
         reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
         title = f"{rollout.rollout_id} · {rollout.state} · reward {reward}"
-        from osmosis_workbench.engine.live import live_outcome
-
-        self.app.show_outcome(live_outcome(rollout), title)  # type: ignore[attr-defined]
+        self.app.show_outcome(rollout.outcome(), title)  # type: ignore[attr-defined]
 
     @on(RowTable.RowSelected, "#server-rollouts")
     async def _row_selected(self) -> None:
