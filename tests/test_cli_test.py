@@ -272,3 +272,28 @@ def test_replay_divergence_names_the_row_and_the_message(tmp_path: Path, capsys)
     assert "-r1-" in line  # the rollout id names the row
     assert "message 1 (role user) differs from the recording" in line
     assert "Passed: 2" in out
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def test_resume_after_a_torn_last_line_counts_every_entry_once(echo_project: Path, capsys):
+    """A run killed mid-write leaves half a line: resume must not glue its next entry on."""
+    assert main(echo_args("--limit", "5")) == 1
+    [run] = run_dirs(echo_project / "runs")
+    journal = run / JOURNAL_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    torn_row = json.loads(lines[-1])["row"]
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    capsys.readouterr()
+    main(echo_args("--limit", "5", "--resume", "last"))
+    out, err = capsys.readouterr()
+    assert [line for line in out.splitlines() if line.startswith("[")] == [
+        line for line in out.splitlines() if f"Row {torn_row}:" in line
+    ]
+    assert "torn" in err and "runs again" in err
+    entries = read_journal(run)
+    assert sorted(entries) == [(row, 0) for row in range(5)]
+    assert all(json.loads(line) for line in journal.read_text().splitlines())
+    assert "Total: 5" in out

@@ -265,7 +265,13 @@ async def _run_batch(args: argparse.Namespace) -> int:
         progress.draw()
 
     raise_open_files_limit()  # --concurrency 1000 against remote servers holds 1000 sockets
-    journal = JournalWriter(run_dir / JOURNAL_FILE)
+    journal = await asyncio.to_thread(JournalWriter, run_dir / JOURNAL_FILE)
+    if journal.torn_bytes:
+        print(
+            f"Note: the journal's last line was torn (the run was stopped mid-write): "
+            f"{journal.torn_bytes} bytes cut off; that rollout runs again.",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     try:
         async with open_engine(config) as engine:

@@ -141,11 +141,56 @@ class JournalEntry:
             raise ValueError(f"not a journal entry: {exc}") from exc
 
 
+def repair_torn_tail(path: Path) -> int:
+    """Make a journal end on a whole line before anything is appended; the bytes dropped.
+
+    A run killed mid-write leaves a last line without its newline: appending to it would glue
+    the next entry onto the fragment and lose both. A fragment that is a whole entry (only
+    its newline missing) is kept and ended; anything else is cut off (its rollout is not in
+    the journal, so a resume runs it again).
+    """
+    try:
+        handle = open(path, "r+b")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = handle.seek(0, 2)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        # Find the start of the last line, reading backwards in blocks.
+        start, block = size, 1 << 16
+        while start > 0:
+            begin = max(0, start - block)
+            handle.seek(begin)
+            newline = handle.read(start - begin).rfind(b"\n")
+            if newline >= 0:
+                start = begin + newline + 1
+                break
+            start = begin
+        handle.seek(start)
+        try:
+            JournalEntry.from_json(json.loads(handle.read()))
+        except ValueError:
+            handle.truncate(start)
+            return size - start
+        handle.seek(size)
+        handle.write(b"\n")
+        return 0
+
+
 class JournalWriter:
-    """Appends entries to a journal from a background thread (the event loop never waits)."""
+    """Appends entries to a journal from a background thread (the event loop never waits).
+
+    Opening it repairs a torn last line first (``torn_bytes`` says how much was cut off):
+    construct it off the event loop.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.torn_bytes = repair_torn_tail(self.path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="journal-writer", daemon=True)
         self._thread.start()
