@@ -297,3 +297,17 @@ def test_resume_after_a_torn_last_line_counts_every_entry_once(echo_project: Pat
     assert sorted(entries) == [(row, 0) for row in range(5)]
     assert all(json.loads(line) for line in journal.read_text().splitlines())
     assert "Total: 5" in out
+
+
+def test_rescore_shows_why_a_reward_function_failed(echo_project: Path, capsys):
+    assert main(echo_args("--limit", "2")) == 1
+    # A module name of its own: another test's `scoring` may be imported already.
+    (echo_project / "one_argument.py").write_text("def one(solution_str):\n    return 1.0\n")
+    capsys.readouterr()
+    code = main(["rescore", "last", "--runs-dir", "runs", "--reward", "one_argument:one"])
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = [line for line in out.splitlines() if line.startswith("Row ")]
+    assert len(rows) == 2, out
+    assert all("ERROR reward_error: reward function failed:" in line for line in rows), out
+    assert all("takes 1 positional argument but 3 were given" in line for line in rows), out

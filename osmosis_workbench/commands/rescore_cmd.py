@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from osmosis_workbench.commands.report import summary_lines, write_results
+from osmosis_workbench.commands.report import result_line, summary_lines, write_results
 from osmosis_workbench.engine.config import ConfigError, EngineConfig
 from osmosis_workbench.engine.runs import DEFAULT_RUNS_DIR
 
@@ -53,6 +53,7 @@ async def _rescore(args: argparse.Namespace) -> int:
         print(f"Error: {run_dir} has no journal entries to rescore", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    k = max(attempt for _, attempt in entries) + 1
     rescored = {}
     for key in sorted(entries):
         entry = entries[key]
@@ -61,17 +62,13 @@ async def _rescore(args: argparse.Namespace) -> int:
             outcome = await rescore_outcome(entry.outcome, reward_fn, entry.ground_truth, metadata)
             entry = entry.rescored(outcome, args.pass_threshold)
         rescored[key] = entry
-        print(
-            f"Row {key[0]}"
-            + (f" #{key[1] + 1}" if key[1] else "")
-            + f": reward {entry.outcome.reward} ({'pass' if entry.passed else 'fail'})"
-        )
+        # The line `osmosis test` prints: a failed reward function shows its reason.
+        print(result_line(entry, "", k))
     out_path = run_dir / f"rescored-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     writer = JournalWriter(out_path)
     for entry in rescored.values():
         writer.write(entry)
     await asyncio.to_thread(writer.close)
-    k = max(key[1] for key in rescored) + 1
     summary = summarize(
         rescored.values(), bad_rows=0, duration_s=time.perf_counter() - started, k=k
     )
