@@ -311,3 +311,38 @@ def test_rescore_shows_why_a_reward_function_failed(echo_project: Path, capsys):
     assert len(rows) == 2, out
     assert all("ERROR reward_error: reward function failed:" in line for line in rows), out
     assert all("takes 1 positional argument but 3 were given" in line for line in rows), out
+
+
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        (["--rows", "50"], "--rows 50 is past the end: data.jsonl has 20 rows (0-19)"),
+        (["--offset", "100"], "--offset 100 skips every row: data.jsonl has 20 rows"),
+        (["--limit", "0"], "--limit 0 selects no rows"),
+        (["--rows", "2-3", "--offset", "5"], "--rows 2-3 are all below --offset 5"),
+    ],
+)
+def test_a_selection_of_no_rows_says_why_and_runs_nothing(
+    echo_project: Path, capsys, extra: list[str], complaint: str
+):
+    assert main(echo_args(*extra)) == 2
+    captured = capsys.readouterr()
+    assert complaint in captured.err, captured.err
+    assert "Total: 0" not in captured.out
+    assert not (echo_project / "runs").exists()  # no run directory for a run of nothing
+
+
+def test_an_empty_dataset_says_so(echo_project: Path, capsys):
+    (echo_project / "data.jsonl").write_text("\n")
+    assert main(echo_args()) == 2
+    assert "data.jsonl has no rows" in capsys.readouterr().err
+
+
+def test_the_progress_counter_counts_only_rollouts_that_run(echo_project: Path, capsys):
+    bad = {"system_prompt": "", "user_prompt": "", "ground_truth": 1}
+    good = [{"system_prompt": "", "user_prompt": f"q{i}", "ground_truth": i} for i in (1, 3)]
+    rows = [bad, good[0], bad, bad, good[1], bad, bad]
+    (echo_project / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    main(echo_args())
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert sorted(line.split()[0] for line in lines) == ["[1/2]", "[2/2]"], lines

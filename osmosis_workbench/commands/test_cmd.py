@@ -222,6 +222,11 @@ async def _run_batch(args: argparse.Namespace) -> int:
             if not only:
                 print(f"No failed rollouts in {earlier_dir}; nothing to retry.")
                 return 0
+    total_rows = await asyncio.to_thread(count_rows, config.dataset)
+    # (An unreadable file is not counted: the runner says what is wrong with it.)
+    empty = total_rows is not None and config.selection.why_empty(total_rows, config.dataset)
+    if empty:
+        raise ConfigError(f"nothing to run: {empty}")
     run_dir = earlier_dir or await asyncio.to_thread(
         new_run_dir, args.runs_dir, Path(config.dataset).stem
     )
@@ -229,7 +234,7 @@ async def _run_batch(args: argparse.Namespace) -> int:
         await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config))
 
     out = (lambda *_: None) if args.quiet else print
-    total_rows = await asyncio.to_thread(count_rows, config.dataset)
+    # The counter's total: the rollouts that will run (bad rows are taken off as they are met).
     total = None
     if total_rows is not None:
         total = config.selection.selected_count(total_rows) * config.attempts
@@ -260,6 +265,9 @@ async def _run_batch(args: argparse.Namespace) -> int:
         progress.draw()
 
     def on_bad_row(error: RowError) -> None:
+        nonlocal total
+        if total is not None and only is None:  # (a retry's total counts journaled rows only)
+            total = progress.total = max(0, total - config.attempts)
         progress.clear()
         print(f"Skipped bad {error.message}", file=sys.stderr)
         progress.draw()

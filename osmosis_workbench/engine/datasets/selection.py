@@ -46,6 +46,33 @@ class RowSelection:
             count = max(0, total - self.offset)
         return count if self.limit is None else min(count, self.limit)
 
+    def why_empty(self, total: int, dataset: str) -> str | None:
+        """Why this selection picks no row of ``dataset`` (``total`` rows), with the fix.
+
+        ``None`` when it picks at least one.
+        """
+        if total == 0:
+            return (
+                f"{dataset} has no rows: add rows with system_prompt, user_prompt and "
+                "ground_truth (for .jsonl, one JSON object per line)"
+            )
+        if self.selected_count(total) > 0:
+            return None
+        if self.limit == 0:
+            return "--limit 0 selects no rows: give --limit 1 or more, or leave it out"
+        has = f"{dataset} has {total} rows (0-{total - 1})"
+        if self.rows is not None:
+            asked = format_row_spec(self.rows)
+            if not self.rows:
+                return "no rows were asked for: pick some"
+            if all(r < self.offset for r in self.rows):
+                return (
+                    f"--rows {asked} are all below --offset {self.offset}: "
+                    "drop --offset (--rows alone picks the rows)"
+                )
+            return f"--rows {asked} is past the end: {has}; pick rows from 0 to {total - 1}"
+        return f"--offset {self.offset} skips every row: {has}; use an offset below {total}"
+
 
 _SPEC_ITEM = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", re.ASCII)
 
@@ -72,6 +99,19 @@ def parse_row_spec(spec: str) -> tuple[int, ...]:
             )
         rows.update(range(start, end + 1))
     return tuple(sorted(rows))
+
+
+def format_row_spec(rows: Collection[int], most: int = 6) -> str:
+    """Row indexes written as ``parse_row_spec`` reads them (``3,7,10-20``), cut after ``most``
+    ranges."""
+    ranges: list[list[int]] = []
+    for row in sorted(rows):
+        if ranges and row == ranges[-1][1] + 1:
+            ranges[-1][1] = row
+        else:
+            ranges.append([row, row])
+    parts = [str(first) if first == last else f"{first}-{last}" for first, last in ranges[:most]]
+    return ",".join(parts) + (",..." if len(ranges) > most else "")
 
 
 class Picker:
