@@ -346,3 +346,23 @@ def test_the_progress_counter_counts_only_rollouts_that_run(echo_project: Path, 
     main(echo_args())
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert sorted(line.split()[0] for line in lines) == ["[1/2]", "[2/2]"], lines
+
+
+def test_resume_last_without_any_run_says_there_is_none(echo_project: Path, capsys):
+    assert main(echo_args("--resume", "last")) == 2
+    err = capsys.readouterr().err
+    assert "no earlier run in runs" in err and "without --resume" in err
+
+
+def test_the_repository_keeps_no_run_directories() -> None:
+    """Runs hold one machine's paths: a fresh clone's `--resume last` must not find them."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", ".osmosis"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert tracked == ""
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".osmosis/runs/20260101-000000-data/run.json"], cwd=ROOT
+    )
+    assert ignored.returncode == 0

@@ -43,7 +43,12 @@ def resolve_run_dir(ref: str | Path, root: str | Path) -> Path:
         )
         if runs:
             return runs[-1]
-    elif (root / path).is_dir():
+        raise FileNotFoundError(
+            f"no earlier run in {root}: osmosis test keeps each run's directory there, so run it "
+            "once first (without --resume or --retry-failed), or pass --runs-dir where your "
+            "runs are"
+        )
+    if (root / path).is_dir():
         return root / path
     raise FileNotFoundError(
         f"no run directory {str(ref)!r} (looked in . and {root}); pass the path printed as "
