@@ -366,3 +366,36 @@ def test_the_repository_keeps_no_run_directories() -> None:
         ["git", "check-ignore", "-q", ".osmosis/runs/20260101-000000-data/run.json"], cwd=ROOT
     )
     assert ignored.returncode == 0
+
+
+def test_resume_with_another_dataset_or_model_refuses_and_names_what_differs(
+    echo_project: Path, capsys
+):
+    assert main(echo_args("--limit", "5")) == 1
+    [run] = run_dirs(echo_project / "runs")
+    before = (run / JOURNAL_FILE).read_text()
+    other = [{"system_prompt": "", "user_prompt": f"o{i}", "ground_truth": i} for i in range(7)]
+    (echo_project / "other.jsonl").write_text("\n".join(json.dumps(r) for r in other) + "\n")
+    capsys.readouterr()
+    argv = echo_args("--limit", "5", "--resume", "last")
+    argv[argv.index("data.jsonl")] = "other.jsonl"
+    assert main([*argv, "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert run.name in err and "dataset" in err and "attempts: 1 -> 2" in err, err
+    assert "--fresh" in err
+    assert (run / JOURNAL_FILE).read_text() == before  # nothing was appended
+    # The same file, edited since: its content no longer matches the run's.
+    with open("data.jsonl", "a") as handle:
+        handle.write(json.dumps({"system_prompt": "", "user_prompt": "new", "ground_truth": 0}))
+    assert main(echo_args("--resume", "last")) == 2
+    assert "dataset: its content changed" in capsys.readouterr().err
+
+
+def test_fresh_starts_a_new_run_instead_of_resuming(echo_project: Path, capsys):
+    assert main(echo_args("--limit", "3")) == 1
+    capsys.readouterr()
+    main(echo_args("--limit", "6", "--resume", "last", "--fresh"))
+    out = capsys.readouterr().out
+    first, second = run_dirs(echo_project / "runs")
+    assert "Total: 6" in out and f"{second.name}\n" in out
+    assert len(read_journal(first)) == 3 and len(read_journal(second)) == 6

@@ -35,12 +35,16 @@ def add_test_parser(subparsers: Any) -> None:
     add_engine_options(p)
     g = p.add_argument_group("rows")
     g.add_argument("--limit", type=int, default=None, help="run at most this many rows")
-    g.add_argument("--offset", type=int, default=0, help="skip this many rows first")
+    g.add_argument("--offset", type=int, default=None, help="skip this many rows first")
     g.add_argument("--rows", default=None, help="only these rows, e.g. 3,7,10-20 (0-based)")
     g = p.add_argument_group("run")
     g.add_argument("--concurrency", type=int, default=8, help="rollouts at once (default 8)")
     g.add_argument(
-        "--n", type=int, default=1, dest="attempts", help="attempts per row, for pass@k (default 1)"
+        "--n",
+        type=int,
+        default=None,
+        dest="attempts",
+        help="attempts per row, for pass@k (default 1)",
     )
     g.add_argument("--max-turns", type=int, default=None)
     g.add_argument("--temperature", type=float, default=None)
@@ -54,7 +58,7 @@ def add_test_parser(subparsers: Any) -> None:
     g.add_argument(
         "--pass-threshold",
         type=float,
-        default=1.0,
+        default=None,
         help="a row passes when its reward reaches this (default 1.0)",
     )
     g = p.add_argument_group("output")
@@ -75,6 +79,12 @@ def add_test_parser(subparsers: Any) -> None:
         metavar="RUN",
         default=None,
         help="rerun only the failed rollouts of a run (its directory, or 'last')",
+    )
+    g.add_argument(
+        "--fresh",
+        action="store_true",
+        help="with --resume/--retry-failed: start a new run (with the earlier run's options "
+        "where not given) instead of continuing that one",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="only the summary")
     g = p.add_argument_group("interactive")
@@ -108,13 +118,33 @@ def run_test(args: argparse.Namespace) -> int:
         return 2
 
 
-def _earlier_run(args: argparse.Namespace) -> Path | None:
-    """For --resume/--retry-failed: the earlier run's directory (its options fill the gaps)."""
+#: The options a run records in run.json that a resume or retry takes when not given again.
+_RECORDED = (
+    "module",
+    "dataset",
+    "model",
+    "limit",
+    "offset",
+    "rows",
+    "attempts",
+    "max_turns",
+    "temperature",
+    "max_tokens",
+    "reward",
+    "pass_threshold",
+)
+
+
+def _earlier_run(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
+    """For --resume/--retry-failed: the earlier run's directory and ``run.json``.
+
+    What the user did not say again comes from the earlier run.
+    """
     from osmosis_workbench.engine.runs import read_run_file, resolve_run_dir
 
     ref = args.resume or args.retry_failed
     if not ref:
-        return None
+        return None, {}
     if args.resume and args.retry_failed:
         raise ConfigError("use --resume or --retry-failed, not both")
     try:
@@ -122,26 +152,45 @@ def _earlier_run(args: argparse.Namespace) -> Path | None:
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     info = read_run_file(run_dir)
-    # What the user did not say again comes from the earlier run.
-    for name in (
-        "module",
-        "dataset",
-        "model",
-        "limit",
-        "offset",
-        "rows",
-        "attempts",
-        "max_turns",
-        "temperature",
-        "max_tokens",
-        "reward",
-        "pass_threshold",
-    ):
-        if getattr(args, name, None) in (None, [], 0) and info.get(name) not in (None, []):
+    for name in _RECORDED:
+        if getattr(args, name, None) is None and info.get(name) is not None:
             setattr(args, name, info[name])
     if not args.url and info.get("url"):
         args.url = info["url"]
-    return run_dir
+    dataset = info.get("dataset")
+    if args.dataset == dataset and dataset and not Path(dataset).is_file():
+        raise ConfigError(
+            f"the dataset of run {run_dir} ({dataset}) is not there any more: "
+            "give it again with -d FILE"
+        )
+    return run_dir, info
+
+
+async def _pinned_run(
+    args: argparse.Namespace, config: EngineConfig, earlier_dir: Path | None, info: dict[str, Any]
+) -> tuple[Path | None, dict[str, Any]]:
+    """The run directory to continue, checked against what defines it (``None``: a new run).
+
+    A run continued with another dataset, other rows, another agent, model or number of
+    attempts would mix two runs in one journal: refused, each difference named.
+    """
+    from osmosis_workbench.engine.runs import RunDefinition, dataset_digest
+
+    assert config.dataset is not None
+    definition = RunDefinition.of(config, await asyncio.to_thread(dataset_digest, config.dataset))
+    if earlier_dir is None or args.fresh:
+        return None, definition.to_json()
+    pinned = info.get("definition")
+    # (A run.json written before runs were pinned cannot be checked.)
+    differences = RunDefinition.from_json(pinned).differences(definition) if pinned else []
+    if differences:
+        listed = "\n  ".join(differences)
+        raise ConfigError(
+            f"run {earlier_dir} was made with other options; continuing it would mix two runs "
+            f"in its journal. What differs:\n  {listed}\n"
+            "Give the run's own options again, or add --fresh to start a new run with these."
+        )
+    return earlier_dir, definition.to_json()
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:
@@ -161,19 +210,22 @@ def _config(args: argparse.Namespace) -> EngineConfig:
         need_dataset=True,
         selection=selection,
         concurrency=args.concurrency,
-        attempts=args.attempts,
+        attempts=1 if args.attempts is None else args.attempts,
         max_turns=args.max_turns,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
         reward=args.reward,
-        pass_threshold=args.pass_threshold,
+        pass_threshold=1.0 if args.pass_threshold is None else args.pass_threshold,
     )
 
 
-def _run_info(args: argparse.Namespace, config: EngineConfig) -> dict[str, Any]:
-    """What ``run.json`` records of a run."""
+def _run_info(
+    args: argparse.Namespace, config: EngineConfig, definition: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``run.json`` records of a run: its options, and what defines it."""
     assert config.dataset is not None
     return {
+        "definition": definition,
         "module": config.module,
         "url": list(config.urls),
         "dataset": str(Path(config.dataset).resolve()),
@@ -205,10 +257,11 @@ async def _run_batch(args: argparse.Namespace) -> int:
     from osmosis_workbench.engine.wiring import open_engine
     from server_core.serve import raise_open_files_limit
 
-    earlier_dir = _earlier_run(args)
+    earlier_dir, info = _earlier_run(args)
     config = _config(args)
     assert config.dataset is not None
     reward_fn = config.load_reward_fn()
+    earlier_dir, definition = await _pinned_run(args, config, earlier_dir, info)
 
     skip: set[tuple[int, int]] = set()
     only: set[tuple[int, int]] | None = None
@@ -231,7 +284,7 @@ async def _run_batch(args: argparse.Namespace) -> int:
         new_run_dir, args.runs_dir, Path(config.dataset).stem
     )
     if earlier_dir is None:
-        await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config))
+        await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config, definition))
 
     out = (lambda *_: None) if args.quiet else print
     # The counter's total: the rollouts that will run (bad rows are taken off as they are met).

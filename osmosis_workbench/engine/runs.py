@@ -3,15 +3,24 @@
 A run directory ``<runs dir>/<timestamp>-<dataset name>`` holds ``run.json`` (what was run,
 with which options) and the journal (``journal.JOURNAL_FILE``). ``--resume RUN`` and
 ``--retry-failed RUN`` name one by its path, its name under the runs directory, or ``last``.
+
+``run.json`` pins the run to its ``RunDefinition`` (the dataset's content, the rows, the agent,
+the model, the attempts): continuing it with another definition would mix two runs in one
+journal, so that is refused, naming each difference.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from osmosis_workbench.engine.config import EngineConfig
+from osmosis_workbench.engine.datasets.selection import format_row_spec
 from osmosis_workbench.engine.journal import JOURNAL_FILE
 
 RUN_FILE = "run.json"
@@ -65,3 +74,66 @@ def read_run_file(run_dir: Path) -> dict[str, Any]:
     """Read ``run.json`` (empty when missing)."""
     path = Path(run_dir) / RUN_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def dataset_digest(path: str | Path) -> str:
+    """The SHA-256 of a dataset file's content (blocking: call it from a thread)."""
+    with open(path, "rb") as handle:
+        return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class RunDefinition:
+    """What a run is: the same rows of the same data through the same agent and model."""
+
+    dataset_digest: str
+    offset: int
+    limit: int | None
+    rows: str | None
+    module: str | None
+    urls: tuple[str, ...]
+    model: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, config: EngineConfig, digest: str) -> RunDefinition:
+        """The definition of a run of ``config`` over a dataset whose content is ``digest``."""
+        selection = config.selection
+        return cls(
+            dataset_digest=digest,
+            offset=selection.offset,
+            limit=selection.limit,
+            rows=None if selection.rows is None else format_row_spec(selection.rows, sys.maxsize),
+            module=config.module,
+            urls=config.urls,
+            model=config.model,
+            attempts=config.attempts,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Its form in ``run.json``."""
+        return {**asdict(self), "urls": list(self.urls)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunDefinition:
+        """Read it back from ``run.json``."""
+        return cls(**{**data, "urls": tuple(data.get("urls") or ())})
+
+    def differences(self, other: RunDefinition) -> list[str]:
+        """Each field where ``other`` differs from this one: ``name: this -> other``."""
+        found = []
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if mine == theirs:
+                continue
+            if item.name == "dataset_digest":
+                found.append("dataset: its content changed (another file, or this one edited)")
+            else:
+                found.append(f"{item.name}: {_shown(mine)} -> {_shown(theirs)}")
+        return found
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value) or "none"
+    return "none" if value is None else str(value)
