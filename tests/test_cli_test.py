@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -179,6 +180,18 @@ def test_rescore_recomputes_rewards_without_a_model(echo_project: Path, capsys):
     assert "Reward mean: 0.500" in out and "Passed: 20" in out
 
 
+def wait_for_journal_lines(runs: Path, count: int) -> Path:
+    """The journal of the run in ``runs`` once it holds ``count`` lines (another process
+    writes it: polled every 50 ms, for at most a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list(runs.glob(f"*/{JOURNAL_FILE}"))
+        if found and len(found[0].read_text().splitlines()) >= count:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the run never journaled {count} rollouts")
+
+
 def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
     env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
     proc = subprocess.Popen(
@@ -189,15 +202,7 @@ def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        journal = None
-        while time.monotonic() < deadline:  # wait until a few rollouts are journaled
-            found = list((echo_project / "runs").glob(f"*/{JOURNAL_FILE}"))
-            if found and len(found[0].read_text().splitlines()) >= 3:
-                journal = found[0]
-                break
-            time.sleep(0.05)
-        assert journal is not None, "the run never journaled 3 rollouts"
+        journal = wait_for_journal_lines(echo_project / "runs", 3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -399,3 +404,33 @@ def test_fresh_starts_a_new_run_instead_of_resuming(echo_project: Path, capsys):
     first, second = run_dirs(echo_project / "runs")
     assert "Total: 6" in out and f"{second.name}\n" in out
     assert len(read_journal(first)) == 3 and len(read_journal(second)) == 6
+
+
+def test_ctrl_c_prints_the_run_directory_and_the_command_that_resumes(echo_project: Path, capsys):
+    env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osmosis_workbench.cli", *echo_args("--concurrency", "2")],
+        cwd=echo_project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        journal = wait_for_journal_lines(echo_project / "runs", 3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    run = journal.parent.relative_to(echo_project)
+    assert f"Run directory: {run}" in err, err
+    [command] = [line for line in err.splitlines() if line.startswith("Resume with: ")]
+    argv = shlex.split(command.removeprefix("Resume with: "))
+    assert argv[:4] == ["osmosis", "test", "--resume", str(run)], argv
+    done_before = len(read_journal(journal.parent))
+    assert f"{done_before} of 20 rollouts are in its journal" in err, err
+    main(argv[1:])
+    assert len(read_journal(journal.parent)) == 20  # every row, each once
+    assert "Total: 20" in capsys.readouterr().out

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,15 @@ def add_test_parser(subparsers: Any) -> None:
     p.set_defaults(handler=run_test)
 
 
+@dataclass
+class _RunState:
+    """What an interrupted run says on the way out: where it is and how far it got."""
+
+    run_dir: Path | None = None
+    journaled: int = 0
+    planned: int | None = None
+
+
 def run_test(args: argparse.Namespace) -> int:
     """Run a batch (or open the workbench with --interactive)."""
     if args.interactive:
@@ -111,11 +122,49 @@ def run_test(args: argparse.Namespace) -> int:
     from osmosis_workbench.engine.datasets import DatasetError
     from server_core import ImportFromStringError
 
+    state = _RunState()
     try:
-        return asyncio.run(_run_batch(args))
+        return asyncio.run(_run_batch(args, state))
     except (ConfigError, DatasetError, ImportFromStringError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if state.run_dir is None:
+            raise  # nothing ran yet: the plain "Interrupted."
+        of = f" of {state.planned}" if state.planned is not None else ""
+        print(
+            f"Interrupted: {state.journaled}{of} rollouts are in its journal.\n"
+            f"Run directory: {state.run_dir}\n"
+            f"Resume with: {resume_command(args, state.run_dir)}",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+    """The ``osmosis test`` command that continues ``run_dir`` as this one would have run.
+
+    run.json holds what defines the run; the options it does not keep are repeated (keys are
+    not printed: the command asks for them again).
+    """
+    argv = ["osmosis", "test", "--resume", str(run_dir)]
+    for option, value, default in (
+        ("--concurrency", args.concurrency, 8),
+        ("--rollout-timeout", args.rollout_timeout, None),
+        ("--base-url", args.base_url, None),
+        ("--record", args.record, None),
+        ("--trainer-host", args.trainer_host, "127.0.0.1"),
+        ("--trainer-port", args.trainer_port, 0),
+        ("--output", args.output, None),
+    ):
+        if value != default:
+            argv += [option, str(value)]
+    if args.quiet:
+        argv.append("--quiet")
+    for option in ("--api-key", "--server-api-key", "--model-api-key"):
+        if getattr(args, option[2:].replace("-", "_")):
+            argv += [option, "KEY"]
+    return shlex.join(argv).replace("'KEY'", "KEY")
 
 
 #: The options a run records in run.json that a resume or retry takes when not given again.
@@ -243,7 +292,7 @@ def _run_info(
     }
 
 
-async def _run_batch(args: argparse.Namespace) -> int:
+async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     from osmosis_workbench.engine.batch import BatchRunner
     from osmosis_workbench.engine.datasets import RowError, count_rows
     from osmosis_workbench.engine.journal import (
@@ -285,6 +334,7 @@ async def _run_batch(args: argparse.Namespace) -> int:
     )
     if earlier_dir is None:
         await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config, definition))
+    state.run_dir = run_dir
 
     out = (lambda *_: None) if args.quiet else print
     # The counter's total: the rollouts that will run (bad rows are taken off as they are met).
@@ -301,11 +351,15 @@ async def _run_batch(args: argparse.Namespace) -> int:
     # Whole entries only when they are written out (-o); the summary needs a few fields.
     keep = (lambda entry: entry) if args.output else JournalEntry.without_trajectory
     entries = {key: keep(entry) for key, entry in earlier.items()}
+    state.journaled = len(entries)
+    if total_rows is not None:
+        state.planned = config.selection.selected_count(total_rows) * config.attempts
 
     def on_result(entry: JournalEntry) -> None:
         nonlocal counter
         counter += 1
         entries[entry.key] = keep(entry)
+        state.journaled = len(entries)
         progress.done = counter
         progress.failed += 0 if entry.passed else 1
         progress.clear()

@@ -108,6 +108,7 @@ class BatchRunner:
         assert config.dataset is not None
         jobs: asyncio.Queue = asyncio.Queue(maxsize=max(2, config.concurrency * 2))
         workers = [asyncio.create_task(self._worker(jobs)) for _ in range(config.concurrency)]
+        interrupted = False
         try:
             # aclosing: a stopped batch closes the dataset file at once, not at GC.
             dataset = aiter_dataset(config.dataset, config.selection)
@@ -127,10 +128,21 @@ class BatchRunner:
                         await jobs.put((item, attempt))
                         if self._stop.is_set():
                             break
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
         finally:
-            for _ in workers:
-                await jobs.put(None)
-            await asyncio.gather(*workers)
+            if interrupted:
+                # Ctrl+C, or the app closing: stop now. Rollouts in flight are not journaled,
+                # so a resume runs them again; queued ones never start.
+                self._stop.set()
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+            else:
+                for _ in workers:
+                    await jobs.put(None)
+                await asyncio.gather(*workers)
         return self.results
 
     async def _worker(self, jobs: asyncio.Queue) -> None:
