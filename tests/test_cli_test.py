@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from osmosis_workbench.cli import main
@@ -434,3 +437,71 @@ def test_ctrl_c_prints_the_run_directory_and_the_command_that_resumes(echo_proje
     main(argv[1:])
     assert len(read_journal(journal.parent)) == 20  # every row, each once
     assert "Total: 20" in capsys.readouterr().out
+
+
+def start_server(project: Path, port: int) -> subprocess.Popen:
+    """``osmosis serve`` of the echo agent on ``port``, once its /health answers."""
+    env = {**os.environ, "ECHO_DELAY": "0.05", "PYTHONPATH": f"{project}:{ROOT}"}
+    env.pop("OSMOSIS_ROLLOUT_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osmosis_workbench.cli", "serve", "-m", "echo_agent:agent_loop"]
+        + ["--local", "-H", "127.0.0.1", "-p", str(port), "--no-validate"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # poll /health every 50 ms until it answers
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "osmosis serve exited"
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("osmosis serve did not answer /health in 30 s")
+
+
+async def test_a_server_that_dies_mid_run_stops_the_run_and_leaves_the_rest_for_resume(
+    echo_project: Path, capsys
+):
+    rows = [{"system_prompt": "", "user_prompt": f"q{i}", "ground_truth": i} for i in range(300)]
+    (echo_project / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (echo_project / "fixed").touch()  # every row passes
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    argv = ["test", "--url", url, "-d", "data.jsonl", "--model", "replay:empty.jsonl"]
+    argv += ["--runs-dir", "runs", "--concurrency", "8", "--rollout-timeout", "5"]
+    server = start_server(echo_project, port)
+    try:
+        run = asyncio.create_task(asyncio.to_thread(main, argv))
+        journal = await asyncio.to_thread(wait_for_journal_lines, echo_project / "runs", 20)
+        server.kill()  # SIGKILL: no shutdown, no completions for what is in flight
+        server.wait(10)
+        killed = time.monotonic()
+        code = await asyncio.wait_for(run, 60)
+        stopped_in = time.monotonic() - killed
+    finally:
+        if server.poll() is None:
+            server.kill()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert stopped_in < 5.0, f"took {stopped_in:.1f}s to notice"  # not the rollout timeout
+    assert out.count("stopped answering") == 1, out
+    assert "init_failed" not in out and "could not reach" not in out, out
+    journaled = read_journal(journal.parent)
+    assert 20 <= len(journaled) < 300
+    assert all(entry.passed for entry in journaled.values())  # nothing marked failed
+    assert f"Resume with: osmosis test --resume {journal.parent.relative_to(echo_project)}" in out
+    server = start_server(echo_project, port)
+    try:
+        resume = ["test", "--resume", "last", "--runs-dir", "runs"]
+        assert await asyncio.to_thread(main, resume) == 0
+    finally:
+        server.kill()
+        server.wait(10)
+    assert sorted(read_journal(journal.parent)) == [(row, 0) for row in range(300)]

@@ -434,6 +434,9 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     summary.protocol_violations += len(late_violations)
     print("\n".join(summary_lines(summary)))
     print(f"Run directory: {run_dir}")
+    if runner.stopped_early:
+        # The rows it never got to (and rollouts its servers dropped) are not journaled.
+        print(f"Resume with: {resume_command(args, run_dir)}")
     if args.output:
         await asyncio.to_thread(
             write_results, args.output, summary, entries.values(), runner.bad_rows

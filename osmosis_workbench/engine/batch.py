@@ -23,6 +23,7 @@ from osmosis_workbench.engine.datasets import DatasetRow, RowError, aiter_datase
 from osmosis_workbench.engine.journal import JournalEntry, JournalWriter
 from osmosis_workbench.engine.outcome import RolloutOutcome
 from osmosis_workbench.engine.scoring import rescore_outcome
+from osmosis_workbench.engine.server_watch import ServerWatch
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 
 #: How long a busy target (429/503) may keep one rollout waiting before it fails.
@@ -94,7 +95,10 @@ class BatchRunner:
         self.keep_results = keep_results
         self.bad_rows: list[RowError] = []
         self.stopped_early: str | None = None
-        self._target_cycle = itertools.cycle(targets)
+        #: Which servers still answer; when none does, the batch stops.
+        self.servers = ServerWatch(trainer, targets, on_all_down=self.stop)
+        #: Rollouts that did not run to a journaled end (their server went away).
+        self.not_run = 0
         self._stop = asyncio.Event()
 
     def stop(self, reason: str = "stopped by user") -> None:
@@ -108,6 +112,7 @@ class BatchRunner:
         assert config.dataset is not None
         jobs: asyncio.Queue = asyncio.Queue(maxsize=max(2, config.concurrency * 2))
         workers = [asyncio.create_task(self._worker(jobs)) for _ in range(config.concurrency)]
+        watch = asyncio.create_task(self.servers.watch(self._stop))
         interrupted = False
         try:
             # aclosing: a stopped batch closes the dataset file at once, not at GC.
@@ -143,6 +148,8 @@ class BatchRunner:
                 for _ in workers:
                     await jobs.put(None)
                 await asyncio.gather(*workers)
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         return self.results
 
     async def _worker(self, jobs: asyncio.Queue) -> None:
@@ -154,6 +161,9 @@ class BatchRunner:
                 continue  # drain the queue without running
             row, attempt = job
             result = await self._run_one(row, attempt)
+            if result is None:  # its server went away: left for a resume, not journaled
+                self.not_run += 1
+                continue
             if self.keep_results:
                 self.results.append(result)
             if self.journal is not None:
@@ -164,9 +174,11 @@ class BatchRunner:
             if error is not None and error.systemic:
                 self.stop(f"stopped early: {error}")
 
-    async def _run_one(self, row: DatasetRow, attempt: int) -> JournalEntry:
+    async def _run_one(self, row: DatasetRow, attempt: int) -> JournalEntry | None:
         request = build_request(row, attempt, self.config, self.run_tag)
         outcome = await self._run_on_some_target(request, row)
+        if outcome is None:
+            return None
         if self.reward_fn is not None and outcome.ok:
             outcome = await rescore_outcome(
                 outcome, self.reward_fn, row.ground_truth, request["metadata"]
@@ -180,21 +192,36 @@ class BatchRunner:
             request=request,
         )
 
-    async def _run_on_some_target(self, request: dict, row: DatasetRow) -> RolloutOutcome:
-        """Run on the next target; busy targets (429/503) are retried after their delay."""
+    async def _run_on_some_target(self, request: dict, row: DatasetRow) -> RolloutOutcome | None:
+        """Run on the next server that answers; ``None`` when none does any more.
+
+        Busy servers (429/503) are retried after their delay; a refused connection is
+        retried on the next server until the watch declares its server down.
+        """
         deadline = time.monotonic() + _BUSY_WAIT_LIMIT_S
         for tries in itertools.count():
-            target = next(self._target_cycle)
+            target = self.servers.next_target()
+            if target is None:
+                return None
             rollout_id = request["rollout_id"] + (f"-t{tries}" if tries else "")
-            outcome = await self.trainer.run_rollout(
+            run = self.trainer.open_run(
                 {**request, "rollout_id": rollout_id},
-                target,
-                timeout_s=self.config.rollout_timeout_s,
                 label=f"row {row.index}",
+                trainer_url=target.trainer_url,
             )
+            with self.servers.running(target, run):
+                outcome = await self.trainer.drive(run, target, self.config.rollout_timeout_s)
+            if run.abandoned and not run.ended:
+                return None  # in flight when its server died: no word on how it ended
             refused = outcome.init_error
-            if refused is None or not refused.busy or self._stop.is_set():
-                return outcome
+            if refused is not None and refused.unreachable:
+                self.servers.connection_failed(target, refused.detail)
+                if self._stop.is_set() or self.servers.all_down:
+                    return None
+            else:
+                self.servers.answered(target)
+                if refused is None or not refused.busy or self._stop.is_set():
+                    return outcome
             if time.monotonic() > deadline:
                 return outcome
             # Spread retries: with several servers the next one is tried almost at once.

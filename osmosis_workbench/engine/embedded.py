@@ -55,6 +55,7 @@ class EmbeddedRolloutServer:
             url=IN_PROCESS_SERVER_URL,
             client=self._client,
             trainer_url=IN_PROCESS_TRAINER_URL,
+            in_process=True,
         )
         self._stack = contextlib.AsyncExitStack()
 

@@ -145,6 +145,8 @@ class RolloutRun:
     malformed_completion: str | None = None
     model_error: ModelError | None = None
     aborted: str | None = None
+    #: Why the trainer stopped waiting for this rollout's end (its server went away).
+    abandoned: str | None = None
     started: float = field(default_factory=time.perf_counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once the init's answer has been read (its tools apply to every generation).
@@ -210,20 +212,44 @@ class ServerTarget:
     api_key: str | None = None
     #: The trainer URL this server calls back (in-process for the embedded server).
     trainer_url: str | None = None
+    #: The embedded server, reached without a socket: it cannot go away mid-run.
+    in_process: bool = False
 
     def headers(self) -> dict[str, str]:
         """Auth headers for requests to the server."""
         return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
-class InitRefused(Exception):
-    """The server refused an init: ``status_code``, ``detail`` and a retry delay if any."""
+#: What a client raises when a request gets no HTTP answer.
+TRANSPORT_ERRORS = (httpx.HTTPError, HTTPTimeout, HTTPTransportError)
 
-    def __init__(self, status_code: int | None, detail: str, retry_after: float | None = None):
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says nothing answers there (refused, reset, closed), not just slowness."""
+    if isinstance(exc, HTTPTransportError):
+        return True
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
+
+
+class InitRefused(Exception):
+    """The server refused an init: ``status_code``, ``detail`` and a retry delay if any.
+
+    ``unreachable``: no HTTP answer at all, the connection failed (is the server still up?).
+    """
+
+    def __init__(
+        self,
+        status_code: int | None,
+        detail: str,
+        retry_after: float | None = None,
+        *,
+        unreachable: bool = False,
+    ):
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
     @property
     def busy(self) -> bool:
@@ -446,11 +472,12 @@ class LocalTrainer:
             response = await target.client.post(
                 f"{target.url}/v1/rollout/init", json=run.request, headers=target.headers()
             )
-        except (httpx.HTTPError, HTTPTimeout, HTTPTransportError) as exc:
+        except TRANSPORT_ERRORS as exc:
             # (ASGIClient never raises: the embedded app answers 500 instead.)
             raise InitRefused(
                 None,
                 f"could not reach the rollout server at {target.url}: {exc or type(exc).__name__}",
+                unreachable=is_connection_failure(exc),
             ) from None
         if response.status_code != 202:
             retry_after = None
@@ -503,7 +530,7 @@ class LocalTrainer:
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
             )
-        except (httpx.HTTPError, HTTPTimeout, HTTPTransportError):
+        except TRANSPORT_ERRORS:
             pass  # a server without the (optional) cancel endpoint
 
     async def drive(
@@ -518,6 +545,11 @@ class LocalTrainer:
             return await self.wait(run, target, timeout_s + 5.0)
         finally:
             self.forget(run)
+
+    def abandon(self, run: RolloutRun, reason: str) -> None:
+        """Stop waiting for ``run``'s completion: its server is gone and will not send one."""
+        run.abandoned = reason
+        run.done.set()
 
     def forget(self, run: RolloutRun) -> None:
         """Move a run whose outcome is out to the bounded recently-finished list."""
