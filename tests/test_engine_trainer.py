@@ -27,10 +27,10 @@ def request(**fields: Any) -> dict[str, Any]:
     return body
 
 
-async def run_with(backend: Any, agent: Any = calculator, **kwargs: Any):
+async def run_with(backend: Any, agent: Any = calculator):
     trainer = LocalTrainer(backend)
     async with EmbeddedRolloutServer(agent, trainer) as server:
-        outcome = await trainer.run_rollout(request(), server.target, timeout_s=10, **kwargs)
+        outcome = await trainer.drive(trainer.open_run(request()), server.target, timeout_s=10)
     return outcome, trainer
 
 
@@ -182,7 +182,8 @@ async def test_second_completion_and_bad_auth_are_violations():
     run = trainer.open_run(request(rollout_id="r-dup"))
     import httpx
 
-    async with httpx.AsyncClient(transport=trainer.transport(), base_url="http://t") as client:
+    transport = httpx.ASGITransport(app=trainer.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         body = {"rollout_id": "r-dup", "status": "COMPLETED", "final_messages": []}
         wrong = await client.post(
             "/v1/rollout/completed", json=body, headers={"authorization": "Bearer nope"}
@@ -221,7 +222,7 @@ async def test_completion_params_reach_the_model(field: str):
 
     async with EmbeddedRolloutServer(OneShot(), trainer) as server:
         body = request(completion_params={field: 7})
-        outcome = await trainer.run_rollout(body, server.target, timeout_s=10)
+        outcome = await trainer.drive(trainer.open_run(body), server.target, timeout_s=10)
     assert outcome.ok
     assert backend.calls[0][field] == 7
 

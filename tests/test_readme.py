@@ -33,15 +33,14 @@ async def test_the_agent_snippet_runs_over_the_protocol():
     )
     trainer = LocalTrainer(backend)
     async with EmbeddedRolloutServer(module.agent_loop, trainer) as server:
-        outcome = await trainer.run_rollout(
+        run = trainer.open_run(
             {
                 "messages": [{"role": "user", "content": "How many words: one two three?"}],
                 "completion_params": {},
                 "metadata": {"ground_truth": 3},
-            },
-            server.target,
-            timeout_s=10,
+            }
         )
+        outcome = await trainer.drive(run, server.target, timeout_s=10)
     assert outcome.status == "COMPLETED", outcome.error
     assert outcome.reward == 1.0
     assert outcome.final_messages[2] == {

@@ -147,7 +147,7 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         assert ws.live.pause_all and "pausing every rollout" in run.status()
         target = ServerTarget(url=url, api_key=key, client=http)
         rollout = asyncio.create_task(
-            trainer.run_rollout(request("trainer-1"), target, timeout_s=10)
+            trainer.drive(trainer.open_run(request("trainer-1")), target, timeout_s=10)
         )
         await run.until(lambda: "trainer-1" in run.screen.table
                         and run.state("trainer-1") == "paused")  # fmt: skip
@@ -188,8 +188,8 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
         assert run.screen.url is not None
         target = ServerTarget(url=run.screen.url, client=http)  # local mode: no key
         ws.live.pause_all = True  # hold both at their first answer
-        first = asyncio.create_task(trainer.run_rollout(request("r-1"), target, timeout_s=10))
-        second = asyncio.create_task(trainer.run_rollout(request("r-2"), target, timeout_s=10))
+        first = asyncio.create_task(trainer.drive(trainer.open_run(request("r-1")), target, 10))
+        second = asyncio.create_task(trainer.drive(trainer.open_run(request("r-2")), target, 10))
         await run.until(lambda: {"r-1", "r-2"} <= set(run.screen.table.keys)
                         and run.state("r-1") == run.state("r-2") == "paused")  # fmt: skip
         ws.live.pause_all = False
@@ -206,7 +206,7 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
         assert not outcome.ok and outcome.error_category == "cancelled"
         await run.until(lambda: run.state("r-2") == "cancelled")
         # p on a running (not held) rollout asks for a pause at its next answer; p again: no.
-        third = asyncio.create_task(trainer.run_rollout(request("r-3"), target, timeout_s=10))
+        third = asyncio.create_task(trainer.drive(trainer.open_run(request("r-3")), target, 10))
         await run.until(lambda: "r-3" in run.screen.table)
         run.screen.table.move_cursor("r-3")
         await run.press("p")

@@ -232,11 +232,6 @@ class StepSession:
         """Release the paused answer (``n``), or the edited message in its place."""
         return self.gate.release(edited)
 
-    def new_tool_results(self) -> list[dict[str, Any]]:
-        """The tool messages the paused answer replies to (those sent since the last answer)."""
-        paused = self.gate.paused
-        return paused.tool_results if paused is not None else []
-
     def edit_tool_results(self, contents: dict[str, str]) -> bool:
         """Ask the model again with edited tool results (``tool_call_id -> new content``).
 

@@ -275,10 +275,6 @@ class LocalTrainer:
 
     # ---- serving ---------------------------------------------------------------------------
 
-    def transport(self) -> httpx.ASGITransport:
-        """An in-process transport to the trainer app (for the embedded server's client)."""
-        return httpx.ASGITransport(app=self.app)
-
     @contextlib.asynccontextmanager
     async def listening(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Also serve the trainer on a real port, for remote rollout servers; yields its URL."""
@@ -557,22 +553,6 @@ class LocalTrainer:
         self.finished[run.rollout_id] = run
         while len(self.finished) > _FINISHED_KEPT:
             self.finished.popitem(last=False)
-
-    async def run_rollout(
-        self,
-        request: dict[str, Any],
-        target: ServerTarget,
-        *,
-        timeout_s: float = 600.0,
-        gate: Gate | None = None,
-        label: str = "",
-        on_exchange: Callable[[LLMExchange], None] | None = None,
-    ) -> RolloutOutcome:
-        """Run one rollout end to end on ``target`` and return how it ended."""
-        run = self.open_run(
-            request, gate=gate, label=label, on_exchange=on_exchange, trainer_url=target.trainer_url
-        )
-        return await self.drive(run, target, timeout_s)
 
     def outcome(self, run: RolloutRun, init_error: InitRefused | None = None) -> RolloutOutcome:
         """Summarise a run (finished or not) as a ``RolloutOutcome``."""
