@@ -38,6 +38,7 @@ class ASGIClient:
         content: bytes | str | None = None,
         json: Any = None,  # noqa: A002 - httpx's keyword
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,  # in process: nothing to wait on but the app itself
     ) -> HTTPReply:
         """One request/response exchange with the app."""
         if json is not None:

@@ -58,15 +58,21 @@ class AiohttpClient:
     """
 
     def __init__(
-        self, limit: int = 100, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 300.0
+        self,
+        limit: int = 100,
+        *,
+        limit_per_host: int = 0,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 300.0,
     ) -> None:
         import aiohttp  # ~0.15 s; only when the first request is made
 
         self._aiohttp = aiohttp
         # No total timeout, and sock_connect rather than connect: aiohttp's "connect" includes
         # the wait for a free pooled connection, which must not time out a queued request.
+        # ``limit=0`` is no total limit (``limit_per_host`` still applies).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit),
+            connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
             ),

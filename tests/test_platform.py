@@ -32,8 +32,8 @@ from fastapi.responses import JSONResponse
 
 from osmosis_workbench.commands import platform_cmds
 from server_core import platform
+from server_core.auth import generate_api_key
 from server_core.platform import PlatformError
-from server_core.protocol import generate_api_key
 
 FUTURE = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
 PAST = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)

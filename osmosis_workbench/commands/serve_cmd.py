@@ -293,13 +293,16 @@ def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
     if args.no_validate:
         tool_names = _tool_names_without_validation(agent, log)
     else:
-        from server_core.validate import validate_agent_loop
+        import asyncio
 
-        report = validate_agent_loop(agent)
+        from server_core.validate import avalidate_agent_loop
+
+        report = asyncio.run(avalidate_agent_loop(agent))
         if not report.ok:
             print("✗ Agent loop validation failed", file=sys.stderr)
-            for problem in report.problems:
-                print(f"  - {problem}", file=sys.stderr)
+            for problem in report.errors:
+                where = f"{problem.field}: " if problem.field else ""
+                print(f"  - {where}{problem.message} [{problem.code}]", file=sys.stderr)
             print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
             return 1
         tool_names = report.tool_names

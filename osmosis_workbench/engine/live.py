@@ -13,6 +13,7 @@ screen steps a training rollout with the same keys as a dataset row.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -188,13 +189,8 @@ class LiveRollouts:
         rollout = self.rollouts.get(rollout_id)
         if message is not None and rollout is not None and rollout.pending is not None:
             old = rollout.pending
-            replacement = ChatResult(
-                message,
-                finish_reason or old.finish_reason,
-                old.usage,
-                old.token_ids,
-                old.logprobs,
-                old.raw,
+            replacement = dataclasses.replace(
+                old, message=message, finish_reason=finish_reason or old.finish_reason
             )
         return self._resolve(rollout_id, replacement)
 
@@ -238,8 +234,6 @@ class LivePausedCall:
 
 def _completion_of(result: ChatResult) -> dict[str, Any]:
     """The chat completion behind a ``ChatResult`` (rebuilt when the gate got none)."""
-    if isinstance(result.raw, dict) and result.raw.get("choices"):
-        return result.raw
     return {
         "choices": [{"index": 0, "message": result.message, "finish_reason": result.finish_reason}],
         "usage": result.usage,
