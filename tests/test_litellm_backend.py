@@ -20,10 +20,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from osmosis_workbench.engine.models import LiteLLMBackend, ModelError  # noqa: E402
 from osmosis_workbench.engine.models.litellm_backend import (  # noqa: E402
-    MAX_RETRY_AFTER_S,
     _import_litellm,
     load_litellm,
 )
+from osmosis_workbench.engine.models.providers import MAX_RETRY_AFTER_S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "openai/gpt-4o-mini"
@@ -49,6 +49,13 @@ def chat(**extra: object) -> dict:
         "logprobs": True,
         **extra,
     }
+
+
+@pytest.fixture(autouse=True)
+def provider_keys(monkeypatch):
+    """Keys in the environment, as a user with an account has them (no test reaches a network)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +105,7 @@ def backend(**kwargs) -> tuple[LiteLLMBackend, Sleeps]:
 def test_importing_the_models_package_does_not_import_litellm():
     code = (
         "import osmosis_workbench.engine.models as m, sys; "
-        "m.create_backend('gpt-4o-mini', record_to='unused.jsonl'); "
+        "m.create_backend('gpt-4o-mini', api_key='k', record_to='unused.jsonl'); "
         "assert 'litellm' not in sys.modules, 'litellm was imported'"
     )
     done = subprocess.run(
@@ -224,14 +231,14 @@ def _errors(litellm):
 @pytest.mark.parametrize(
     ("error", "kind", "retryable", "systemic", "says"),
     [
-        ("auth", "authentication", False, True, "check OPENAI_API_KEY or pass --api-key"),
+        ("auth", "authentication", False, True, "set OPENAI_API_KEY (export OPENAI_API_KEY=...)"),
         ("rate", "rate_limit", True, False, "rate limited by openai"),
         ("quota", "rate_limit", False, True, "quota exhausted"),
         ("context", "context_window", False, False, "context window exceeded"),
         ("timeout", "timeout", True, False, "did not answer in time"),
         ("not_found", "unknown_model", False, True, "unknown model openai/gpt-4o-mini"),
         ("bad_model", "unknown_model", False, True, "check the model name"),
-        ("connection", "connection", True, False, "cannot connect to the openai API"),
+        ("connection", "connection", True, False, "cannot reach the openai API"),
         ("internal", "server_error", True, False, "openai server error"),
         ("unavailable", "server_error", True, False, "openai server error"),
         ("bad_request", "bad_request", False, False, "Invalid value for 'tool_choice'"),
@@ -253,10 +260,10 @@ async def test_authentication_error_with_an_explicit_key_and_another_provider(
 ):
     scripted_litellm["outcomes"] = [_errors(litellm)["auth"]]
     b, _ = backend(api_key="sk-wrong")
-    with pytest.raises(ModelError, match="the key passed with --api-key was rejected"):
+    with pytest.raises(ModelError, match="the key passed with --model-api-key was rejected"):
         await b.complete(chat())
     b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
-    with pytest.raises(ModelError, match="check ANTHROPIC_API_KEY or pass --api-key"):
+    with pytest.raises(ModelError, match="set ANTHROPIC_API_KEY .* or pass --model-api-key"):
         await b.complete(chat())
 
 
@@ -282,7 +289,7 @@ async def test_refused_connection_to_a_base_url_is_a_connection_error(litellm):
         await b.complete(chat())
     err = info.value
     assert err.kind == "connection" and err.retryable
-    assert f"cannot connect to {url}" in err.message and "--base-url" in err.message
+    assert f"cannot reach {url}" in err.message and "--base-url" in err.message
     assert len(sleeps.delays) == 1
 
 
