@@ -348,3 +348,32 @@ async def test_retry_after_is_honoured_and_capped(scripted_litellm, litellm):
     b, sleeps = backend(max_retries=3, base_delay_s=0.0, max_delay_s=0.0)
     await b.complete(chat())
     assert sleeps.delays == [2.5, MAX_RETRY_AFTER_S]
+
+
+async def test_missing_credentials_reported_as_a_500_is_final_and_names_the_variable(
+    scripted_litellm, litellm
+):
+    # What litellm raises when the OpenAI SDK finds no key: a 500 that no retry fixes.
+    scripted_litellm["outcomes"] = [
+        litellm.InternalServerError(
+            "OpenAIException - Missing credentials. Please pass an `api_key`, or set the "
+            "`OPENAI_API_KEY` environment variable.",
+            llm_provider="openai",
+            model="gpt-4o-mini",
+        )
+    ]
+    b, sleeps = backend(base_url="http://localhost:8000/v1", max_retries=3)
+    with pytest.raises(ModelError) as info:
+        await b.complete(chat())
+    err = info.value
+    assert (err.kind, err.retryable, err.systemic) == ("authentication", False, True)
+    assert "set OPENAI_API_KEY" in err.message
+    assert scripted_litellm["attempts"] == 1 and sleeps.delays == []
+
+
+async def test_a_missing_key_fails_before_importing_or_calling(scripted_litellm, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
+    with pytest.raises(ModelError, match="^ANTHROPIC_API_KEY is not set: export ANTHROPIC"):
+        await b.complete(chat())
+    assert scripted_litellm["attempts"] == 0

@@ -138,7 +138,7 @@ def clean_completion(data: dict[str, Any]) -> dict[str, Any]:
     data.setdefault("object", "chat.completion")
     choices = []
     for choice in data.get("choices") or []:
-        choice = dict(choice)
+        choice = {k: v for k, v in choice.items() if v is not None}
         message = choice.get("message")
         if isinstance(message, dict):
             # "content": null is meaningful (a pure tool call); other nulls are not.
