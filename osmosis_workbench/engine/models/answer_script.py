@@ -61,11 +61,13 @@ class AnswerScript:
                 f"(rows listed: {listed or 'none'})",
             )
         if turn >= len(turns):
+            has = (
+                "1 turn (turn 0)" if len(turns) == 1 else f"{len(turns)} turns (0-{len(turns) - 1})"
+            )
             raise ModelError(
                 "replay_miss",
                 f"script {self.path} ran out for row {row}: the agent asked for turn {turn} "
-                f"but the row has {len(turns)} turn{'s' if len(turns) != 1 else ''} "
-                f"(0-{len(turns) - 1}); add an answer to its turns",
+                f"but the row has {has}; add an answer to its turns",
             )
         answer = turns[turn]
         return {"content": answer} if isinstance(answer, str) else answer
