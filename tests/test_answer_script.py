@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,14 @@ def test_a_bad_script_stops_the_run_before_any_row(tmp_path, capsys):
     assert run(missing, runs=tmp_path) == 2
     err = capsys.readouterr().err
     assert f"script {missing} not found" in err
+
+
+@pytest.mark.parametrize("fence", ["jsonl", "yaml"])
+def test_the_readme_examples_load_and_answer_the_sample(fence, tmp_path, capsys):
+    readme = (ROOT / "README.md").read_text()
+    [example] = re.findall(rf"```{fence}\n(.*?)```", readme, re.DOTALL)
+    script = tmp_path / f"answers.{fence}"
+    script.write_text(example)
+    load_answer_script(script)
+    assert run(script, "--rows", "0", runs=tmp_path) == 0
+    assert "Row 0: OK reward 1" in capsys.readouterr().out
