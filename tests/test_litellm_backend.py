@@ -23,7 +23,10 @@ from osmosis_workbench.engine.models.litellm_backend import (  # noqa: E402
     _import_litellm,
     load_litellm,
 )
-from osmosis_workbench.engine.models.providers import MAX_RETRY_AFTER_S  # noqa: E402
+from osmosis_workbench.engine.models.providers import (  # noqa: E402
+    MAX_RETRY_AFTER_S,
+    RetryPolicy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "openai/gpt-4o-mini"
@@ -96,7 +99,11 @@ def scripted_litellm(litellm, monkeypatch):
 def backend(**kwargs) -> tuple[LiteLLMBackend, Sleeps]:
     sleeps = Sleeps()
     kwargs.setdefault("api_key", None)
-    return LiteLLMBackend(kwargs.pop("model", MODEL), sleep=sleeps, **kwargs), sleeps
+    policy = {
+        k: kwargs.pop(k) for k in ("max_retries", "base_delay_s", "max_delay_s") if k in kwargs
+    }
+    retry = RetryPolicy(**policy, sleep=sleeps)
+    return LiteLLMBackend(kwargs.pop("model", MODEL), retry=retry, **kwargs), sleeps
 
 
 # --- the lazy import --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from loopback_openai import LoopbackOpenAI, Status
 
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.models import ModelError, OpenAICompatibleBackend
+from osmosis_workbench.engine.models.providers import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ["-m", "sample_project.server:agent_loop", "-d", "sample_project/test_data.jsonl"]
@@ -46,9 +47,28 @@ class Sleeps:
 
 def backend(server: LoopbackOpenAI, **kwargs) -> tuple[OpenAICompatibleBackend, Sleeps]:
     sleeps = Sleeps()
+    policy = {
+        k: kwargs.pop(k) for k in ("max_retries", "base_delay_s", "max_delay_s") if k in kwargs
+    }
+    retry = RetryPolicy(**policy, sleep=sleeps)
     return OpenAICompatibleBackend(
-        "served-model", base_url=server.base_url, sleep=sleeps, **kwargs
+        "served-model", base_url=server.base_url, retry=retry, **kwargs
     ), sleeps
+
+
+def base_url_run(server: LoopbackOpenAI, runs: Path, *extra: str) -> list[str]:
+    """``osmosis test`` arguments: the sample agent against ``server`` as model "calc"."""
+    return [
+        "test",
+        *SAMPLE,
+        "--model",
+        "calc",
+        "--base-url",
+        server.base_url,
+        "--runs-dir",
+        str(runs),
+        *extra,
+    ]
 
 
 def chat(**extra: object) -> dict:
@@ -164,7 +184,7 @@ async def test_a_refused_connection_is_final_and_names_the_base_url(no_openai_en
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     sleeps = Sleeps()
-    b = OpenAICompatibleBackend("m", base_url=url, sleep=sleeps)
+    b = OpenAICompatibleBackend("m", base_url=url, retry=RetryPolicy(sleep=sleeps))
     try:
         with pytest.raises(ModelError) as info:
             await b.complete(chat())
@@ -197,21 +217,7 @@ def test_osmosis_test_against_a_base_url_runs_every_row_without_litellm(tmp_path
             "assert 'litellm' not in sys.modules, 'litellm was imported'; sys.exit(rc)"
         )
         done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                code,
-                "test",
-                *SAMPLE,
-                "--model",
-                "calc",
-                "--base-url",
-                server.base_url,
-                "--runs-dir",
-                str(tmp_path),
-                "--limit",
-                "4",
-            ],
+            [sys.executable, "-c", code, *base_url_run(server, tmp_path, "--limit", "4")],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -230,18 +236,7 @@ def test_a_refused_key_is_one_line_naming_the_variable_exit_2_no_retries(
     tmp_path, capsys, no_openai_env
 ):
     with LoopbackOpenAI(api_key="sk-right") as server:
-        code = main(
-            [
-                "test",
-                *SAMPLE,
-                "--model",
-                "calc",
-                "--base-url",
-                server.base_url,
-                "--runs-dir",
-                str(tmp_path),
-            ]
-        )
+        code = main(base_url_run(server, tmp_path))
     out, err = capsys.readouterr()
     assert code == 2
     assert len(server.received) == 1  # the probe, once: no retries, no row

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osmosis_workbench.engine.models.base import ModelError
+from osmosis_workbench.engine.models.base import ModelError, read_user_file
 from osmosis_workbench.engine.models.scripted import ScriptedBackend
 
 #: The keys an answer object may have.
@@ -76,15 +76,8 @@ class AnswerScript:
 def load_answer_script(path: str | Path) -> AnswerScript:
     """Read and check a script file (blocking, small); ``ScriptError`` names what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScriptError(
-            f"script {path} not found: write one (see the README, 'Answer scripts') "
-            "or check the path"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"cannot read script {path}: {exc}") from None
+    fix = "write one (see the README, 'Answer scripts') or check the path"
+    text = read_user_file(path, "script", fix, ScriptError)
     if path.suffix.lower() in (".yaml", ".yml"):
         items = _yaml_items(path, text)
     else:

@@ -7,7 +7,9 @@ sees ``ModelReply`` and ``ModelError``, whichever backend (live, replay, scripte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 #: The failure kinds a backend reports; the trainer and the UI switch on these.
@@ -153,3 +155,18 @@ def clean_completion(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(usage, dict):
         data["usage"] = {k: v for k, v in usage.items() if v is not None}
     return {k: v for k, v in data.items() if v is not None}
+
+
+def read_user_file(
+    path: Path, what: str, missing_fix: str, error: Callable[[str], Exception]
+) -> str:
+    """The UTF-8 text of a file the user named (a cassette, a script); ``error(message)``
+    naming the file, and the fix when it is missing, if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found: {missing_fix}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None

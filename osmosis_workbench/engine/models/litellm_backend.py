@@ -17,7 +17,6 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -112,8 +111,8 @@ class LiteLLMBackend:
     """Answers chat calls with a live model through ``litellm.acompletion``.
 
     ``model`` is litellm's "provider/name". Failures are classified once (``providers``):
-    rate limits, timeouts, dropped connections and 5xx are retried up to ``max_retries`` times
-    with capped exponential backoff and full jitter (or the provider's retry-after); missing
+    rate limits, timeouts, dropped connections and 5xx are retried as ``retry`` says (3 times,
+    capped exponential backoff with full jitter, or the provider's retry-after); missing
     keys, unknown models and bad requests are raised at once. ``extra_kwargs`` go to
     ``acompletion`` as they are (tests pass ``mock_response`` there).
     """
@@ -124,12 +123,9 @@ class LiteLLMBackend:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        max_retries: int = 3,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 8.0,
+        retry: RetryPolicy | None = None,
         timeout_s: float | None = 300.0,
         extra_kwargs: dict[str, Any] | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.model = model
         self.name = model
@@ -137,7 +133,7 @@ class LiteLLMBackend:
         self.api_key = api_key
         self.timeout_s = timeout_s
         self.extra_kwargs = dict(extra_kwargs or {})
-        self.retry = RetryPolicy(max_retries, base_delay_s, max_delay_s, sleep)
+        self.retry = retry or RetryPolicy()
         self.target = ProviderTarget(
             model, self.provider, base_url=base_url, explicit_key=bool(api_key)
         )

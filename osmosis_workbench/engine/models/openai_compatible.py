@@ -8,7 +8,6 @@ import first. Failures are classified and retried in ``providers``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
@@ -53,13 +52,10 @@ class OpenAICompatibleBackend:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        max_retries: int = 3,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 8.0,
+        retry: RetryPolicy | None = None,
         timeout_s: float = 300.0,
         connect_timeout_s: float = 10.0,
         max_connections: int = 1024,
-        sleep: Any = asyncio.sleep,
     ) -> None:
         custom = base_url or os.environ.get("OPENAI_BASE_URL")
         self.base_url = (custom or OPENAI_API_URL).rstrip("/")
@@ -72,7 +68,7 @@ class OpenAICompatibleBackend:
             base_url=self.base_url if custom else None,
             explicit_key=bool(api_key),
         )
-        self.retry = RetryPolicy(max_retries, base_delay_s, max_delay_s, sleep)
+        self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
