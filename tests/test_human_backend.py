@@ -139,3 +139,19 @@ def test_osmosis_test_without_a_screen_refuses_human(tmp_path, capsys, monkeypat
     argv = ["test", "-m", "sample_project.server:agent_loop", "-d", str(DATASET)]
     assert main([*argv, "--model", "human", "--runs-dir", str(tmp_path)]) == 2
     assert "--model human needs the workbench" in capsys.readouterr().err
+
+
+async def test_a_call_given_up_by_the_agent_is_not_offered_again():
+    # An agent whose chat times out drops its call; the UI must get the live one next.
+    backend = HumanBackend()
+    dropped = asyncio.create_task(
+        backend.complete({"messages": [{"role": "user", "content": "1"}]})
+    )
+    await asyncio.sleep(0)
+    dropped.cancel()
+    await asyncio.gather(dropped, return_exceptions=True)
+    live = asyncio.create_task(backend.complete({"messages": [{"role": "user", "content": "2"}]}))
+    request = await asyncio.wait_for(backend.next_request(), 1)
+    assert request.messages[-1]["content"] == "2" and backend.pending == [request]
+    request.answer("ok")
+    await live

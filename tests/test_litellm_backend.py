@@ -223,7 +223,14 @@ def _errors(litellm):
             "invalid model ID", llm_provider="openai", model="gpt-9"
         ),
         "connection": litellm.APIConnectionError(
-            "Connection refused", llm_provider="openai", model=m
+            "Server disconnected", llm_provider="openai", model=m
+        ),
+        "refused": litellm.APIConnectionError("Connection refused", llm_provider="openai", model=m),
+        "no_host": litellm.InternalServerError(
+            "AnthropicException - Cannot connect to host api.anthropic.com:443 [Name or service "
+            "not known]",
+            llm_provider="anthropic",
+            model=m,
         ),
         "internal": litellm.InternalServerError("boom", llm_provider="openai", model=m),
         "unavailable": litellm.ServiceUnavailableError(
@@ -246,6 +253,8 @@ def _errors(litellm):
         ("not_found", "unknown_model", False, True, "unknown model openai/gpt-4o-mini"),
         ("bad_model", "unknown_model", False, True, "check the model name"),
         ("connection", "connection", True, False, "cannot reach the openai API"),
+        ("refused", "connection", False, True, "cannot connect to the openai API"),
+        ("no_host", "connection", False, True, "cannot connect to the openai API"),
         ("internal", "server_error", True, False, "openai server error"),
         ("unavailable", "server_error", True, False, "openai server error"),
         ("bad_request", "bad_request", False, False, "Invalid value for 'tool_choice'"),

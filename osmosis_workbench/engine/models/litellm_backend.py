@@ -27,6 +27,7 @@ from osmosis_workbench.engine.models.base import (
     clean_completion,
 )
 from osmosis_workbench.engine.models.providers import (
+    CONNECT_FAILED_HINTS,
     MISSING_KEY_HINTS,
     QUOTA_HINTS,
     UNKNOWN_MODEL_HINTS,
@@ -257,11 +258,14 @@ def map_litellm_error(exc: Exception, backend: LiteLLMBackend, litellm: ModuleTy
         is_a("BadRequestError") and any(h in lowered for h in UNKNOWN_MODEL_HINTS)
     ):
         kind = "unknown_model"
-    elif is_a("APIConnectionError") or (
-        is_a("InternalServerError") and "connection error" in lowered
+    elif (
+        is_a("APIConnectionError")
+        or (is_a("InternalServerError") and "connection error" in lowered)
+        or any(h in lowered for h in CONNECT_FAILED_HINTS)
     ):
-        # litellm reports a refused connection to a base URL as a 500 "Connection error.": a
-        # network problem, not the server's; it cannot tell refused from dropped.
+        # litellm reports a refused connection to a base URL as a 500 "Connection error.", and
+        # an unknown host as a 500 naming it: network problems, not the server's. Only the
+        # text tells a connection never made (final) from one dropped (retried).
         kind = "connection"
     elif is_a("InternalServerError", "ServiceUnavailableError", "BadGatewayError") or (
         isinstance(status, int) and status >= 500
@@ -278,4 +282,10 @@ def map_litellm_error(exc: Exception, backend: LiteLLMBackend, litellm: ModuleTy
         )
     if kind == "authentication" and not backend.api_key:
         detail = ""  # the fix names the variable; litellm's long hint would only repeat it
-    return provider_error(kind, backend.target, detail, retry_after_s=retry_after_s(exc))
+    return provider_error(
+        kind,
+        backend.target,
+        detail,
+        retry_after_s=retry_after_s(exc),
+        connect_failed=kind == "connection" and any(h in lowered for h in CONNECT_FAILED_HINTS),
+    )

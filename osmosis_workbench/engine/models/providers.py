@@ -92,6 +92,15 @@ MISSING_KEY_HINTS = (
     "no api key provided",
     "api key not found",
 )
+#: Phrases that mean a connection was never made (some SDKs report it as a 500): waiting for
+#: a retry will not start the server nor fix the host name.
+CONNECT_FAILED_HINTS = (
+    "cannot connect to host",
+    "connection refused",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+)
 #: Phrases of a 429 that no wait will fix: the account is out of credit.
 QUOTA_HINTS = ("insufficient_quota", "exceeded your current quota")
 
