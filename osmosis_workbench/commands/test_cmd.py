@@ -25,11 +25,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default=None,
-        help="litellm model 'provider/name' (a bare name means openai/<name>), or "
-        "'replay:FILE' for a recorded cassette (default: the cassette.jsonl next "
-        "to the dataset or the agent module)",
+        help="'openai/NAME' (or a bare NAME), any litellm 'provider/name', "
+        "'replay:FILE' (a recorded cassette), 'script:FILE' (answers per row and turn) or "
+        "'human' (you answer; workbench only) (default: the cassette.jsonl next to the "
+        "dataset or the agent module)",
     )
-    g.add_argument("--base-url", default=None, help="API base URL for the model")
+    g.add_argument(
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server (vLLM, SGLang, Ollama...), e.g. http://localhost:8000/v1",
+    )
     g.add_argument(
         "--model-api-key",
         default=None,
@@ -209,21 +214,25 @@ def make_backend(args: argparse.Namespace, model: str) -> Any:
     from osmosis_workbench.engine.models import create_backend
 
     model_key, _ = keys(args)
-    return create_backend(model, base_url=args.base_url, api_key=model_key, record_to=args.record)
+    return create_backend(
+        model,
+        base_url=args.base_url,
+        api_key=model_key,
+        record_to=args.record,
+        on_notice=lambda notice: print(notice, file=sys.stderr),
+    )
 
 
 async def preflight(backend: Any, model: str) -> str | None:
     """One tiny call to a live model before a batch; a systemic error's message, else None."""
-    if model.startswith("replay:"):
-        return None
-    from osmosis_workbench.engine.models import ModelError
+    from osmosis_workbench.engine.models import LiveBackend, ModelError
 
     # Straight to the live model: a recorder must not write the probe into the cassette.
     live = getattr(backend, "inner", backend)
+    if not isinstance(live, LiveBackend):
+        return None  # replay, script, human: nothing to reach
     try:
-        await live.complete(
-            {"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 5}
-        )
+        await live.probe()
     except ModelError as exc:
         if exc.systemic:
             return str(exc)
@@ -453,18 +462,23 @@ async def _run_batch(args: argparse.Namespace) -> int:
     if earlier_dir is None:
         await asyncio.to_thread(write_run_file, run_dir, info)
 
+    if model == "human":
+        raise UsageError(
+            "--model human needs the workbench to answer in: add --interactive, or run "
+            "osmosis-workbench"
+        )
     try:
         backend = make_backend(args, model)
     except Exception as exc:
         raise UsageError(f"--model {model!r}: {exc}") from None
     out = (lambda *_: None) if args.quiet else print
-    out(f"Model: {model}")
     problem = await preflight(backend, model)
     if problem:
+        # Final (a key, the model name): one line with the fix, no row run, no retries.
         print(f"Error: {problem}", file=sys.stderr)
-        print("Stopped before running any row (the first model call failed).", file=sys.stderr)
         await backend.aclose()
-        return 1
+        return 2
+    out(f"Model: {model}")
 
     total_rows = await asyncio.to_thread(count_rows, args.dataset)
     total = None
