@@ -30,7 +30,13 @@ from server_core.errors import (
     OsmosisValidationError,
     TrainerProtocolError,
 )
-from server_core.http_client import AiohttpClient, HTTPTimeout, HTTPTransportError
+from server_core.http_client import (
+    AiohttpClient,
+    HTTPClient,
+    HTTPTimeout,
+    HTTPTransportError,
+    HttpxClient,
+)
 
 #: Bodies with more messages than this are encoded off the event loop.
 _LARGE_BODY_MESSAGES = 400
@@ -145,28 +151,6 @@ class _Retry:
         return True
 
 
-class _HttpxPoster:
-    """POSTs over an ``httpx.AsyncClient`` (custom transports, e.g. tests' ASGITransport),
-    with httpx's errors translated to ours."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def post(
-        self, url: str, *, content: bytes, headers: dict[str, str], timeout: float | None = None
-    ) -> Any:
-        try:
-            extra = {"timeout": timeout} if timeout else {}
-            return await self._client.post(url, content=content, headers=headers, **extra)
-        except httpx.TimeoutException as exc:
-            raise HTTPTimeout(str(exc) or "timed out") from None
-        except httpx.TransportError as exc:
-            raise HTTPTransportError(str(exc) or type(exc).__name__) from None
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 class TrainerClient:
     """Posts chat and completion callbacks to trainers; one instance per server process.
 
@@ -188,10 +172,10 @@ class TrainerClient:
         self._transport = transport
         self._mounts = mounts
         self._local = {url.rstrip("/"): ASGIClient(app) for url, app in (local_apps or {}).items()}
-        self._chat_poster: Any = None
-        self._completion_poster: Any = None
+        self._chat_poster: HTTPClient | None = None
+        self._completion_poster: HTTPClient | None = None
 
-    def _new_poster(self, per_host: int) -> Any:
+    def _new_poster(self, per_host: int) -> HTTPClient:
         cfg = self.config
         if self._transport is None and self._mounts is None:
             return AiohttpClient(
@@ -200,7 +184,7 @@ class TrainerClient:
                 connect_timeout_s=cfg.connect_timeout_s,
                 read_timeout_s=cfg.timeout_s,
             )
-        return _HttpxPoster(
+        return HttpxClient(
             httpx.AsyncClient(
                 timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
                 limits=httpx.Limits(max_connections=per_host, max_keepalive_connections=per_host),
@@ -209,7 +193,7 @@ class TrainerClient:
             )
         )
 
-    def _poster(self, server_url: str, *, completion: bool) -> Any:
+    def _poster(self, server_url: str, *, completion: bool) -> HTTPClient:
         local = self._local.get(server_url)
         if local is not None:
             return local
