@@ -27,6 +27,7 @@ from starlette.routing import Route
 from server_core.agent import RolloutAgentLoop
 from server_core.auth import header_matches_key
 from server_core.hooks import RolloutHooks
+from server_core.platform import register_when_ready
 from server_core.protocol import InitResponse, RolloutRequest
 from server_core.rollouts import AdmissionError, RolloutManager, ServerLimits
 from server_core.trainer_client import TrainerClient, TrainerClientConfig
@@ -306,6 +307,7 @@ def create_app(
     client_config: TrainerClientConfig | None = None,
     limits: ServerLimits | None = None,
     record_ttl: float | None = None,
+    local_url: str | None = None,
 ) -> FastAPI:
     """Serve ``agent_loop`` over the Remote Rollout protocol v1 (docs/PROTOCOL.md).
 
@@ -321,7 +323,8 @@ def create_app(
     deadline, default ``settings.server.request_timeout_seconds``, 600 s), ``drain_timeout``,
     ``max_body_bytes`` (413 past it), ``trace_dir`` (a JSONL trace per rollout), ``hooks``
     (observers and the LLM gate; ``app.state.hooks``), ``client``/``client_config`` (the
-    shared trainer client), ``limits`` (all limits at once).
+    shared trainer client), ``limits`` (all limits at once), ``local_url`` (where this server
+    answers ``/health`` before registering; default ``http://127.0.0.1:<server_port>``).
     """
     if not isinstance(agent_loop, RolloutAgentLoop):
         raise TypeError(
@@ -375,7 +378,14 @@ def create_app(
                 await on_startup()
             if credentials is not None and server_host is not None and server_port is not None:
                 registration = asyncio.get_running_loop().create_task(
-                    _register(agent_loop.name, credentials, server_host, server_port, api_key)
+                    register_when_ready(
+                        local_url=local_url or f"http://127.0.0.1:{server_port}",
+                        host=server_host,
+                        port=server_port,
+                        agent_loop_name=agent_loop.name,
+                        api_key=api_key or "",
+                        credentials=credentials,
+                    )
                 )
             yield
         finally:
@@ -432,21 +442,4 @@ def _client_config(settings: RolloutSettings, connections: int) -> TrainerClient
         backoff_base_s=client.retry_base_delay,
         backoff_cap_s=client.retry_max_delay,
         max_connections=max(connections, client.max_connections),
-    )
-
-
-async def _register(
-    name: str, credentials: WorkspaceCredentials, host: str, port: int, api_key: str | None
-) -> None:
-    """Register with the platform once ``/health`` answers (warns, never raises)."""
-    from server_core.platform import register_when_ready
-    from server_core.serve import connect_host
-
-    await register_when_ready(
-        local_url=f"http://{connect_host(host)}:{port}",
-        host=host,
-        port=port,
-        agent_loop_name=name,
-        api_key=api_key or "",
-        credentials=credentials,
     )
