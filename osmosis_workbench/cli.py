@@ -15,6 +15,7 @@ from osmosis_workbench import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``osmosis`` parser with every subcommand."""
+    from osmosis_workbench.commands.init_cmd import add_init_parser
     from osmosis_workbench.commands.platform_cmds import (
         add_login_parser,
         add_logout_parser,
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"osmosis {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_init_parser(subparsers)
     add_serve_parser(subparsers)
     add_validate_parser(subparsers)
     add_test_parser(subparsers)

@@ -1,69 +1,241 @@
 """server_core: the SDK a rollout server is written with.
 
 An agent subclasses ``RolloutAgentLoop``; ``create_app(agent_loop)`` serves it over the Remote
-Rollout protocol (shared/PROTOCOL.md). Importing this package never imports textual, litellm
-or pandas.
+Rollout protocol (docs/PROTOCOL.md). This package is also the public API of the osmosis-ai 0.2
+rollout SDK, name for name: an agent written for 0.2 runs after changing its imports from
+``osmosis_ai[.rollout...]`` to ``server_core`` (docs/MIGRATING.md). Importing it never imports
+textual, litellm or pandas.
 """
 
-from server_core.agent import ChatResult, RolloutAgentLoop, RolloutContext, RolloutResult
+from server_core.agent import (
+    ChatResult,
+    CompletionsResult,
+    LLMClientProtocol,
+    LLMResult,
+    RolloutAgentLoop,
+    RolloutContext,
+    RolloutResult,
+)
 from server_core.app import create_app
+from server_core.auth import generate_api_key, validate_api_key
 from server_core.errors import (
+    AgentLoopNotFoundError,
+    AgentLoopValidationError,
     LLMCallError,
+    OsmosisRolloutError,
+    OsmosisServerError,
+    OsmosisTimeoutError,
+    OsmosisTransportError,
+    OsmosisValidationError,
+    PublicIPDetectionError,
     RolloutCancelled,
     RolloutError,
+    RolloutTimeout,
+    ServeError,
+    ToolArgumentError,
     ToolExecutionError,
     TrainerProtocolError,
 )
 from server_core.hooks import HookEvent, RolloutHooks
+from server_core.llm_client import OsmosisLLMClient
 from server_core.loader import ImportFromStringError, import_from_string, load_agent_loop
+from server_core.messages import (
+    count_messages_by_role,
+    get_message_content,
+    get_message_role,
+    is_assistant_message,
+    is_tool_message,
+    is_user_message,
+    normalize_stop,
+    parse_tool_calls,
+)
+from server_core.network import (
+    detect_public_ip,
+    is_private_ip,
+    is_valid_hostname_or_ip,
+    validate_ipv4,
+)
 from server_core.protocol import (
+    DEFAULT_MAX_METADATA_SIZE_BYTES,
     CompletedRequest,
+    CompletionsChoice,
+    CompletionsRequest,
+    CompletionsResponse,
+    CompletionUsage,
     InitResponse,
+    MessageDict,
     RolloutMetrics,
     RolloutRequest,
+    RolloutResponse,
     RolloutStatus,
-    generate_api_key,
+    SamplingParamsDict,
+    get_max_metadata_size_bytes,
+    set_max_metadata_size_bytes,
 )
-from server_core.rewards import reward_fn
+from server_core.registry import (
+    AgentLoopRegistry,
+    get_agent_loop,
+    list_agent_loops,
+    register_agent_loop,
+    unregister_agent_loop,
+)
+from server_core.rewards import osmosis_reward, osmosis_rubric, reward_fn
 from server_core.rollouts import ServerLimits
+from server_core.serve import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    serve_agent_loop,
+    validate_and_report,
+)
+from server_core.settings import (
+    RolloutClientSettings,
+    RolloutServerSettings,
+    RolloutSettings,
+    configure,
+    get_settings,
+    reset_settings,
+)
+from server_core.testing import (
+    RolloutCompletionTracker,
+    create_mock_trainer_app,
+    fake_prompt_token_ids,
+    fake_token_ids,
+    patch_httpx_for_mock_trainer,
+)
+from server_core.tool_schemas import (
+    OpenAIFunctionCallSchema,
+    OpenAIFunctionParametersSchema,
+    OpenAIFunctionParsedSchema,
+    OpenAIFunctionPropertySchema,
+    OpenAIFunctionSchema,
+    OpenAIFunctionToolCall,
+    OpenAIFunctionToolSchema,
+    ToolResponse,
+)
 from server_core.tools import (
+    create_tool_error_result,
+    create_tool_result,
     execute_tool_calls,
+    get_tool_call_info,
     parse_tool_arguments,
+    serialize_tool_result,
+    tool_call_name,
     tool_result_message,
 )
 from server_core.trainer_client import TrainerClient, TrainerClientConfig
-
-#: 0.2.x name of the chat result.
-LLMResult = ChatResult
+from server_core.validate import (
+    ValidationError,
+    ValidationResult,
+    avalidate_agent_loop,
+    validate_agent_loop,
+)
 
 __all__ = [
+    # ---- the osmosis-ai 0.2 API (85 names) ----
+    "AgentLoopNotFoundError",
+    "AgentLoopRegistry",
+    "AgentLoopValidationError",
+    "CompletionUsage",
+    "CompletionsChoice",
+    "CompletionsRequest",
+    "CompletionsResponse",
+    "CompletionsResult",
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_METADATA_SIZE_BYTES",
+    "DEFAULT_PORT",
+    "InitResponse",
+    "LLMClientProtocol",
+    "MessageDict",
+    "OpenAIFunctionCallSchema",
+    "OpenAIFunctionParametersSchema",
+    "OpenAIFunctionParsedSchema",
+    "OpenAIFunctionPropertySchema",
+    "OpenAIFunctionSchema",
+    "OpenAIFunctionToolCall",
+    "OpenAIFunctionToolSchema",
+    "OsmosisLLMClient",
+    "OsmosisRolloutError",
+    "OsmosisServerError",
+    "OsmosisTimeoutError",
+    "OsmosisTransportError",
+    "OsmosisValidationError",
+    "PublicIPDetectionError",
+    "RolloutAgentLoop",
+    "RolloutClientSettings",
+    "RolloutCompletionTracker",
+    "RolloutContext",
+    "RolloutMetrics",
+    "RolloutRequest",
+    "RolloutResponse",
+    "RolloutResult",
+    "RolloutServerSettings",
+    "RolloutSettings",
+    "RolloutStatus",
+    "SamplingParamsDict",
+    "ServeError",
+    "ToolArgumentError",
+    "ToolExecutionError",
+    "ToolResponse",
+    "ValidationError",
+    "ValidationResult",
+    "configure",
+    "count_messages_by_role",
+    "create_app",
+    "create_mock_trainer_app",
+    "create_tool_error_result",
+    "create_tool_result",
+    "detect_public_ip",
+    "execute_tool_calls",
+    "fake_prompt_token_ids",
+    "fake_token_ids",
+    "generate_api_key",
+    "get_agent_loop",
+    "get_max_metadata_size_bytes",
+    "get_message_content",
+    "get_message_role",
+    "get_settings",
+    "get_tool_call_info",
+    "is_assistant_message",
+    "is_private_ip",
+    "is_tool_message",
+    "is_user_message",
+    "is_valid_hostname_or_ip",
+    "list_agent_loops",
+    "normalize_stop",
+    "osmosis_reward",
+    "osmosis_rubric",
+    "parse_tool_arguments",
+    "parse_tool_calls",
+    "patch_httpx_for_mock_trainer",
+    "register_agent_loop",
+    "reset_settings",
+    "serialize_tool_result",
+    "serve_agent_loop",
+    "set_max_metadata_size_bytes",
+    "unregister_agent_loop",
+    "validate_agent_loop",
+    "validate_and_report",
+    "validate_api_key",
+    "validate_ipv4",
+    # ---- ours ----
     "ChatResult",
     "CompletedRequest",
     "HookEvent",
     "ImportFromStringError",
-    "InitResponse",
     "LLMCallError",
     "LLMResult",
-    "RolloutAgentLoop",
     "RolloutCancelled",
-    "RolloutContext",
     "RolloutError",
     "RolloutHooks",
-    "RolloutMetrics",
-    "RolloutRequest",
-    "RolloutResult",
-    "RolloutStatus",
+    "RolloutTimeout",
     "ServerLimits",
-    "ToolExecutionError",
     "TrainerClient",
     "TrainerClientConfig",
     "TrainerProtocolError",
-    "create_app",
-    "execute_tool_calls",
-    "generate_api_key",
+    "avalidate_agent_loop",
     "import_from_string",
     "load_agent_loop",
-    "parse_tool_arguments",
     "reward_fn",
+    "tool_call_name",
     "tool_result_message",
 ]

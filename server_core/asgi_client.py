@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 
 import pydantic_core
 
-from server_core.http_client import HTTPReply
+from server_core.http_client import HTTPReply, Verbs
 
 ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
 
 
-class ASGIClient:
+class ASGIClient(Verbs):
     """Sends HTTP requests straight into an ASGI app (``post``/``get``, like httpx's)."""
 
     def __init__(self, app: ASGIApp, *, host: str = "in-process") -> None:
@@ -38,6 +38,7 @@ class ASGIClient:
         content: bytes | str | None = None,
         json: Any = None,  # noqa: A002 - httpx's keyword
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,  # in process: nothing to wait on but the app itself
     ) -> HTTPReply:
         """One request/response exchange with the app."""
         if json is not None:
@@ -99,14 +100,6 @@ class ASGIClient:
                 _json_error(f"internal error: {type(exc).__name__}"),
             )
         return HTTPReply(status, response_headers, b"".join(chunks))
-
-    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
-        """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``)."""
-        return await self.request("POST", url, **kwargs)
-
-    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
-        """GET ``url``."""
-        return await self.request("GET", url, **kwargs)
 
     async def aclose(self) -> None:
         """Nothing to release; here so it can stand in for an httpx client."""

@@ -12,6 +12,7 @@ that raises is logged and skipped; it never breaks a rollout.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from server_core.agent import ChatResult
+    from server_core.agent import CompletionsResult as ChatResult
 
 logger = logging.getLogger("server_core.hooks")
 
@@ -109,3 +110,52 @@ class RolloutHooks:
             return result
         replaced = await gate(rollout_id, body, result)
         return result if replaced is None else replaced
+
+
+class RolloutEvents:
+    """One rollout's events into the server's hooks, delivered in the order they happened.
+
+    ``record_tool_call``/``log_event`` are sync in the agent API while observers may be async,
+    so those events are delivered by a task; each such task waits for the one before it, and
+    every awaited ``emit`` (llm_request, rollout_finished) flushes them first.
+    """
+
+    def __init__(self, hooks: RolloutHooks, rollout_id: str) -> None:
+        self.hooks = hooks
+        self.rollout_id = rollout_id
+        self._last: asyncio.Task | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any observer listens."""
+        return self.hooks.active
+
+    def spawn(self, kind: str, data: dict[str, Any]) -> None:
+        """Deliver an event from sync code, after the ones spawned before it."""
+        previous = self._last
+
+        async def deliver() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await self.hooks.emit(kind, self.rollout_id, **data)
+
+        task = asyncio.get_running_loop().create_task(deliver())
+        self._last = task
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def flush(self) -> None:
+        """Wait until the events spawned so far reached every observer."""
+        last = self._last
+        if last is not None and not last.done():
+            # asyncio.wait: cancelling the rollout must not cancel the delivery itself.
+            await asyncio.wait([last])
+
+    async def emit(self, kind: str, **data: Any) -> None:
+        """Deliver an event after every event spawned before it."""
+        await self.flush()
+        await self.hooks.emit(kind, self.rollout_id, **data)
+
+
+# Tasks of spawned events, kept referenced until done (asyncio holds only weak references).
+_background: set[asyncio.Task] = set()

@@ -1,5 +1,10 @@
-"""HTTP client pieces shared by the SDK and the workbench: one reply shape, two errors, and
-the aiohttp client that carries callbacks and inits at scale.
+"""One HTTP client interface for the SDK and the workbench, over three stacks.
+
+``HTTPClient`` is what callers see: ``request``/``post``/``get`` returning an ``HTTPReply``,
+failures raised as ``HTTPTimeout`` or ``HTTPTransportError`` (both ``HTTPError``). Three
+implementations: ``AiohttpClient`` (the network at scale), ``HttpxClient`` (custom httpx
+transports, e.g. tests' ``ASGITransport``), and ``server_core.asgi_client.ASGIClient`` (an ASGI
+app in this process, without a socket).
 
 Measured (benchmarks/README.md, bench_http_client.py): aiohttp costs 0.24-0.35 ms of CPU per
 request whatever its pool size, while httpx's pool costs grow with queued requests x
@@ -9,8 +14,9 @@ aiohttp; httpx stays for custom transports (tests' ``ASGITransport``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 import pydantic_core
 
 
@@ -42,15 +48,63 @@ class HTTPReply:
         return 200 <= self.status_code < 300
 
 
-class HTTPTimeout(Exception):
+class HTTPError(Exception):
+    """A request got no HTTP answer."""
+
+
+class HTTPTimeout(HTTPError):
     """A request got no answer in time."""
 
 
-class HTTPTransportError(Exception):
+class HTTPTransportError(HTTPError):
     """A request failed below HTTP: refused, reset, DNS..."""
 
 
-class AiohttpClient:
+class HTTPClient(Protocol):
+    """What the SDK and the workbench send requests through."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPReply:
+        """One request; the whole body is read."""
+        ...
+
+    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
+        """POST ``url``."""
+        ...
+
+    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
+        """GET ``url``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Verbs:
+    """``post`` and ``get`` in terms of ``request`` (shared by every client here)."""
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> HTTPReply:
+        raise NotImplementedError
+
+    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
+        """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``, ``timeout=``)."""
+        return await self.request("POST", url, **kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
+        """GET ``url``."""
+        return await self.request("GET", url, **kwargs)
+
+
+class AiohttpClient(Verbs):
     """One pooled ``aiohttp.ClientSession`` behind an httpx-like ``post``/``get``.
 
     Create it inside the running loop. Errors come out as ``HTTPTimeout`` /
@@ -58,15 +112,21 @@ class AiohttpClient:
     """
 
     def __init__(
-        self, limit: int = 100, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 300.0
+        self,
+        limit: int = 100,
+        *,
+        limit_per_host: int = 0,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 300.0,
     ) -> None:
         import aiohttp  # ~0.15 s; only when the first request is made
 
         self._aiohttp = aiohttp
         # No total timeout, and sock_connect rather than connect: aiohttp's "connect" includes
         # the wait for a free pooled connection, which must not time out a queued request.
+        # ``limit=0`` is no total limit (``limit_per_host`` still applies).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit),
+            connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
             ),
@@ -102,14 +162,46 @@ class AiohttpClient:
         except self._aiohttp.ClientError as exc:
             raise HTTPTransportError(str(exc) or type(exc).__name__) from None
 
-    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
-        """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``)."""
-        return await self.request("POST", url, **kwargs)
-
-    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
-        """GET ``url``."""
-        return await self.request("GET", url, **kwargs)
-
     async def aclose(self) -> None:
         """Close the pool."""
         await self._session.close()
+
+
+class HttpxClient(Verbs):
+    """An ``httpx.AsyncClient`` behind the same interface (for custom httpx transports)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,  # noqa: A002 - httpx's keyword
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPReply:
+        """One request through httpx, its errors translated to ours."""
+        extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
+        if json is not None:
+            content = pydantic_core.to_json(json)
+            headers = {"content-type": "application/json", **(headers or {})}
+        try:
+            response = await self._client.request(
+                method, url, content=content, headers=headers, **extra
+            )
+        except httpx.TimeoutException as exc:
+            raise HTTPTimeout(str(exc) or "timed out") from None
+        except httpx.TransportError as exc:
+            raise HTTPTransportError(str(exc) or type(exc).__name__) from None
+        return HTTPReply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
+
+    async def aclose(self) -> None:
+        """Close the httpx client."""
+        await self._client.aclose()

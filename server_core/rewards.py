@@ -1,11 +1,17 @@
-"""Reward functions: the ``@reward_fn`` decorator and calling a reward of either signature."""
+"""Reward functions: ``@reward_fn`` (ours), the 0.2 decorators, and scoring a trajectory.
+
+``@reward_fn`` accepts either signature below, sync or async, and any number back.
+``@osmosis_reward``/``@osmosis_rubric`` are osmosis-ai 0.2's stricter checks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import numbers
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -99,3 +105,126 @@ async def score(
         if inspect.isawaitable(value):
             value = await value
     return coerce_reward(value, source=f"reward function {getattr(fn, '__name__', fn)}")
+
+
+# ---- the 0.2 decorators ----------------------------------------------------------------------
+
+
+def _resolved_annotations(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameter annotations with string forms resolved (``from __future__`` modules)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # an unresolvable forward reference: fall back to the raw annotations
+        return {}
+
+
+def _annotation(fn_hints: dict[str, Any], param: inspect.Parameter) -> Any:
+    value = fn_hints.get(param.name, param.annotation)
+    if isinstance(value, str):  # unresolved: the common spellings of the two types
+        return {"str": str, "builtins.str": str, "dict": dict, "builtins.dict": dict}.get(
+            value, value
+        )
+    return value
+
+
+def _is_str(annotation: Any) -> bool:
+    return annotation is str or (isinstance(annotation, type) and issubclass(annotation, str))
+
+
+def osmosis_reward(func: Callable[..., Any]) -> Callable[..., float]:
+    """Check a reward function's signature and its return value, as osmosis-ai 0.2 does.
+
+    The function must read ``(solution_str: str, ground_truth: str, extra_info: dict = None)``
+    (more parameters may follow); a wrong signature raises ``TypeError`` when decorating. The
+    wrapper drops a ``data_source`` keyword, calls the function, and requires a number: an
+    int is returned as a float (0.2 refused ints), a bool or anything else raises TypeError.
+    String annotations (``from __future__ import annotations``) are resolved first.
+    """
+    params = list(inspect.signature(func).parameters.values())
+    name = getattr(func, "__name__", repr(func))
+    if len(params) < 3:
+        raise TypeError(f"Function {name} must have at least 3 parameters, got {len(params)}")
+    hints = _resolved_annotations(func)
+    expected = (("First", "solution_str", str), ("Second", "ground_truth", str),
+                ("Third", "extra_info", dict))  # fmt: skip
+    for param, (ordinal, wanted, kind) in zip(params, expected, strict=False):
+        if param.name != wanted:
+            raise TypeError(f"{ordinal} parameter must be named '{wanted}', got '{param.name}'")
+        annotation = _annotation(hints, param)
+        if annotation is not kind:
+            raise TypeError(
+                f"{ordinal} parameter '{wanted}' must be annotated as {kind.__name__}, "
+                f"got {annotation}"
+            )
+    if params[2].default is inspect.Parameter.empty:
+        raise TypeError("Third parameter 'extra_info' must have a default value of None")
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> float:
+        kwargs.pop("data_source", None)
+        result = func(*args, **kwargs)
+        if isinstance(result, bool) or not isinstance(result, numbers.Real):
+            raise TypeError(f"Function {name} must return a float, got {type(result).__name__}")
+        return result if isinstance(result, float) else float(result)
+
+    return wrapper
+
+
+def osmosis_rubric(func: Callable[..., Any]) -> Callable[..., float]:
+    """Check a rubric function's signature and arguments, as osmosis-ai 0.2 does.
+
+    ``(solution_str: str, ground_truth: str | None, extra_info, ...)``: the first two have no
+    default; the wrapper checks the argument types and requires a float back.
+    """
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    name = getattr(func, "__name__", repr(func))
+    if len(params) < 3:
+        raise TypeError(f"Function {name} must have at least 3 parameters, got {len(params)}")
+    hints = _resolved_annotations(func)
+    solution, truth, extra = params[:3]
+    if solution.name != "solution_str":
+        raise TypeError(f"First parameter must be named 'solution_str', got '{solution.name}'")
+    annotation = _annotation(hints, solution)
+    if not _is_str(annotation):
+        raise TypeError(
+            f"First parameter 'solution_str' must be annotated as str, got {annotation}"
+        )
+    if solution.default is not inspect.Parameter.empty:
+        raise TypeError("First parameter 'solution_str' cannot have a default value")
+    if truth.name != "ground_truth":
+        raise TypeError(f"Second parameter must be named 'ground_truth', got '{truth.name}'")
+    annotation = _annotation(hints, truth)
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if not (_is_str(annotation) or (len(options) == 1 and _is_str(options[0]))):
+        raise TypeError(
+            "Second parameter 'ground_truth' must be annotated as str or Optional[str], "
+            f"got {annotation}"
+        )
+    if truth.default is not inspect.Parameter.empty:
+        raise TypeError("Second parameter 'ground_truth' cannot have a default value")
+    if extra.name != "extra_info":
+        raise TypeError(f"Third parameter must be named 'extra_info', got '{extra.name}'")
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> float:
+        kwargs.pop("data_source", None)
+        bound = sig.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        for required in ("solution_str", "ground_truth", "extra_info"):
+            if required not in bound.arguments:
+                raise TypeError(f"'{required}' argument is required")
+        solution_value = bound.arguments["solution_str"]
+        if not isinstance(solution_value, str):
+            raise TypeError(f"'solution_str' must be a string, got {type(solution_value).__name__}")
+        truth_value = bound.arguments["ground_truth"]
+        if truth_value is not None and not isinstance(truth_value, str):
+            raise TypeError(
+                f"'ground_truth' must be a string or None, got {type(truth_value).__name__}"
+            )
+        result = func(*args, **kwargs)
+        if not isinstance(result, float):
+            raise TypeError(f"Function {name} must return a float, got {type(result).__name__}")
+        return result
+
+    return wrapper

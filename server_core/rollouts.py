@@ -20,18 +20,22 @@ import pydantic_core
 
 from server_core.agent import RolloutAgentLoop, RolloutContext, RolloutResult
 from server_core.errors import RolloutCancelled, error_category
-from server_core.hooks import RolloutHooks
+from server_core.hooks import RolloutEvents, RolloutHooks
 from server_core.protocol import (
-    CompletedRequest,
     InvalidToolsError,
     RolloutMetrics,
     RolloutRequest,
+    RolloutResponse,
     RolloutStatus,
     normalize_tools,
 )
-from server_core.trainer_client import Delivery, TrainerClient
+from server_core.rollout_llm import RolloutLLM
+from server_core.trainer_client import DeliveryProgress, TrainerClient
 
 logger = logging.getLogger("server_core.rollouts")
+
+#: A cancelled rollout still running after this long is cancelled again.
+_RECANCEL_AFTER_S = 0.5
 
 #: A sync get_tools slower than this on the loop is moved to a thread for good.
 _INLINE_GET_TOOLS_BUDGET_S = 0.002
@@ -50,6 +54,8 @@ class ServerLimits:
     drain_timeout_s: float = 10.0
     #: On shutdown: how long the cancelled rollouts' ERROR completions may take to deliver.
     final_delivery_timeout_s: float = 10.0
+    #: Largest init body accepted (413 past it): a huge body costs memory and stalls the loop.
+    max_body_bytes: int = 16 * 1024 * 1024
 
 
 class AdmissionError(Exception):
@@ -60,6 +66,41 @@ class AdmissionError(Exception):
         self.status_code = status_code
         self.detail = detail
         self.headers = headers
+
+
+@dataclass
+class _Ending:
+    """How ``run`` ended: its result, or the failure that stands in for one."""
+
+    result: Any
+    category: str | None = None
+    traceback: str | None = None
+
+
+class _Unsendable(Exception):
+    """``run`` returned something that is not a result the protocol can carry."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _failure(
+    message: str, category: str, exc: BaseException | None, *, hint: str | None = None
+) -> _Ending:
+    """An ERROR ending with its category and the traceback of ``exc`` (or the message).
+
+    ``hint`` (what to fix) goes first in the traceback field.
+    """
+    if exc is not None:
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    else:
+        trace = f"{message}\n"
+    if hint:
+        trace = f"{hint}\n{trace}"
+    result = RolloutResult("ERROR", [], "error", error_message=message)
+    return _Ending(result, category, trace)
 
 
 @dataclass(eq=False)
@@ -121,12 +162,17 @@ class _ToolsProvider:
         self._cache_source: Any = None
         self._cache_tools: list[dict[str, Any]] = []
 
+    async def __call__(self, request: RolloutRequest) -> tuple[Any, list[dict[str, Any]]]:
+        """The tools as ``get_tools`` returned them, and as sent in the init response."""
+        tools = await self._call(request)
+        return tools, self._normalized(tools)
+
     def _timed_call(self, request: RolloutRequest) -> tuple[Any, float]:
         started = time.perf_counter()
         tools = self._agent.get_tools(request)
         return tools, time.perf_counter() - started
 
-    async def __call__(self, request: RolloutRequest) -> list[dict[str, Any]]:
+    async def _call(self, request: RolloutRequest) -> Any:
         if self._inline:
             tools, took = self._timed_call(request)
             if asyncio.iscoroutine(tools):
@@ -146,7 +192,7 @@ class _ToolsProvider:
             if not self._probed:
                 self._probed = True
                 self._inline = took < _INLINE_GET_TOOLS_BUDGET_S
-        return self._normalized(tools)
+        return tools
 
     def _normalized(self, tools: Any) -> list[dict[str, Any]]:
         # Most agents return the same module-level list every time: check it once.
@@ -167,8 +213,11 @@ class RolloutManager:
         client: TrainerClient,
         hooks: RolloutHooks,
         limits: ServerLimits,
+        debug_dir: str | None = None,
     ) -> None:
         self.agent = agent
+        #: Where ``ctx.log_event`` writes one JSONL file per rollout (``create_app(debug_dir=)``).
+        self.debug_dir = debug_dir
         self.client = client
         self.hooks = hooks
         self.limits = limits
@@ -183,6 +232,8 @@ class RolloutManager:
         self.queued = 0
         self.completed_total = 0
         self.draining = False
+        #: The app's lifespan has started (a server runs it; a bare test client does not).
+        self.serving = False
 
     # ---- admission -------------------------------------------------------------------------
 
@@ -215,7 +266,7 @@ class RolloutManager:
         self._pending_ids[rollout_id] = future
         try:
             try:
-                tools = await self._tools(request)
+                raw_tools, tools = await self._tools(request)
             except TimeoutError:
                 raise AdmissionError(
                     500,
@@ -238,7 +289,7 @@ class RolloutManager:
             self._by_key[key] = record
             self.queued += 1
             record.task = asyncio.get_running_loop().create_task(
-                self._drive(record, tools), name=f"rollout:{request.rollout_id[:64]}"
+                self._drive(record, raw_tools, tools), name=f"rollout:{request.rollout_id[:64]}"
             )
             future.set_result(record)
             return body
@@ -286,13 +337,25 @@ class RolloutManager:
 
     # ---- running ---------------------------------------------------------------------------
 
-    async def _drive(self, record: RolloutRecord, tools: list[dict[str, Any]]) -> None:
+    async def _drive(
+        self, record: RolloutRecord, raw_tools: list[Any], tools: list[dict[str, Any]]
+    ) -> None:
         """Run one rollout to its single completion delivery."""
         record.driving = True
         request = record.request
-        ctx = RolloutContext(request, client=self.client, hooks=self.hooks, tools=tools)
+        started = time.monotonic()  # as in 0.2: time queued for a slot counts in the latency
+        events = RolloutEvents(self.hooks, request.rollout_id)
+        llm = RolloutLLM(request, self.client, events)
+        ctx = RolloutContext(
+            request=request,
+            tools=raw_tools,
+            llm=llm,
+            _start_time=started,
+            _debug_dir=self.debug_dir,
+            _events=events,
+        )
         record.context = ctx
-        result: RolloutResult | None = None
+        ending: _Ending | None = None
         exc_info: BaseException | None = None
         admitted = False
         hooks_on = self.hooks.active
@@ -305,7 +368,6 @@ class RolloutManager:
                 self.running += 1
                 record.status = "running"
                 record.started_at = time.time()
-                ctx._started = time.perf_counter()
                 deadline: asyncio.Timeout | None = None
                 try:
                     if hooks_on:
@@ -317,10 +379,10 @@ class RolloutManager:
                         )
                     async with asyncio.timeout(self.limits.rollout_timeout_s) as deadline:
                         result = await self.agent.run(ctx)
+                    ending = _Ending(result)
                 except TimeoutError as exc:
                     if deadline is not None and deadline.expired():
-                        result = self._failure(
-                            ctx,
+                        ending = _failure(
                             f"rollout exceeded its {self.limits.rollout_timeout_s:g}s deadline",
                             "timeout",
                             exc,
@@ -334,71 +396,65 @@ class RolloutManager:
             cancelling = task.cancelling() if task is not None else 0
             if record.cancel_reason is None and cancelling:
                 raise  # not ours: the loop itself is going away
-            if cancelling:
+            while task is not None and task.cancelling():  # ours: handled here, all of them
                 task.uncancel()
             if not admitted:
                 self.queued -= 1
             if record.cancel_reason is not None:
-                result = self._failure(ctx, record.cancel_reason, "cancelled", exc)
+                ending = _failure(record.cancel_reason, "cancelled", exc)
             else:  # raised inside the agent's own code, nobody cancelled this rollout
                 exc_info = exc
         except RolloutCancelled as exc:
-            result = self._failure(ctx, str(exc) or "rollout cancelled", "cancelled", exc)
+            ending = _failure(str(exc) or "rollout cancelled", "cancelled", exc)
         except Exception as exc:
             exc_info = exc
         if exc_info is not None:
-            result = self._failure(
-                ctx,
-                f"{type(exc_info).__name__}: {exc_info}",
-                error_category(exc_info),
-                exc_info,
-            )
-        elif not isinstance(result, RolloutResult):
-            result = self._failure(
-                ctx,
-                "run() must return ctx.complete(...) or ctx.error(...), "
-                f"got {type(result).__name__}",
-                "agent_error",
-                None,
-            )
-        await self._finish(record, ctx, result)
+            # As in 0.2, the message is the exception's text; the traceback names its class.
+            message = str(exc_info) or type(exc_info).__name__
+            ending = _failure(message, error_category(exc_info), exc_info)
+        assert ending is not None
+        await self._finish(record, ctx, llm, ending)
 
-    @staticmethod
-    def _failure(
-        ctx: RolloutContext, message: str, category: str, exc: BaseException | None
-    ) -> RolloutResult:
-        result = ctx.error(message)
-        result.extra_fields["error_category"] = category
-        if exc is not None:
-            result.extra_fields["traceback"] = "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__)
-            )
-        else:
-            result.extra_fields["traceback"] = f"{message}\n"
-        return result
-
-    @staticmethod
     def _completion_body(
-        record: RolloutRecord, ctx: RolloutContext, result: RolloutResult
+        self, record: RolloutRecord, ctx: RolloutContext, llm: RolloutLLM, ending: _Ending
     ) -> dict[str, Any]:
-        """The completion body for ``result`` (raises if the result cannot go on the wire)."""
-        # A result the agent built itself without metrics still reports what ctx counted.
-        if "metrics" in result.model_fields_set and result.metrics is not None:
-            metrics = result.metrics
-        else:
-            metrics = ctx.metrics
-        metrics.total_latency_ms = ctx.elapsed_ms()
-        extra = dict(result.extra_fields)
-        if result.status == RolloutStatus.ERROR:
-            extra.setdefault("error_category", "agent_error")
-            extra.setdefault("traceback", f"{result.error_message}\n")
-        completion = CompletedRequest(
+        """The completion body for ``ending`` (raises if the result cannot go on the wire)."""
+        result = ending.result
+        # Read as 0.2 does, by attribute: a result-like object of the agent's own works too,
+        # and a wrong one fails with 0.2's message ("'dict' object has no attribute ...").
+        try:
+            status = RolloutStatus(result.status)
+            final_messages = result.final_messages
+            finish_reason, error_message = result.finish_reason, result.error_message
+            reward, metrics = result.reward, result.metrics
+        except (AttributeError, ValueError) as exc:
+            raise _Unsendable(
+                str(exc),
+                "run() must return ctx.complete(...) or ctx.error(...) (a RolloutResult with "
+                f'status "COMPLETED" or "ERROR"); it returned {type(result).__name__} '
+                f"{result!r:.200}",
+            ) from None
+        if not isinstance(metrics, RolloutMetrics):
+            metrics = ctx._build_metrics()
+        # Ours: the largest context of the rollout is known here, whatever built the result.
+        if not metrics.max_context_tokens:
+            metrics = metrics.model_copy(update={"max_context_tokens": llm.max_context_tokens})
+        if not metrics.total_latency_ms:
+            metrics = metrics.model_copy(update={"total_latency_ms": ctx.elapsed_ms()})
+        extra: dict[str, Any] = {}
+        if status is RolloutStatus.ERROR:
+            # Ours: an ERROR without messages reports the trajectory it had reached.
+            if not final_messages:
+                final_messages = llm.partial_messages
+            extra["error_category"] = ending.category or "agent_error"
+            extra["traceback"] = ending.traceback or f"{error_message}\n"
+        completion = RolloutResponse(
             rollout_id=record.rollout_id,
-            status=result.status,
-            final_messages=result.final_messages,
-            finish_reason=result.finish_reason,
-            error_message=result.error_message,
-            reward=result.reward,
+            status=status,
+            final_messages=final_messages,
+            finish_reason=finish_reason,
+            error_message=error_message,
+            reward=reward,
             metrics=metrics,
             extra_fields=extra,
         )
@@ -407,38 +463,46 @@ class RolloutManager:
         return body
 
     def _wire_result(
-        self, record: RolloutRecord, ctx: RolloutContext, result: RolloutResult
+        self, record: RolloutRecord, ctx: RolloutContext, llm: RolloutLLM, ending: _Ending
     ) -> dict[str, Any]:
         """The completion body; a result that cannot be sent becomes an ERROR that can."""
         try:
-            return self._completion_body(record, ctx, result)
+            return self._completion_body(record, ctx, llm, ending)
+        except _Unsendable as exc:
+            fallback = _failure(exc.message, "agent_error", None, hint=exc.hint)
         except Exception as exc:
             logger.exception("rollout %r returned a result that cannot be sent", record.rollout_id)
             message = f"the rollout's result cannot be sent: {type(exc).__name__}: {exc}"
-            fallback = self._failure(ctx, message, "agent_error", exc)
+            fallback = _failure(message, "agent_error", exc)
         try:
-            return self._completion_body(record, ctx, fallback)
+            return self._completion_body(record, ctx, llm, fallback)
         except Exception:  # the partial trajectory is not serialisable either: send none
-            fallback.final_messages = []
-            return self._completion_body(record, ctx, fallback)
+            llm.partial_messages = []
+            return self._completion_body(record, ctx, llm, fallback)
 
-    async def _finish(self, record: RolloutRecord, ctx: RolloutContext, result: RolloutResult):
+    async def _finish(
+        self, record: RolloutRecord, ctx: RolloutContext, llm: RolloutLLM, ending: _Ending
+    ) -> None:
         record.finishing = True
-        body = self._wire_result(record, ctx, result)
+        body = self._wire_result(record, ctx, llm, ending)
         if body["status"] == RolloutStatus.COMPLETED.value:
             record.status = "completed"
         else:
             category = body.get("extra_fields", {}).get("error_category", "agent_error")
             record.error_category = category
             record.status = "cancelled" if category == "cancelled" else "error"
+        progress = DeliveryProgress()
         try:
             delivery = await self.client.complete(
-                record.request.server_url, body, api_key=record.request.api_key
+                record.request.trainer_url, body, api_key=record.request.api_key, progress=progress
             )
         except asyncio.CancelledError:
-            delivery = Delivery(False, None, 0, "delivery cancelled at shutdown")
+            last = f" (last error: {progress.error})" if progress.error else ""
+            progress.error = f"delivery cancelled at shutdown{last}"
+            delivery = progress.result()
         except Exception as exc:  # complete() never raises; this is only a safety net
-            delivery = Delivery(False, None, 0, f"{type(exc).__name__}: {exc}")
+            progress.error = f"{type(exc).__name__}: {exc}"
+            delivery = progress.result()
         record.delivery = "delivered" if delivery.delivered else "failed"
         record.delivery_error = delivery.error
         record.finished_at = time.time()
@@ -451,16 +515,15 @@ class RolloutManager:
         self.completed_total += 1
         if not delivery.delivered:
             logger.error(
-                "completion of rollout %r was not delivered after %d attempts: %s",
+                "completion of rollout %r was not delivered after %d attempt%s: %s",
                 record.rollout_id,
                 delivery.attempts,
+                "" if delivery.attempts == 1 else "s",
                 delivery.error,
             )
         if self.hooks.active:
-            await ctx.flush_events()  # tool_call/log_event emitted by the agent come first
-            await self.hooks.emit(
+            await ctx._events.emit(  # type: ignore[union-attr]
                 "rollout_finished",
-                record.rollout_id,
                 completion=body,
                 delivery=record.delivery,
                 delivery_error=record.delivery_error,
@@ -482,7 +545,27 @@ class RolloutManager:
         record.cancel_reason = reason
         if record.driving:
             task.cancel()
+            self._recancel_later(record)
         return True
+
+    def _recancel_later(self, record: RolloutRecord) -> None:
+        """Cancel again until the rollout ends: agent code can swallow a cancellation
+        (``asyncio.wait_for`` on Python 3.11 does when its inner task finishes at that moment)."""
+
+        def again() -> None:
+            task = record.task
+            if task is None or task.done() or record.finishing:
+                return
+            task.cancel()
+            self._recancel_later(record)
+
+        asyncio.get_running_loop().call_later(_RECANCEL_AFTER_S, again)
+
+    async def wait(self, rollout_id: str) -> None:
+        """Wait until a rollout has ended and its completion delivery is over."""
+        record = self.records.get(rollout_id)
+        if record is not None and record.task is not None and not record.task.done():
+            await asyncio.wait([record.task])
 
     def in_flight(self) -> list[RolloutRecord]:
         """Rollouts whose task has not finished (queued, running or delivering)."""

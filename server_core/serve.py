@@ -23,10 +23,12 @@ from typing import Any
 
 import uvicorn
 
+from server_core.errors import ServeError
+
 logger = logging.getLogger("server_core.serve")
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(ServeError, RuntimeError):
     """The server could not start (port busy, bad host, app start-up failed)."""
 
 
@@ -166,3 +168,122 @@ class EmbeddedServer:
         finally:
             self._server = None
             self._task = None
+
+
+# ---- serving an agent loop object (0.2's serve_agent_loop) ----------------------------------
+
+#: Where ``serve_agent_loop`` listens by default (as in 0.2).
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 9000
+
+
+def validate_and_report(agent_loop: Any, *, verbose: bool = False) -> Any:
+    """Validate ``agent_loop`` and print a report (stdout when valid, stderr when not).
+
+    Returns the ``ValidationResult``; never raises for an invalid agent.
+    """
+    import sys
+
+    from server_core.validate import validate_agent_loop
+
+    result = validate_agent_loop(agent_loop)
+    if result.valid:
+        print(f"Agent loop '{result.agent_name}' validated successfully.")
+        print(f"  - Tools: {result.tool_count}")
+        if result.warnings:
+            print(f"  - Warnings: {len(result.warnings)}")
+            if verbose:
+                for warning in result.warnings:
+                    print(f"    - {warning}")
+        return result
+    print(f"Agent loop validation failed with {len(result.errors)} error(s):", file=sys.stderr)
+    for error in result.errors:
+        print(f"  - {error}", file=sys.stderr)
+    if verbose and result.warnings:
+        print(f"Warnings ({len(result.warnings)}):", file=sys.stderr)
+        for warning in result.warnings:
+            print(f"  - {warning}", file=sys.stderr)
+    return result
+
+
+def serve_agent_loop(
+    agent_loop: Any,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    validate: bool = True,
+    log_level: str = "info",
+    reload: bool = False,
+    settings: Any = None,
+    skip_register: bool = False,
+    api_key: str | None = None,
+    local_debug: bool = False,
+    debug_dir: str | None = None,
+) -> None:
+    """Validate and serve ``agent_loop`` with uvicorn until interrupted (blocks).
+
+    ``local_debug``: no API key and no platform registration. Otherwise the server requires
+    ``api_key`` (a new one is generated and printed when None) and, unless
+    ``skip_register``, registers with the platform using the stored login. ``debug_dir``:
+    ``log_event`` files go to ``<debug_dir>/<start time>/``. Raises ``ServeError`` for a bad
+    combination or a missing login, ``AgentLoopValidationError`` for an invalid agent.
+    """
+    import os
+    import time
+
+    from server_core.app import create_app
+    from server_core.auth import generate_api_key
+    from server_core.errors import ServeError
+
+    if local_debug:
+        if api_key is not None:
+            raise ServeError(
+                "local_debug=True disables API key authentication; do not provide api_key in "
+                "local debug mode."
+            )
+        skip_register = True
+    if reload:
+        raise ServeError(
+            "reload=True needs the agent as an import string, not an object; run "
+            "`osmosis serve -m module:agent_loop --reload` instead."
+        )
+    credentials = None
+    if not skip_register:
+        from server_core.platform import PlatformError, require_login_for_serve
+
+        try:
+            credentials = require_login_for_serve()
+        except PlatformError:
+            raise ServeError(
+                "Not logged in. Please run 'osmosis login' first, or use skip_register=True "
+                "for local testing."
+            ) from None
+    if validate:
+        validate_and_report(agent_loop).raise_if_invalid()
+    if not local_debug and api_key is None:
+        api_key = generate_api_key()
+    session_dir = None
+    if debug_dir is not None:
+        session_dir = os.path.join(debug_dir, str(int(time.time())))
+        os.makedirs(session_dir, exist_ok=True)
+    app = create_app(
+        agent_loop,
+        settings=settings,
+        credentials=credentials,
+        server_host=host,
+        server_port=port,
+        api_key=api_key,
+        debug_dir=session_dir,
+    )
+    print(f"Osmosis RolloutServer: agent {agent_loop.name!r} on http://{host}:{port}")
+    if api_key is not None:
+        print(f"API key (trainers send 'Authorization: Bearer <key>'): {api_key}")
+    elif host in ("0.0.0.0", "::", ""):
+        logger.warning(
+            "serving without an API key on every interface (%s): anyone who can reach this "
+            "machine can start rollouts; bind 127.0.0.1 for local work",
+            host,
+        )
+    raise_open_files_limit()
+    server = HeadlessServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    server.run()

@@ -1,9 +1,12 @@
-"""``osmosis validate``: check an agent loop before it is served or trained against.
+"""Validating an agent loop before it is served or trained against.
 
-Headless: no printing here. ``validate_agent_loop`` returns a ``ValidationReport`` listing every
-problem (the agent would fail or misbehave when served) and warning (it works, but probably not
-as meant). The tools are checked twice: as the agent returns them, and as they come back in the
-init response of a real ``create_app`` server, so nothing the trainer needs is lost on the way.
+``validate_agent_loop(agent)`` is osmosis-ai 0.2's check, with its result object, error codes
+and messages, plus ours on top: each dict tool's ``parameters`` checked with a real JSON Schema
+validator, unique tool names, OpenAI's naming rules. ``avalidate_agent_loop`` (what
+``osmosis validate`` runs) also awaits an async ``get_tools`` and sends the tools through a
+real ``create_app`` init in process, so nothing the trainer needs is lost on the way.
+
+Never raises for a bad agent and never runs ``run``; no printing here.
 """
 
 from __future__ import annotations
@@ -19,26 +22,24 @@ from typing import Any
 
 import httpx
 
-from server_core.agent import RolloutAgentLoop
-from server_core.app import create_app
-from server_core.loader import ImportFromStringError, load_agent_loop
-from server_core.protocol import RolloutRequest, drop_nulls, validate_tool
-from server_core.rollouts import ServerLimits
-from server_core.trainer_client import TrainerClient
+from server_core.errors import AgentLoopValidationError
+from server_core.protocol import RolloutRequest, drop_nulls, tool_as_dict
+from server_core.tool_schemas import OpenAIFunctionToolSchema
 
 #: Trainer URL of the sample rollout; requests to it are answered in-process, never sent.
-_SAMPLE_SERVER_URL = "http://localhost:0"
+_SAMPLE_SERVER_URL = "http://localhost:8080"
 
-#: The init every check uses: one short user message and no sampling parameters.
+#: The request ``get_tools`` sees during validation (0.2's mock, value for value).
 _SAMPLE_INIT: dict[str, Any] = {
-    "rollout_id": "validate",
+    "rollout_id": "validation-test-rollout",
     "server_url": _SAMPLE_SERVER_URL,
-    "messages": [{"role": "user", "content": "hello"}],
-    "completion_params": {},
+    "messages": [{"role": "user", "content": "Hello"}],
+    "completion_params": {"temperature": 1.0, "max_tokens": 512},
+    "metadata": {"_validation": True},
 }
 
 #: How long an async ``get_tools`` may take (the server's default limit).
-_GET_TOOLS_TIMEOUT_S = ServerLimits.get_tools_timeout_s
+_GET_TOOLS_TIMEOUT_S = 30.0
 
 #: How long the sample rollout may take to report its cancellation before it is abandoned.
 _SETTLE_TIMEOUT_S = 5.0
@@ -51,28 +52,83 @@ _MAX_DIFFERENCES = 5
 
 
 @dataclass
-class ValidationReport:
-    """Outcome of validating one agent loop: ``ok`` when there are no problems."""
+class ValidationError:
+    """One problem (or warning) found in an agent loop; ``str()`` is ``[CODE] field: message``."""
 
-    name: str | None = None
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"[{self.code}] {self.field}: {self.message}"
+        return f"[{self.code}] {self.message}"
+
+
+@dataclass
+class ValidationResult:
+    """What validation found: ``valid`` when there are no errors (warnings do not count)."""
+
+    valid: bool
+    errors: list[ValidationError] = field(default_factory=list)
+    warnings: list[ValidationError] = field(default_factory=list)
+    agent_name: str | None = None
+    tool_count: int = 0
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    def raise_if_invalid(self) -> None:
+        """Raise ``AgentLoopValidationError`` listing every error, unless valid."""
+        if self.valid:
+            return
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        raise AgentLoopValidationError(
+            f"Agent loop validation failed with {len(self.errors)} error(s):\n{lines}",
+            errors=self.errors,
+        )
+
+
+@dataclass
+class ValidationReport(ValidationResult):
+    """``osmosis validate``'s result: a ``ValidationResult`` that also names the tools."""
+
     tool_names: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Whether the agent can be served as it is (warnings do not count)."""
-        return not self.problems
+        """Whether the agent can be served as it is."""
+        return self.valid
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``osmosis validate --json``)."""
         return {
-            "ok": self.ok,
-            "name": self.name,
+            "valid": self.valid,
+            "agent_name": self.agent_name,
+            "tool_count": self.tool_count,
             "tools": list(self.tool_names),
-            "problems": list(self.problems),
-            "warnings": list(self.warnings),
+            "errors": [_error_dict(e) for e in self.errors],
+            "warnings": [_error_dict(e) for e in self.warnings],
         }
+
+
+def _error_dict(error: ValidationError) -> dict[str, Any]:
+    return {"code": error.code, "field": error.field, "message": error.message}
+
+
+class _Findings:
+    """Errors and warnings as they are found."""
+
+    def __init__(self) -> None:
+        self.errors: list[ValidationError] = []
+        self.warnings: list[ValidationError] = []
+
+    def error(self, code: str, message: str, where: str | None = None, **details: Any) -> None:
+        self.errors.append(ValidationError(code, message, where, details or None))
+
+    def warn(self, code: str, message: str, where: str | None = None) -> None:
+        self.warnings.append(ValidationError(code, message, where))
 
 
 def sample_request() -> RolloutRequest:
@@ -80,106 +136,116 @@ def sample_request() -> RolloutRequest:
     return RolloutRequest.model_validate(_SAMPLE_INIT)
 
 
-def validate_reference(ref: str, *, search_path: str | Path | None = None) -> ValidationReport:
-    """Load the agent loop named by ``module:attr`` and validate it.
+# ---- the entry points -----------------------------------------------------------------------
 
-    A reference that cannot be loaded gives a report with a single problem: the loader's
-    message, unchanged (it already names the input and the fix).
+
+def validate_agent_loop(
+    agent_loop: Any, *, request: RolloutRequest | None = None
+) -> ValidationResult:
+    """Check ``agent_loop``'s name, ``get_tools`` (called once) and ``run``, as 0.2 does.
+
+    ``get_tools`` is called synchronously: an ``async def get_tools`` gives
+    ``GET_TOOLS_INVALID_TYPE`` here (``avalidate_agent_loop`` awaits it instead).
     """
+    found = _Findings()
+    name = _check_name(agent_loop, found)
+    tools = _call_get_tools(agent_loop, request or sample_request(), found, awaited=None)
+    return _finish(agent_loop, name, tools, found, ValidationResult)
+
+
+async def avalidate_agent_loop(
+    agent_loop: Any, *, request: RolloutRequest | None = None
+) -> ValidationReport:
+    """``validate_agent_loop`` from async code, plus the init round trip through a real server.
+
+    An async ``get_tools`` is awaited (the server supports it). Leaves no task behind.
+    """
+    found = _Findings()
+    name = _check_name(agent_loop, found)
+    request = request or sample_request()
+    awaited: list[Any] = []
+    tools = _call_get_tools(agent_loop, request, found, awaited=awaited)
+    if awaited:
+        tools = await _await_tools(awaited[0], found)
+    report = _finish(agent_loop, name, tools, found, ValidationReport)
+    assert isinstance(report, ValidationReport)
+    if isinstance(tools, list):
+        report.tool_names = _tool_names(tools)
+        if report.valid:
+            await _check_init_round_trip(agent_loop, tools, found)
+            report.errors, report.valid = found.errors, not found.errors
+    return report
+
+
+def validate_reference(ref: str, *, search_path: str | Path | None = None) -> ValidationReport:
+    """Load the agent loop named by ``module:attr`` and validate it (sync code only).
+
+    A reference that cannot be loaded gives one ``LOAD_FAILED`` error: the loader's
+    message, which already names the input and the fix.
+    """
+    from server_core.loader import ImportFromStringError, load_agent_loop
+
     try:
         agent = load_agent_loop(ref, search_path=search_path)
     except ImportFromStringError as exc:
-        return ValidationReport(problems=[str(exc)])
-    return validate_agent_loop(agent)
+        return ValidationReport(valid=False, errors=[ValidationError("LOAD_FAILED", str(exc))])
+    return asyncio.run(avalidate_agent_loop(agent))
 
 
-def validate_agent_loop(agent: Any) -> ValidationReport:
-    """Validate ``agent`` from sync code (runs its own event loop).
-
-    Inside a running loop use ``await avalidate_agent_loop(agent)`` instead.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(avalidate_agent_loop(agent))
-    raise RuntimeError(
-        "validate_agent_loop() was called inside a running event loop; "
-        "use `await avalidate_agent_loop(agent)` there"
+def _finish(
+    agent: Any, name: str | None, tools: Any, found: _Findings, kind: type[ValidationResult]
+) -> ValidationResult:
+    tool_count = 0
+    if isinstance(tools, list):
+        tool_count = len(tools)
+        _check_tools(tools, found)
+    _check_run(agent, found)
+    return kind(
+        valid=not found.errors,
+        errors=found.errors,
+        warnings=found.warnings,
+        agent_name=name,
+        tool_count=tool_count,
     )
-
-
-async def avalidate_agent_loop(agent: Any) -> ValidationReport:
-    """Validate ``agent``: its name, ``run``, ``get_tools`` and the tools' trip through init.
-
-    Never runs the agent's ``run`` and never touches the network; leaves no task behind.
-    """
-    report = ValidationReport()
-    if not isinstance(agent, RolloutAgentLoop):
-        report.problems.append(_not_an_agent(agent))
-        return report
-    _check_name(agent, report)
-    _check_run(agent, report)
-    tools = await _call_get_tools(agent, report)
-    if tools is None:
-        return report
-    report.tool_names = [
-        t["function"]["name"]
-        for t in tools
-        if isinstance(t, dict)
-        and isinstance(t.get("function"), dict)
-        and isinstance(t["function"].get("name"), str)
-        and t["function"]["name"].strip()
-    ]
-    shape_ok = _check_tools(tools, report)
-    # A tool of the wrong shape makes init fail with the same complaint: only a list the
-    # server accepts is worth sending through it.
-    if shape_ok:
-        await _check_init_round_trip(agent, tools, report)
-    return report
 
 
 # ---- name and run ------------------------------------------------------------------------------
 
 
-def _not_an_agent(obj: Any) -> str:
-    if isinstance(obj, type) and issubclass(obj, RolloutAgentLoop):
-        return f"got the class {obj.__name__}; pass an instance, e.g. {obj.__name__}()"
-    return f"got a {type(obj).__name__}, not a RolloutAgentLoop instance"
-
-
-def _check_name(agent: RolloutAgentLoop, report: ValidationReport) -> None:
+def _check_name(agent: Any, found: _Findings) -> str | None:
     name = getattr(agent, "name", None)
+    if name is None:
+        found.error("MISSING_NAME", "Agent loop must have a 'name' attribute", "name")
+        return None
     if not isinstance(name, str):
-        report.problems.append(
-            f"name must be a string, got {type(name).__name__}; "
-            'set `name = "my_agent"` on the class'
+        found.error(
+            "INVALID_NAME_TYPE", f"'name' must be a string, got {type(name).__name__}", "name"
         )
-    elif not name.strip():
-        report.problems.append(
-            'name is empty; set `name = "my_agent"` on the class (trainers and /health show it)'
-        )
-    else:
-        report.name = name
+        return None
+    if not name.strip():
+        found.error("EMPTY_NAME", "'name' cannot be empty or whitespace only", "name")
+    return name
 
 
-def _check_run(agent: RolloutAgentLoop, report: ValidationReport) -> None:
-    run = getattr(agent, "run", None)
+def _check_run(agent: Any, found: _Findings) -> None:
+    if not hasattr(agent, "run"):
+        found.error("MISSING_RUN_METHOD", "Agent loop must have a 'run' method", "run")
+        return
+    run = agent.run
     if not callable(run):
-        report.problems.append("run must be a method: `async def run(self, ctx)`")
+        found.error("RUN_NOT_CALLABLE", "'run' must be callable", "run")
         return
-    if getattr(type(agent), "run", None) is RolloutAgentLoop.run:
-        report.problems.append("run() is not implemented; define `async def run(self, ctx)`")
-        return
-    # A plain def returning a coroutine also counts as wrong: the server awaits run(ctx) on
-    # the loop, so a sync body would block every other rollout until it returns.
-    if not inspect.iscoroutinefunction(run):
-        report.problems.append("run() must be declared `async def run(self, ctx)`")
+    # A plain def would block every other rollout on the loop until it returns.
+    if not asyncio.iscoroutinefunction(run):
+        found.error("RUN_NOT_ASYNC", "'run' method must be an async function (async def)", "run")
         return
     try:
         inspect.signature(run).bind(object())
     except TypeError:
-        report.problems.append(
-            "run() must take the rollout context as its one argument: `async def run(self, ctx)`"
+        found.error(
+            "RUN_BAD_SIGNATURE",
+            "run() must take the rollout context as its one argument: `async def run(self, ctx)`",
+            "run",
         )
     except ValueError:  # no signature to inspect (a builtin); nothing to say
         pass
@@ -188,147 +254,241 @@ def _check_run(agent: RolloutAgentLoop, report: ValidationReport) -> None:
 # ---- get_tools ---------------------------------------------------------------------------------
 
 
-async def _call_get_tools(agent: RolloutAgentLoop, report: ValidationReport) -> list | None:
-    """``get_tools``' answer for the sample request, or None after recording why not."""
-    get_tools = getattr(agent, "get_tools", None)
-    if not callable(get_tools):
-        report.problems.append(
-            "get_tools must be a method: `def get_tools(self, request) -> list[dict]`"
-        )
-        return None
-    if getattr(type(agent), "get_tools", None) is RolloutAgentLoop.get_tools:
-        report.problems.append(
-            "get_tools() is not implemented; define `def get_tools(self, request)` "
-            "returning the tools (or [])"
-        )
-        return None
+def _call_get_tools(
+    agent: Any, request: RolloutRequest, found: _Findings, *, awaited: list[Any] | None
+) -> Any:
+    """``get_tools``' list, or None after recording why not. With ``awaited`` (a list), an
+    awaitable answer is handed back in it for the caller to await instead of refused."""
+    where = "get_tools"
     try:
-        tools = get_tools(sample_request())
-        if inspect.isawaitable(tools):  # the server awaits an async get_tools too
-            tools = await asyncio.wait_for(tools, _GET_TOOLS_TIMEOUT_S)
+        tools = agent.get_tools(request)
+    except Exception as exc:
+        found.error(
+            "GET_TOOLS_EXCEPTION",
+            f"get_tools() raised an exception: {type(exc).__name__}: {exc}",
+            where,
+            exception_type=type(exc).__name__,
+            exception_message=str(exc),
+        )
+        return None
+    if inspect.isawaitable(tools) and awaited is not None:
+        awaited.append(tools)
+        return None
+    return _tools_list(tools, found)
+
+
+async def _await_tools(pending: Any, found: _Findings) -> Any:
+    try:
+        tools = await asyncio.wait_for(pending, _GET_TOOLS_TIMEOUT_S)
     except TimeoutError:
-        report.problems.append(f"get_tools() did not return within {_GET_TOOLS_TIMEOUT_S:g}s")
+        found.error(
+            "GET_TOOLS_TIMEOUT",
+            f"get_tools() did not return within {_GET_TOOLS_TIMEOUT_S:g}s",
+            "get_tools",
+        )
         return None
     except Exception as exc:
-        report.problems.append(f"get_tools() raised {type(exc).__name__}: {exc}")
-        return None
-    if isinstance(tools, tuple):
-        report.warnings.append("get_tools() returned a tuple; return a list")
-        tools = list(tools)
-    if not isinstance(tools, list):
-        report.problems.append(
-            f"get_tools() must return a list of tools, got {type(tools).__name__}"
-            + ("; did it forget to `return`?" if tools is None else "")
+        found.error(
+            "GET_TOOLS_EXCEPTION",
+            f"get_tools() raised an exception: {type(exc).__name__}: {exc}",
+            "get_tools",
+            exception_type=type(exc).__name__,
+            exception_message=str(exc),
         )
         return None
-    for index, tool in enumerate(tools):
-        if hasattr(tool, "model_dump"):  # a pydantic tool model from 0.2.x: the server dumps it
-            report.warnings.append(
-                f"tool {index} is a {type(tool).__name__} model; return plain dicts "
-                "(null fields are dropped when it is sent)"
-            )
-            tools[index] = tool.model_dump(exclude_none=True)
+    return _tools_list(tools, found)
+
+
+def _tools_list(tools: Any, found: _Findings) -> list | None:
+    if tools is None:
+        found.error(
+            "GET_TOOLS_RETURNS_NONE",
+            "get_tools() must return a list, got None (did it forget to `return`?)",
+            "get_tools",
+        )
+        return None
+    if not isinstance(tools, list):
+        if inspect.iscoroutine(tools):
+            tools.close()  # never awaited: close it rather than leave a warning behind
+        found.error(
+            "GET_TOOLS_INVALID_TYPE",
+            f"get_tools() must return a list, got {type(tools).__name__}",
+            "get_tools",
+        )
+        return None
     return tools
 
 
-def _label(index: int, tool: Any) -> str:
-    """How a tool is named in messages: by its function name when it has one."""
-    if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-        name = tool["function"].get("name")
+def _tool_names(tools: list) -> list[str]:
+    names = []
+    for tool in tools:
+        data = tool_as_dict(tool)
+        function = data.get("function") if isinstance(data, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
         if isinstance(name, str) and name.strip():
-            return f"tool {name!r}"
-    return f"tool {index}"
+            names.append(name)
+    return names
 
 
-def _check_tools(tools: list, report: ValidationReport) -> bool:
-    """Check each tool's shape and schema; True when the server would accept the list."""
-    shape_ok = True
+def _check_tools(tools: list, found: _Findings) -> None:
+    """0.2's checks of each tool, then ours (schemas, names) on the tools that passed them."""
     names: Counter[str] = Counter()
     for index, tool in enumerate(tools):
-        found = validate_tool(tool)
-        # Same wording as the server's init error, so the two are easy to match up.
-        report.problems.extend(f"tool {index}: {p}" for p in found)
-        if found:
-            shape_ok = False
+        if isinstance(tool, OpenAIFunctionToolSchema):
+            names[tool.function.name] += 1  # a model is valid by construction
             continue
-        label = _label(index, tool)
-        function = tool["function"]
-        name = function["name"]
-        names[name] += 1
-        if "type" not in tool:
-            report.warnings.append(f'{label} has no "type"; "function" is assumed')
-        if not _OPENAI_TOOL_NAME.match(name):
-            report.warnings.append(
-                f"{label}: OpenAI function names use only letters, digits, _ and - "
-                "(at most 64); some trainers reject others"
+        if not isinstance(tool, dict):
+            found.error(
+                "INVALID_TOOL_TYPE",
+                f"Tool must be OpenAIFunctionToolSchema or dict, got {type(tool).__name__}",
+                f"tools[{index}]",
             )
-        if not function.get("description"):
-            report.warnings.append(f"{label} has no description; the model sees only its name")
-        strict = function.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            report.problems.append(f"{label}: 'strict' must be true or false, got {strict!r}")
-        parameters = function.get("parameters")
-        if parameters is not None:
-            # Checked as sent: the server drops null-valued keys before the trainer sees them.
-            _check_parameters(label, drop_nulls(parameters), report)
+            continue
+        if _check_tool_dict(index, tool, found):
+            names[tool["function"]["name"]] += 1
+            _check_tool_extras(index, tool, found)
     duplicates = [name for name, count in names.items() if count > 1]
     if duplicates:
-        report.problems.append(
+        found.error(
+            "DUPLICATE_TOOL_NAME",
             "tool names must be unique; used more than once: "
-            + ", ".join(repr(name) for name in duplicates)
+            + ", ".join(repr(name) for name in duplicates),
+            "tools",
         )
-    return shape_ok
 
 
-def _check_parameters(label: str, schema: dict[str, Any], report: ValidationReport) -> None:
-    """Check ``parameters`` with a real JSON Schema meta-validator, then OpenAI's conventions."""
+def _check_tool_dict(index: int, tool: dict[str, Any], found: _Findings) -> bool:
+    """0.2's dict checks; True when the tool has a usable function name and parameters."""
+    at = f"tools[{index}]"
+    ok = True
+    if "type" not in tool:
+        found.error("MISSING_TOOL_TYPE", "Tool must have a 'type' field", at)
+        ok = False
+    elif tool["type"] != "function":
+        found.warn(
+            "UNKNOWN_TOOL_TYPE", f"Tool type is {tool['type']!r}, expected 'function'", f"{at}.type"
+        )
+    if "function" not in tool:
+        found.error("MISSING_FUNCTION", "Tool must have a 'function' field", at)
+        return False
+    function = tool["function"]
+    if not isinstance(function, dict):
+        found.error(
+            "INVALID_FUNCTION_TYPE",
+            f"'function' must be a dict, got {type(function).__name__}",
+            f"{at}.function",
+        )
+        return False
+    if "name" not in function:
+        found.error("MISSING_FUNCTION_NAME", "Function must have a 'name'", f"{at}.function.name")
+        return False
+    if not isinstance(function["name"], str) or not function["name"]:
+        found.error(
+            "INVALID_FUNCTION_NAME",
+            "Function name must be a non-empty string",
+            f"{at}.function.name",
+        )
+        return False
+    if not function.get("description"):
+        found.warn(
+            "MISSING_FUNCTION_DESCRIPTION",
+            "Function has no description; the model sees only its name",
+            f"{at}.function.description",
+        )
+    parameters = function.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            found.error(
+                "INVALID_PARAMETERS_TYPE",
+                f"'parameters' must be a dict, got {type(parameters).__name__}",
+                f"{at}.function.parameters",
+            )
+            return False
+        if parameters.get("type") != "object":
+            found.warn(
+                "PARAMETERS_TYPE_NOT_OBJECT",
+                f"Parameters type is {parameters.get('type')!r}, expected 'object'",
+                f"{at}.function.parameters.type",
+            )
+    return ok
+
+
+def _check_tool_extras(index: int, tool: dict[str, Any], found: _Findings) -> None:
+    """Ours: what a trainer would choke on that 0.2 let through."""
+    at = f"tools[{index}]"
+    function = tool["function"]
+    label = f"tool {function['name']!r}"
+    try:
+        json.dumps(tool, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        found.error("TOOL_NOT_SERIALIZABLE", f"{label} is not JSON-serialisable: {exc}", at)
+        return
+    if not _OPENAI_TOOL_NAME.match(function["name"]):
+        found.warn(
+            "TOOL_NAME_NOT_OPENAI",
+            f"{label}: OpenAI function names use only letters, digits, _ and - "
+            "(at most 64); some trainers reject others",
+            f"{at}.function.name",
+        )
+    strict = function.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        found.error(
+            "INVALID_STRICT",
+            f"{label}: 'strict' must be true or false, got {strict!r}",
+            f"{at}.function.strict",
+        )
+    parameters = function.get("parameters")
+    if isinstance(parameters, dict):
+        # Checked as sent: the server drops null-valued keys before the trainer sees them.
+        _check_parameters(label, f"{at}.function.parameters", drop_nulls(parameters), found)
+
+
+def _check_parameters(label: str, at: str, schema: dict[str, Any], found: _Findings) -> None:
+    """Check ``parameters`` with a real JSON Schema meta-validator."""
     # Deferred: jsonschema (with referencing and rpds) costs ~170 ms to import, paid only here.
     from jsonschema.exceptions import SchemaError
     from jsonschema.validators import Draft202012Validator, validator_for
 
     declared = schema.get("$schema")
+    validator_cls: Any = Draft202012Validator
     if isinstance(declared, str):
         validator_cls = validator_for(schema, default=None)
         if validator_cls is None:
-            report.warnings.append(
+            found.warn(
+                "UNKNOWN_SCHEMA_DIALECT",
                 f"{label}: parameters declares an unknown $schema {declared!r}; "
-                "checked as Draft 2020-12"
+                "checked as Draft 2020-12",
+                at,
             )
             validator_cls = Draft202012Validator
-    else:  # absent, or not a string (the meta-schema itself then reports it)
-        validator_cls = Draft202012Validator
     try:
         validator_cls.check_schema(schema)
     except SchemaError as exc:
         where = _json_path(exc.absolute_path)
-        at = f" at {where}" if where else ""
-        report.problems.append(f"{label}: parameters is not valid JSON Schema{at}: {exc.message}")
+        found.error(
+            "INVALID_PARAMETERS_SCHEMA",
+            f"{label}: parameters is not valid JSON Schema{f' at {where}' if where else ''}: "
+            f"{exc.message}",
+            at,
+        )
         return
     except Exception as exc:  # e.g. a $schema the library cannot load
-        report.problems.append(
-            f"{label}: parameters could not be checked as JSON Schema: {type(exc).__name__}: {exc}"
+        found.error(
+            "INVALID_PARAMETERS_SCHEMA",
+            f"{label}: parameters could not be checked as JSON Schema: {type(exc).__name__}: {exc}",
+            at,
         )
         return
-
-    kind = schema.get("type")
-    if kind is None:
-        report.warnings.append(
-            f'{label}: parameters has no "type": "object" at the top; '
-            "OpenAI expects an object schema"
-        )
-    elif kind != "object":
-        report.problems.append(
-            f'{label}: parameters must be an object schema ("type": "object"), '
-            f'got "type": {json.dumps(kind)}'
-        )
     required = schema.get("required")
     properties = schema.get("properties")
     if isinstance(required, list):
         known = properties if isinstance(properties, dict) else {}
         missing = [r for r in required if isinstance(r, str) and r not in known]
         if missing:
-            report.warnings.append(
-                f"{label}: required names not in properties: " + ", ".join(missing)
+            found.warn(
+                "REQUIRED_NOT_IN_PROPERTIES",
+                f"{label}: required names not in properties: " + ", ".join(missing),
+                at,
             )
 
 
@@ -355,10 +515,12 @@ def _refuse_model_calls(request: httpx.Request) -> httpx.Response:
     return httpx.Response(404, json={"detail": "osmosis validate: not a trainer endpoint"})
 
 
-async def _check_init_round_trip(
-    agent: RolloutAgentLoop, tools: list[dict[str, Any]], report: ValidationReport
-) -> None:
+async def _check_init_round_trip(agent: Any, tools: list[Any], found: _Findings) -> None:
     """POST the sample init to ``create_app(agent)`` in process; compare the tools it answers."""
+    from server_core.app import create_app
+    from server_core.rollouts import ServerLimits
+    from server_core.trainer_client import TrainerClient
+
     trainer = httpx.MockTransport(_refuse_model_calls)
     # The mount serves the sample's trainer URL; the default transport catches anything else,
     # so no callback can leave the process.
@@ -391,34 +553,37 @@ async def _check_init_round_trip(
             await asyncio.wait(leftover, timeout=_SETTLE_TIMEOUT_S)
 
     if response.status_code != 202:
-        report.problems.append(
+        found.error(
+            "INIT_FAILED",
             f"init answered HTTP {response.status_code} with the tools get_tools() returned: "
-            f"{_detail(response)}"
+            f"{_detail(response)}",
+            "get_tools",
         )
         return
     sent = response.json().get("tools")
-    if not isinstance(sent, list):
-        report.problems.append("the init response has no 'tools' list")
-        return
-    if len(sent) != len(tools):
-        report.problems.append(
-            f"the init response carries {len(sent)} tools; get_tools() returned {len(tools)}"
+    if not isinstance(sent, list) or len(sent) != len(tools):
+        found.error(
+            "INIT_TOOLS_LOST",
+            f"the init response carries {len(sent) if isinstance(sent, list) else 'no'} tools; "
+            f"get_tools() returned {len(tools)}",
+            "get_tools",
         )
         return
     for index, (tool, got) in enumerate(zip(tools, sent, strict=True)):
         # What the trainer should see: the tool as written, minus null-valued keys, with the
         # default "type" filled in, in its JSON form (tuples are lists on the wire).
-        expected = json.loads(json.dumps({"type": "function", **drop_nulls(tool)}))
+        expected = json.loads(json.dumps({"type": "function", **drop_nulls(tool_as_dict(tool))}))
         differences = _differences(expected, got, "")
         if not differences:
             continue
-        label = _label(index, tool)
         shown = differences[:_MAX_DIFFERENCES]
         more = len(differences) - len(shown)
-        report.problems.append(
-            f"{label} does not survive the init response unchanged: "
+        found.error(
+            "INIT_TOOL_CHANGED",
+            "does not survive the init response unchanged: "
             + "; ".join(shown)
-            + (f"; and {more} more" if more else "")
+            + (f"; and {more} more" if more else ""),
+            f"tools[{index}]",
         )
 
 

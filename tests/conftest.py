@@ -261,6 +261,8 @@ class ScriptedAgent(RolloutAgentLoop):
     ``get_tools`` may be a function of the request (to raise, block or return bad tools).
     """
 
+    name = "scriptedagent"
+
     def __init__(
         self,
         run: Callable[[RolloutContext], Any] | None = None,

@@ -20,9 +20,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from osmosis_workbench.engine.models import LiteLLMBackend, ModelError  # noqa: E402
 from osmosis_workbench.engine.models.litellm_backend import (  # noqa: E402
-    MAX_RETRY_AFTER_S,
     _import_litellm,
     load_litellm,
+)
+from osmosis_workbench.engine.models.providers import (  # noqa: E402
+    MAX_RETRY_AFTER_S,
+    RetryPolicy,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +52,13 @@ def chat(**extra: object) -> dict:
         "logprobs": True,
         **extra,
     }
+
+
+@pytest.fixture(autouse=True)
+def provider_keys(monkeypatch):
+    """Keys in the environment, as a user with an account has them (no test reaches a network)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +99,11 @@ def scripted_litellm(litellm, monkeypatch):
 def backend(**kwargs) -> tuple[LiteLLMBackend, Sleeps]:
     sleeps = Sleeps()
     kwargs.setdefault("api_key", None)
-    return LiteLLMBackend(kwargs.pop("model", MODEL), sleep=sleeps, **kwargs), sleeps
+    policy = {
+        k: kwargs.pop(k) for k in ("max_retries", "base_delay_s", "max_delay_s") if k in kwargs
+    }
+    retry = RetryPolicy(**policy, sleep=sleeps)
+    return LiteLLMBackend(kwargs.pop("model", MODEL), retry=retry, **kwargs), sleeps
 
 
 # --- the lazy import --------------------------------------------------------------------------
@@ -98,7 +112,7 @@ def backend(**kwargs) -> tuple[LiteLLMBackend, Sleeps]:
 def test_importing_the_models_package_does_not_import_litellm():
     code = (
         "import osmosis_workbench.engine.models as m, sys; "
-        "m.create_backend('gpt-4o-mini', record_to='unused.jsonl'); "
+        "m.create_backend('gpt-4o-mini', api_key='k', record_to='unused.jsonl'); "
         "assert 'litellm' not in sys.modules, 'litellm was imported'"
     )
     done = subprocess.run(
@@ -209,7 +223,14 @@ def _errors(litellm):
             "invalid model ID", llm_provider="openai", model="gpt-9"
         ),
         "connection": litellm.APIConnectionError(
-            "Connection refused", llm_provider="openai", model=m
+            "Server disconnected", llm_provider="openai", model=m
+        ),
+        "refused": litellm.APIConnectionError("Connection refused", llm_provider="openai", model=m),
+        "no_host": litellm.InternalServerError(
+            "AnthropicException - Cannot connect to host api.anthropic.com:443 [Name or service "
+            "not known]",
+            llm_provider="anthropic",
+            model=m,
         ),
         "internal": litellm.InternalServerError("boom", llm_provider="openai", model=m),
         "unavailable": litellm.ServiceUnavailableError(
@@ -224,14 +245,16 @@ def _errors(litellm):
 @pytest.mark.parametrize(
     ("error", "kind", "retryable", "systemic", "says"),
     [
-        ("auth", "authentication", False, True, "check OPENAI_API_KEY or pass --api-key"),
+        ("auth", "authentication", False, True, "set OPENAI_API_KEY (export OPENAI_API_KEY=...)"),
         ("rate", "rate_limit", True, False, "rate limited by openai"),
         ("quota", "rate_limit", False, True, "quota exhausted"),
         ("context", "context_window", False, False, "context window exceeded"),
         ("timeout", "timeout", True, False, "did not answer in time"),
         ("not_found", "unknown_model", False, True, "unknown model openai/gpt-4o-mini"),
         ("bad_model", "unknown_model", False, True, "check the model name"),
-        ("connection", "connection", True, False, "cannot connect to the openai API"),
+        ("connection", "connection", True, False, "cannot reach the openai API"),
+        ("refused", "connection", False, True, "cannot connect to the openai API"),
+        ("no_host", "connection", False, True, "cannot connect to the openai API"),
         ("internal", "server_error", True, False, "openai server error"),
         ("unavailable", "server_error", True, False, "openai server error"),
         ("bad_request", "bad_request", False, False, "Invalid value for 'tool_choice'"),
@@ -253,10 +276,10 @@ async def test_authentication_error_with_an_explicit_key_and_another_provider(
 ):
     scripted_litellm["outcomes"] = [_errors(litellm)["auth"]]
     b, _ = backend(api_key="sk-wrong")
-    with pytest.raises(ModelError, match="the key passed with --api-key was rejected"):
+    with pytest.raises(ModelError, match="the key passed with --model-api-key was rejected"):
         await b.complete(chat())
     b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
-    with pytest.raises(ModelError, match="check ANTHROPIC_API_KEY or pass --api-key"):
+    with pytest.raises(ModelError, match="set ANTHROPIC_API_KEY .* or pass --model-api-key"):
         await b.complete(chat())
 
 
@@ -282,7 +305,7 @@ async def test_refused_connection_to_a_base_url_is_a_connection_error(litellm):
         await b.complete(chat())
     err = info.value
     assert err.kind == "connection" and err.retryable
-    assert f"cannot connect to {url}" in err.message and "--base-url" in err.message
+    assert f"cannot reach {url}" in err.message and "--base-url" in err.message
     assert len(sleeps.delays) == 1
 
 
@@ -341,3 +364,32 @@ async def test_retry_after_is_honoured_and_capped(scripted_litellm, litellm):
     b, sleeps = backend(max_retries=3, base_delay_s=0.0, max_delay_s=0.0)
     await b.complete(chat())
     assert sleeps.delays == [2.5, MAX_RETRY_AFTER_S]
+
+
+async def test_missing_credentials_reported_as_a_500_is_final_and_names_the_variable(
+    scripted_litellm, litellm
+):
+    # What litellm raises when the OpenAI SDK finds no key: a 500 that no retry fixes.
+    scripted_litellm["outcomes"] = [
+        litellm.InternalServerError(
+            "OpenAIException - Missing credentials. Please pass an `api_key`, or set the "
+            "`OPENAI_API_KEY` environment variable.",
+            llm_provider="openai",
+            model="gpt-4o-mini",
+        )
+    ]
+    b, sleeps = backend(base_url="http://localhost:8000/v1", max_retries=3)
+    with pytest.raises(ModelError) as info:
+        await b.complete(chat())
+    err = info.value
+    assert (err.kind, err.retryable, err.systemic) == ("authentication", False, True)
+    assert "set OPENAI_API_KEY" in err.message
+    assert scripted_litellm["attempts"] == 1 and sleeps.delays == []
+
+
+async def test_a_missing_key_fails_before_importing_or_calling(scripted_litellm, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
+    with pytest.raises(ModelError, match="^ANTHROPIC_API_KEY is not set: export ANTHROPIC"):
+        await b.complete(chat())
+    assert scripted_litellm["attempts"] == 0

@@ -12,14 +12,17 @@ import pytest
 
 from osmosis_workbench.engine.models import (
     ERROR_KINDS,
+    HumanBackend,
     LiteLLMBackend,
     ModelBackend,
     ModelError,
     ModelReply,
+    OpenAICompatibleBackend,
     RecordingBackend,
     ReplayBackend,
     ScriptedBackend,
     create_backend,
+    litellm_backend,
 )
 
 
@@ -203,13 +206,30 @@ async def test_backends_satisfy_the_protocol():
 # --- create_backend ---------------------------------------------------------------------------
 
 
-def test_create_backend_resolves_specs(tmp_path):
-    assert create_backend("openai/gpt-4o-mini").name == "openai/gpt-4o-mini"
-    bare = create_backend("gpt-4o-mini", base_url="http://localhost:8000/v1", api_key="k")
-    assert isinstance(bare, LiteLLMBackend)
-    assert bare.name == "openai/gpt-4o-mini"
-    assert (bare.base_url, bare.api_key) == ("http://localhost:8000/v1", "k")
-    assert create_backend("anthropic/claude-3-5-haiku").provider == "anthropic"
+def test_create_backend_resolves_specs(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    # Started by the litellm spec below; kept from importing litellm in this test process.
+    monkeypatch.setattr(litellm_backend, "start_loading", lambda: False)
+    openai = create_backend("openai/gpt-4o-mini")
+    assert isinstance(openai, OpenAICompatibleBackend)
+    assert (openai.name, openai.model) == ("openai/gpt-4o-mini", "gpt-4o-mini")
+    assert openai.url == "https://api.openai.com/v1/chat/completions"
+    # With --base-url any name is the server's model name, as vLLM serves it.
+    served = create_backend(
+        "Qwen/Qwen2.5-7B-Instruct", base_url="http://localhost:8000/v1/", api_key="k"
+    )
+    assert isinstance(served, OpenAICompatibleBackend)
+    assert served.model == "Qwen/Qwen2.5-7B-Instruct"
+    assert served.url == "http://localhost:8000/v1/chat/completions"
+    assert served.api_key == "k"
+    assert create_backend("hosted_vllm/m", base_url="http://h/v1").model == "m"
+
+    claude = create_backend("anthropic/claude-3-5-haiku")
+    assert isinstance(claude, LiteLLMBackend) and claude.provider == "anthropic"
+    forced = create_backend("litellm:azure/gpt-4o", base_url="https://x.azure.com", api_key="k")
+    assert isinstance(forced, LiteLLMBackend) and forced.base_url == "https://x.azure.com"
 
     cassette = tmp_path / "c.jsonl"
     cassette.write_text('{"osmosis_cassette": 1, "created": "x", "model": "m"}\n')
@@ -219,14 +239,30 @@ def test_create_backend_resolves_specs(tmp_path):
 
     recording = create_backend("gpt-4o-mini", record_to=tmp_path / "out.jsonl")
     assert isinstance(recording, RecordingBackend)
-    assert isinstance(recording.inner, LiteLLMBackend)
+    assert isinstance(recording.inner, OpenAICompatibleBackend)
     assert "openai/gpt-4o-mini" in recording.name
+
+    assert isinstance(create_backend("human"), HumanBackend)
+
+
+def test_a_hosted_provider_without_its_key_fails_at_creation(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for spec, env in (("gpt-4o-mini", "OPENAI_API_KEY"), ("anthropic/x", "ANTHROPIC_API_KEY")):
+        with pytest.raises(ModelError) as info:
+            create_backend(spec)
+        assert info.value.kind == "authentication" and info.value.systemic
+        assert info.value.message.startswith(f"{env} is not set: export {env}=")
+    # A key on the command line, or a custom server (often keyless), is judged by its answer.
+    assert create_backend("gpt-4o-mini", api_key="sk-x")
+    assert create_backend("m", base_url="http://localhost:8000/v1")
 
 
 def test_create_backend_errors_name_the_input_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match="empty model spec"):
         create_backend("  ")
-    with pytest.raises(ValueError, match="needs a cassette path"):
+    with pytest.raises(ValueError, match="needs a file path, e.g. replay:"):
         create_backend("replay:")
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(FileNotFoundError, match=f"cassette {missing} not found.*--record"):

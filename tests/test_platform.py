@@ -31,9 +31,10 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
 from osmosis_workbench.commands import platform_cmds
+from osmosis_workbench.engine import platform_login
 from server_core import platform
+from server_core.auth import generate_api_key
 from server_core.platform import PlatformError
-from server_core.protocol import generate_api_key
 
 FUTURE = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
 PAST = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -224,7 +225,7 @@ class Browser:
 def start_login(browser: Browser, **kwargs: Any) -> asyncio.Task[platform.WorkspaceCredentials]:
     kwargs.setdefault("open_browser", False)
     kwargs.setdefault("timeout_s", 30)
-    return asyncio.create_task(platform.login(on_url=browser.on_url, **kwargs))
+    return asyncio.create_task(platform_login.login(on_url=browser.on_url, **kwargs))
 
 
 async def log_in(fake: FakePlatform, token: str, **answer: Any) -> platform.WorkspaceCredentials:
@@ -250,7 +251,9 @@ def workspace(org: str, *, token: str = "tok", expires: datetime | None = FUTURE
 
 def store_logins(*logins: platform.WorkspaceCredentials, active: str | None = None) -> Path:
     workspaces = {c.workspace: c for c in logins}
-    platform.save_credentials(platform.CredentialsStore(active or logins[0].workspace, workspaces))
+    platform_login.save_credentials(
+        platform.CredentialsStore(active or logins[0].workspace, workspaces)
+    )
     return platform.credentials_path()
 
 
@@ -330,7 +333,7 @@ async def test_login_flow_verifies_and_stores_credentials(fake_platform: FakePla
     url = browser.urls[0]
     assert url.startswith(fake_platform.url + "/cli-auth?")
     port = int(params["port"])
-    assert port in platform.LOGIN_PORTS
+    assert port in platform_login.LOGIN_PORTS
     assert params["redirect_uri"] == f"http://localhost:{port}/callback"
     assert params["device_name"] == socket.gethostname()
     assert len(params["state"]) >= 32
@@ -505,21 +508,21 @@ async def test_login_falls_back_to_the_next_port_when_8976_is_busy(fake_platform
         browser = Browser()
         task = start_login(browser)
         port = int((await browser.login_params())["port"])
-        assert port in platform.LOGIN_PORTS and port != 8976
+        assert port in platform_login.LOGIN_PORTS and port != 8976
         assert (await browser.callback("tok-alice")).status_code == 200
         await task
 
 
 async def test_login_reports_when_every_callback_port_is_busy():
-    with occupied(platform.LOGIN_PORTS):
+    with occupied(platform_login.LOGIN_PORTS):
         with pytest.raises(PlatformError, match="No free port for the login callback"):
-            await platform.login(open_browser=False, on_url=Browser().on_url, timeout_s=5)
+            await platform_login.login(open_browser=False, on_url=Browser().on_url, timeout_s=5)
 
 
 async def test_login_without_force_keeps_a_valid_login(fake_platform: FakePlatform):
     first = await log_in(fake_platform, "tok-alice")
     browser = Browser()
-    again = await platform.login(open_browser=False, on_url=browser.on_url)
+    again = await platform_login.login(open_browser=False, on_url=browser.on_url)
     assert again == first and browser.urls == []  # no flow at all
 
 
@@ -546,9 +549,9 @@ async def test_a_corrupt_credentials_file_is_reported_not_replaced():
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.raises(PlatformError, match=r"not valid .*osmosis logout --all"):
-        await platform.login(force=True, open_browser=False, on_url=Browser().on_url)
+        await platform_login.login(force=True, open_browser=False, on_url=Browser().on_url)
     assert path.read_text() == "{not json"
-    assert platform.logout(all_workspaces=True).file_deleted
+    assert platform_login.logout(all_workspaces=True).file_deleted
     assert not path.exists()
 
 
@@ -648,7 +651,7 @@ def test_logout_forgets_the_active_workspace_then_all(capsys: pytest.CaptureFixt
 
 def test_logging_out_of_the_last_workspace_deletes_the_file():
     path = store_logins(workspace("acme"))
-    result = platform.logout()
+    result = platform_login.logout()
     assert result.removed == ["acme"] and result.file_deleted and not path.exists()
 
 

@@ -220,13 +220,14 @@ async def test_chat_result_exposes_the_answer(serve, make_agent, trainer):
 
 
 def test_chat_result_defaults_for_a_minimal_answer():
-    result = ChatResult.from_completion({"choices": [{"message": {"content": None}}]})
-    assert result.message == {"role": "assistant"}
+    message = {"content": None}
+    result = ChatResult.from_completion({"choices": [{"message": message}]})
+    assert result.message is message  # kept exactly as the trainer sent it
     assert result.finish_reason == "stop"
     assert result.tool_calls == [] and result.has_tool_calls is False
     assert result.content is None
     assert result.usage == {}
-    assert result.token_ids is None and result.logprobs is None
+    assert result.token_ids == [] and result.logprobs == []
 
 
 @pytest.mark.parametrize(
@@ -288,7 +289,7 @@ async def test_chat_4xx_is_an_llm_error_without_retry(serve, make_agent, trainer
     assert completion["extra_fields"]["error_category"] == "llm_error"
     assert str(status) in completion["error_message"]
     assert "max_tokens too large" in completion["error_message"]
-    assert "LLMCallError" in completion["extra_fields"]["traceback"]
+    assert "OsmosisValidationError" in completion["extra_fields"]["traceback"]
     assert len(trainer.chats_for(rollout_id)) == 1
 
 
@@ -413,7 +414,7 @@ async def test_completion_5xx_429_and_timeouts_are_retried(
         trainer.Reply(429, headers={"Retry-After": "0"}),
         trainer.Reply(200, delay=0.5),  # slower than the client's timeout: not an ack
     )
-    config = replace(fast_client_config, timeout_s=0.05)
+    config = replace(fast_client_config, completion_timeout_s=0.05)
     server = serve(make_agent(), client_config=config)
     rollout_id = await server.start()
     settled = await server.wait_settled(rollout_id)
@@ -506,7 +507,7 @@ async def test_metrics_are_counted(serve, make_agent, trainer):
 async def test_metrics_survive_a_result_built_by_hand(serve, make_agent, trainer):
     async def run(ctx):
         await ctx.chat(list(ctx.request.messages))
-        return RolloutResult(final_messages=[], reward=0.25)
+        return RolloutResult("COMPLETED", [], "stop", reward=0.25)
 
     server = serve(make_agent(run=run))
     rollout_id = await server.start()
@@ -548,7 +549,7 @@ async def test_agent_exception_reports_partial_trajectory_category_and_traceback
     completion = await trainer.wait_for_completion(rollout_id)
     assert completion["status"] == "ERROR"
     assert completion["finish_reason"] == "error"
-    assert completion["error_message"] == "ScoringFailed: grader crashed"
+    assert completion["error_message"] == "grader crashed"  # str(exc), as in 0.2
     assert completion["final_messages"] == [
         {"role": "user", "content": "What is 2 + 2?"},
         {"role": "assistant", "content": "partial answer"},
@@ -610,7 +611,9 @@ async def test_run_returning_something_else_is_an_agent_error(serve, make_agent,
     completion = await trainer.wait_for_completion(rollout_id)
     assert completion["status"] == "ERROR"
     assert completion["extra_fields"]["error_category"] == "agent_error"
-    assert "must return ctx.complete" in completion["error_message"]
+    # 0.2's message ("'dict' object has no attribute 'status'"), and the fix in the traceback.
+    assert "has no attribute 'status'" in completion["error_message"]
+    assert "must return ctx.complete" in completion["extra_fields"]["traceback"]
 
 
 async def test_a_result_that_cannot_be_serialised_still_gets_one_error_completion(

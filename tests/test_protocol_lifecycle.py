@@ -249,15 +249,15 @@ async def test_shutdown_gives_up_on_deliveries_past_the_final_timeout(
     serve, make_agent, trainer, wait_for
 ):
     limits = ServerLimits(drain_timeout_s=0.02, final_delivery_timeout_s=0.05)
-    trainer.completion_default = trainer.Reply(200, delay=0.5)  # acknowledged too late
+    trainer.completion_default = trainer.Reply(200, delay=5.0)  # acknowledged too late
     server = serve(make_agent(run=_blocked()), limits=limits)
     lifespan = server.app.router.lifespan_context(server.app)
     await lifespan.__aenter__()
     rollout_id = await server.start()
     await trainer.wait_for_chats(rollout_id)
     started = time.perf_counter()
-    await asyncio.wait_for(lifespan.__aexit__(None, None, None), 5)
-    assert time.perf_counter() - started < 0.4
+    await asyncio.wait_for(lifespan.__aexit__(None, None, None), 10)
+    assert time.perf_counter() - started < 2.5  # gave up long before the 5 s answer
     status = (await server.status(rollout_id)).json()
     assert status["status"] == "cancelled"
     assert status["completion_delivery"] == "failed"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 
 import pytest
 
-from server_core import ChatResult, RolloutCancelled, RolloutHooks, execute_tool_calls
+from server_core import RolloutCancelled, RolloutHooks, execute_tool_calls
 from server_core.hooks import EVENT_KINDS, HookEvent
 
 
@@ -212,7 +213,9 @@ async def test_gate_can_replace_the_response_the_agent_gets(serve, make_agent, t
 
     async def gate(rollout_id, body, result):
         gated.append((rollout_id, body))
-        return ChatResult({"role": "assistant", "content": "edited by the user"})
+        return dataclasses.replace(
+            result, message={"role": "assistant", "content": "edited by the user"}
+        )
 
     hooks = RolloutHooks()
     hooks.add_observer(

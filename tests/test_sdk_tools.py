@@ -16,6 +16,7 @@ from server_core import (
     parse_tool_arguments,
     tool_result_message,
 )
+from server_core.rollout_llm import RolloutLLM
 from server_core.tools import ToolArgumentError
 
 
@@ -47,8 +48,10 @@ def test_parse_tool_arguments_returns_a_copy_of_a_dict():
     assert original == {"a": 1}
 
 
-def test_parse_tool_arguments_accepts_the_flat_shape():
-    assert parse_tool_arguments({"name": "f", "arguments": '{"q": "x"}'}) == {"q": "x"}
+def test_parse_tool_arguments_takes_a_plain_dict_as_the_arguments_themselves():
+    # The 0.2 form: a dict that is not a tool call is the arguments, returned as they are.
+    arguments = {"name": "f", "arguments": '{"q": "x"}'}
+    assert parse_tool_arguments(arguments) is arguments
 
 
 @pytest.mark.parametrize(
@@ -59,7 +62,7 @@ def test_parse_tool_arguments_names_the_tool_when_arguments_are_bad(arguments, f
     with pytest.raises(ToolArgumentError, match=fragment) as info:
         parse_tool_arguments(call("calculator", arguments))
     assert "calculator" in str(info.value)
-    assert isinstance(info.value, ValueError)
+    assert info.value.tool_name == "calculator" and info.value.tool_call_id == "c1"
 
 
 # ---- tool_result_message ----------------------------------------------------------------------
@@ -193,7 +196,7 @@ async def test_calls_are_counted_in_the_rollout_metrics():
     request = RolloutRequest(
         rollout_id="r", server_url="http://trainer.test", messages=[], completion_params={}
     )
-    ctx = RolloutContext(request, client=TrainerClient())
+    ctx = RolloutContext(request, [], RolloutLLM(request, TrainerClient()))
 
     async def slow_add(a, b):
         await asyncio.sleep(0.01)

@@ -29,6 +29,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from osmosis_workbench.cli import build_parser
+from osmosis_workbench.commands.serve_cmd import listen_host
 from server_core.serve import EmbeddedServer
 from server_core.trace import safe_file_stem
 
@@ -394,7 +395,7 @@ async def ahealth(url: str) -> dict[str, Any]:
 
 def test_serve_option_defaults() -> None:
     args = build_parser().parse_args(["serve", "-m", "server:agent_loop"])
-    assert (args.port, args.host, args.api_key) == (9000, "0.0.0.0", None)
+    assert (args.port, args.host, args.api_key) == (9000, None, None)
     assert (args.local, args.skip_register, args.reload, args.no_validate) == (
         False,
         False,
@@ -402,6 +403,25 @@ def test_serve_option_defaults() -> None:
         False,
     )
     assert (args.max_concurrent, args.rollout_timeout, args.log) == (100, 600.0, None)
+
+
+@pytest.mark.parametrize(
+    ("host", "local", "bound", "warns"),
+    [
+        (None, False, "0.0.0.0", False),  # a key is required: every interface is fine
+        (None, True, "127.0.0.1", False),  # no key: this machine only
+        ("0.0.0.0", True, "0.0.0.0", True),  # asked for, but said out loud
+        ("::", True, "::", True),
+        ("127.0.0.1", True, "127.0.0.1", False),
+        ("10.1.2.3", False, "10.1.2.3", False),
+    ],
+)
+def test_local_mode_listens_on_this_machine_unless_told_otherwise(host, local, bound, warns):
+    chosen, warning = listen_host(host, local=local)
+    assert chosen == bound
+    assert (warning is not None) is warns
+    if warns:
+        assert "without an API key" in warning and "--host 127.0.0.1" in warning
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from server_core import RolloutAgentLoop
 from server_core.protocol import drop_nulls
 from server_core.validate import (
     ValidationReport,
+    ValidationResult,
     avalidate_agent_loop,
     validate_agent_loop,
     validate_reference,
@@ -55,6 +56,8 @@ def make_agent(tools: Any = None, *, name: Any = "tester") -> RolloutAgentLoop:
     returned = [make_tool()] if tools is None else tools
 
     class Agent(RolloutAgentLoop):
+        name = "agent"
+
         def get_tools(self, request: Any) -> Any:
             return returned
 
@@ -112,8 +115,8 @@ def run_cli(*argv: str) -> int:
 
 def test_sample_project_passes() -> None:
     report = validate_reference(SAMPLE, search_path=REPO_ROOT)
-    assert report.ok, report.problems
-    assert report.name == "calculator"
+    assert report.ok, report.errors
+    assert report.agent_name == "calculator"
     assert report.tool_names == ["add", "subtract", "multiply", "divide"]
     assert report.warnings == []
 
@@ -121,18 +124,27 @@ def test_sample_project_passes() -> None:
 # ---- loading -----------------------------------------------------------------------------------
 
 
+def messages(report: ValidationResult) -> list[str]:
+    return [error.message for error in report.errors]
+
+
+def codes(report: ValidationResult) -> list[str]:
+    return [error.code for error in report.errors]
+
+
 def test_bad_format() -> None:
     report = validate_reference("server")
-    assert report.problems == [
+    assert messages(report) == [
         'Import string "server" must be in format "<module>:<attribute>", e.g. "server:agent_loop".'
     ]
-    assert not report.ok and report.name is None and report.tool_names == []
+    assert codes(report) == ["LOAD_FAILED"]
+    assert not report.ok and report.agent_name is None and report.tool_names == []
 
 
 def test_missing_module(tmp_path: Path) -> None:
     module = f"no_such_module_{uuid.uuid4().hex[:8]}"
     report = validate_reference(f"{module}:agent_loop", search_path=tmp_path)
-    assert report.problems == [
+    assert messages(report) == [
         f'Could not import module "{module}" (looked in {tmp_path.resolve()} and on sys.path); '
         "run from the folder that holds it or give its dotted path."
     ]
@@ -141,13 +153,13 @@ def test_missing_module(tmp_path: Path) -> None:
 def test_missing_attribute(write_module) -> None:
     module = write_module(AGENT_MODULE)
     report = validate_reference(f"{module}:agent")
-    assert report.problems == [f'Attribute "agent" not found in module "{module}".']
+    assert messages(report) == [f'Attribute "agent" not found in module "{module}".']
 
 
 def test_class_instead_of_instance(write_module) -> None:
     module = write_module(AGENT_MODULE)
     report = validate_reference(f"{module}:Agent")
-    assert report.problems == [
+    assert messages(report) == [
         f'"{module}:Agent" is the class Agent; export an instance, e.g. agent_loop = Agent()'
     ]
 
@@ -155,7 +167,7 @@ def test_class_instead_of_instance(write_module) -> None:
 def test_wrong_type(write_module) -> None:
     module = write_module(AGENT_MODULE)
     report = validate_reference(f"{module}:number")
-    assert report.problems == [
+    assert messages(report) == [
         f'"{module}:number" is a int, not a RolloutAgentLoop instance; point -m at the agent '
         "loop object (e.g. server:agent_loop)."
     ]
@@ -164,7 +176,7 @@ def test_wrong_type(write_module) -> None:
 def test_module_whose_import_raises(write_module) -> None:
     module = write_module('raise RuntimeError("no API key configured")\n')
     report = validate_reference(f"{module}:agent_loop")
-    assert report.problems == [
+    assert messages(report) == [
         f'Importing module "{module}" raised RuntimeError: no API key configured'
     ]
 
@@ -172,7 +184,7 @@ def test_module_whose_import_raises(write_module) -> None:
 def test_module_importing_a_missing_dependency(write_module) -> None:
     module = write_module("import not_installed_dependency_xyz\n")
     report = validate_reference(f"{module}:agent_loop")
-    assert report.problems == [
+    assert messages(report) == [
         f'Module "{module}" was found but importing it failed: it imports '
         '"not_installed_dependency_xyz", which is not installed or not on the path.'
     ]
@@ -180,12 +192,12 @@ def test_module_importing_a_missing_dependency(write_module) -> None:
 
 def test_a_module_agent_passes(write_module) -> None:
     report = validate_reference(f"{write_module(AGENT_MODULE)}:agent_loop")
-    assert report == ValidationReport(name="from_module", tool_names=[], problems=[], warnings=[])
+    assert report == ValidationReport(valid=True, agent_name="from_module", tool_count=0)
 
 
 def test_not_an_agent_object() -> None:
     report = validate_agent_loop(object())
-    assert report.problems == ["got a object, not a RolloutAgentLoop instance"]
+    assert codes(report) == ["MISSING_NAME", "GET_TOOLS_EXCEPTION", "MISSING_RUN_METHOD"]
 
 
 # ---- name and run ------------------------------------------------------------------------------
@@ -194,17 +206,17 @@ def test_not_an_agent_object() -> None:
 @pytest.mark.parametrize("name", ["", "   "])
 def test_empty_name(name: str) -> None:
     report = validate_agent_loop(make_agent(name=name))
-    assert report.problems == [
-        'name is empty; set `name = "my_agent"` on the class (trainers and /health show it)'
+    assert [str(e) for e in report.errors] == [
+        "[EMPTY_NAME] name: 'name' cannot be empty or whitespace only"
     ]
-    assert report.name is None
 
 
 def test_name_of_wrong_type() -> None:
-    report = validate_agent_loop(make_agent(name=None))
-    assert report.problems == [
-        'name must be a string, got NoneType; set `name = "my_agent"` on the class'
+    report = validate_agent_loop(make_agent(name=5))
+    assert [str(e) for e in report.errors] == [
+        "[INVALID_NAME_TYPE] name: 'name' must be a string, got int"
     ]
+    assert report.agent_name is None
 
 
 class SyncRun(RolloutAgentLoop):
@@ -228,7 +240,9 @@ class SyncRunReturningCoroutine(SyncRun):
 @pytest.mark.parametrize("agent_cls", [SyncRun, SyncRunReturningCoroutine])
 def test_sync_run(agent_cls: type[RolloutAgentLoop]) -> None:
     report = validate_agent_loop(agent_cls())
-    assert report.problems == ["run() must be declared `async def run(self, ctx)`"]
+    assert [str(e) for e in report.errors] == [
+        "[RUN_NOT_ASYNC] run: 'run' method must be an async function (async def)"
+    ]
 
 
 def test_run_without_ctx_argument() -> None:
@@ -237,7 +251,7 @@ def test_run_without_ctx_argument() -> None:
             return None
 
     report = validate_agent_loop(NoCtx())
-    assert report.problems == [
+    assert messages(report) == [
         "run() must take the rollout context as its one argument: `async def run(self, ctx)`"
     ]
 
@@ -254,7 +268,11 @@ def test_get_tools_raises() -> None:
             raise ValueError("no tools today")
 
     report = validate_agent_loop(Broken())
-    assert report.problems == ["get_tools() raised ValueError: no tools today"]
+    assert messages(report) == ["get_tools() raised an exception: ValueError: no tools today"]
+    assert report.errors[0].details == {
+        "exception_type": "ValueError",
+        "exception_message": "no tools today",
+    }
 
 
 def test_get_tools_is_called_with_a_sample_request() -> None:
@@ -268,21 +286,19 @@ def test_get_tools_is_called_with_a_sample_request() -> None:
             seen.append(request)
             return []
 
-    assert validate_agent_loop(Recording()).ok
+    assert validate_agent_loop(Recording()).valid
     first = seen[0]
-    assert first.rollout_id == "validate"
-    assert first.server_url == "http://localhost:0"
-    assert first.messages == [{"role": "user", "content": "hello"}]
+    assert first.rollout_id == "validation-test-rollout"
+    assert first.server_url == "http://localhost:8080"
+    assert first.messages == [{"role": "user", "content": "Hello"}]
+    assert first.metadata == {"_validation": True}
 
 
 @pytest.mark.parametrize(
-    ("returned", "problem"),
-    [
-        ({"add": make_tool()}, "get_tools() must return a list of tools, got dict"),
-        (None, "get_tools() must return a list of tools, got NoneType; did it forget to `return`?"),
-    ],
+    ("returned", "code"),
+    [({"add": make_tool()}, "GET_TOOLS_INVALID_TYPE"), (None, "GET_TOOLS_RETURNS_NONE")],
 )
-def test_get_tools_not_a_list(returned: Any, problem: str) -> None:
+def test_get_tools_not_a_list(returned: Any, code: str) -> None:
     class NotAList(SyncRun):
         async def run(self, ctx: Any) -> Any:
             return ctx.complete([])
@@ -290,20 +306,25 @@ def test_get_tools_not_a_list(returned: Any, problem: str) -> None:
         def get_tools(self, request: Any) -> Any:
             return returned
 
-    assert validate_agent_loop(NotAList()).problems == [problem]
+    assert codes(validate_agent_loop(NotAList())) == [code]
 
 
-def test_async_get_tools_is_accepted() -> None:
-    class AsyncTools(SyncRun):
-        async def run(self, ctx: Any) -> Any:
-            return ctx.complete([])
+class AsyncTools(SyncRun):
+    async def run(self, ctx: Any) -> Any:
+        return ctx.complete([])
 
-        async def get_tools(self, request: Any) -> list:  # type: ignore[override]
-            return [make_tool("lookup")]
+    async def get_tools(self, request: Any) -> list:  # type: ignore[override]
+        return [make_tool("lookup")]
 
-    report = validate_agent_loop(AsyncTools())
-    assert report.ok, report.problems
+
+async def test_async_get_tools_is_accepted_where_it_can_be_awaited() -> None:
+    report = await avalidate_agent_loop(AsyncTools())
+    assert report.ok, report.errors
     assert report.tool_names == ["lookup"]
+
+
+def test_async_get_tools_is_refused_by_the_sync_check_as_in_0_2() -> None:
+    assert codes(validate_agent_loop(AsyncTools())) == ["GET_TOOLS_INVALID_TYPE"]
 
 
 # ---- tools -------------------------------------------------------------------------------------
@@ -312,21 +333,24 @@ def test_async_get_tools_is_accepted() -> None:
 def test_tool_without_function_name() -> None:
     tool = {"type": "function", "function": {"description": "nameless", "parameters": {}}}
     report = validate_agent_loop(make_agent([make_tool("add"), tool]))
-    assert report.problems == ["tool 1: a tool's 'function' needs a non-empty 'name'"]
+    assert [str(e) for e in report.errors] == [
+        "[MISSING_FUNCTION_NAME] tools[1].function.name: Function must have a 'name'"
+    ]
 
 
 def test_invalid_json_schema_is_caught_by_a_real_validator() -> None:
     parameters = {"type": "object", "properties": {"a": {"type": "nmber"}}}
     report = validate_agent_loop(make_agent([make_tool("add", parameters)]))
-    assert report.problems == [
+    assert messages(report) == [
         "tool 'add': parameters is not valid JSON Schema at properties.a.type: "
         "'nmber' is not valid under any of the given schemas"
     ]
+    assert codes(report) == ["INVALID_PARAMETERS_SCHEMA"]
 
 
 def test_invalid_top_level_type() -> None:
     report = validate_agent_loop(make_agent([make_tool("add", {"type": "nmber"})]))
-    assert report.problems == [
+    assert messages(report) == [
         "tool 'add': parameters is not valid JSON Schema at type: "
         "'nmber' is not valid under any of the given schemas"
     ]
@@ -335,25 +359,27 @@ def test_invalid_top_level_type() -> None:
 def test_duplicate_names() -> None:
     tools = [make_tool("add"), make_tool("sub"), make_tool("add")]
     report = validate_agent_loop(make_agent(tools))
-    assert report.problems == ["tool names must be unique; used more than once: 'add'"]
+    assert messages(report) == ["tool names must be unique; used more than once: 'add'"]
 
 
-def test_parameters_must_be_an_object_schema() -> None:
+def test_parameters_not_an_object_schema_is_a_warning() -> None:
     report = validate_agent_loop(make_agent([make_tool("add", {"type": "array"})]))
-    assert report.problems == [
-        'tool \'add\': parameters must be an object schema ("type": "object"), got "type": "array"'
+    assert report.valid
+    assert [str(w) for w in report.warnings] == [
+        "[PARAMETERS_TYPE_NOT_OBJECT] tools[0].function.parameters.type: "
+        "Parameters type is 'array', expected 'object'"
     ]
 
 
 def test_schema_conventions_are_warnings() -> None:
     parameters = {"properties": {"a": {"type": "number"}}, "required": ["a", "b"]}
     report = validate_agent_loop(make_agent([make_tool("add", parameters)]))
-    assert report.ok
-    assert report.warnings == [
-        'tool \'add\': parameters has no "type": "object" at the top; '
-        "OpenAI expects an object schema",
-        "tool 'add': required names not in properties: b",
+    assert report.valid
+    assert [w.code for w in report.warnings] == [
+        "PARAMETERS_TYPE_NOT_OBJECT",
+        "REQUIRED_NOT_IN_PROPERTIES",
     ]
+    assert report.warnings[1].message == "tool 'add': required names not in properties: b"
 
 
 RICH_PARAMETERS: dict[str, Any] = {
@@ -376,14 +402,14 @@ RICH_PARAMETERS: dict[str, Any] = {
 }
 
 
-def test_rich_schema_passes_and_survives_unchanged() -> None:
-    report = validate_agent_loop(make_agent([make_tool("aggregate", RICH_PARAMETERS)]))
-    assert report.ok, report.problems
+async def test_rich_schema_passes_and_survives_unchanged() -> None:
+    report = await avalidate_agent_loop(make_agent([make_tool("aggregate", RICH_PARAMETERS)]))
+    assert report.ok, report.errors
     assert report.warnings == []
     assert report.tool_names == ["aggregate"]
 
 
-def test_a_server_that_loses_schema_keys_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_server_that_loses_schema_keys_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """What 0.2.x did to tools: drop ``items`` and ``anyOf`` on the way to the trainer."""
     real = server_core.rollouts.normalize_tools
 
@@ -395,20 +421,20 @@ def test_a_server_that_loses_schema_keys_is_caught(monkeypatch: pytest.MonkeyPat
         return value
 
     monkeypatch.setattr(server_core.rollouts, "normalize_tools", lambda t: strip(real(t)))
-    report = validate_agent_loop(make_agent([make_tool("aggregate", RICH_PARAMETERS)]))
-    assert report.problems == [
-        "tool 'aggregate' does not survive the init response unchanged: "
+    report = await avalidate_agent_loop(make_agent([make_tool("aggregate", RICH_PARAMETERS)]))
+    assert [str(e) for e in report.errors] == [
+        "[INIT_TOOL_CHANGED] tools[0]: does not survive the init response unchanged: "
         "function.parameters.properties.values.items was lost; "
         "function.parameters.properties.mode.anyOf was lost"
     ]
 
 
-def test_null_valued_keys_are_dropped_not_reported() -> None:
+async def test_null_valued_keys_are_dropped_not_reported() -> None:
     tool = make_tool("add")
     tool["function"]["strict"] = None
     tool["function"]["parameters"]["properties"]["a"]["enum"] = None
-    report = validate_agent_loop(make_agent([tool]))
-    assert report.ok, report.problems
+    report = await avalidate_agent_loop(make_agent([tool]))
+    assert report.ok, report.errors
     assert drop_nulls(tool) != tool  # the check above really had nulls to drop
 
 
@@ -425,14 +451,13 @@ async def test_validation_never_runs_the_agent_and_leaves_no_task() -> None:
             return ctx.complete([])
 
     report = await avalidate_agent_loop(Watched())
-    assert report.ok, report.problems
+    assert report.ok, report.errors
     assert ran == []
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
-async def test_sync_wrapper_refuses_a_running_loop() -> None:
-    with pytest.raises(RuntimeError, match="avalidate_agent_loop"):
-        validate_agent_loop(make_agent())
+async def test_the_0_2_check_works_inside_a_running_loop() -> None:
+    assert validate_agent_loop(make_agent()).valid
 
 
 # ---- the command -------------------------------------------------------------------------------
@@ -454,7 +479,7 @@ def test_cli_failure_lists_every_problem(write_module, capsys: pytest.CaptureFix
         from server_core import RolloutAgentLoop
 
         class Agent(RolloutAgentLoop):
-            name = ""
+            name = "agent"
 
             def get_tools(self, request):
                 return [{"type": "function", "function": {"name": "x", "parameters": {}}}]
@@ -463,16 +488,18 @@ def test_cli_failure_lists_every_problem(write_module, capsys: pytest.CaptureFix
                 return ctx.complete([])
 
         agent_loop = Agent()
+        agent_loop.name = ""
         """
     )
     assert run_cli("--module", f"{module}:agent_loop") == 1
     assert capsys.readouterr().out == (
         "✗ Agent loop validation failed\n"
-        '  - name is empty; set `name = "my_agent"` on the class (trainers and /health show it)\n'
-        "  - run() must be declared `async def run(self, ctx)`\n"
-        "  ! tool 'x' has no description; the model sees only its name\n"
-        '  ! tool \'x\': parameters has no "type": "object" at the top; '
-        "OpenAI expects an object schema\n"
+        "  - name: 'name' cannot be empty or whitespace only [EMPTY_NAME]\n"
+        "  - run: 'run' method must be an async function (async def) [RUN_NOT_ASYNC]\n"
+        "  ! tools[0].function.description: Function has no description; the model sees only "
+        "its name [MISSING_FUNCTION_DESCRIPTION]\n"
+        "  ! tools[0].function.parameters.type: Parameters type is None, expected 'object' "
+        "[PARAMETERS_TYPE_NOT_OBJECT]\n"
     )
 
 
@@ -481,7 +508,7 @@ def test_cli_load_error(capsys: pytest.CaptureFixture) -> None:
     assert capsys.readouterr().out == (
         "✗ Agent loop validation failed\n"
         '  - Import string "server" must be in format "<module>:<attribute>", '
-        'e.g. "server:agent_loop".\n'
+        'e.g. "server:agent_loop". [LOAD_FAILED]\n'
     )
 
 
@@ -489,14 +516,15 @@ def test_cli_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     monkeypatch.chdir(REPO_ROOT)
     assert run_cli("-m", SAMPLE, "--json") == 0
     assert json.loads(capsys.readouterr().out) == {
-        "ok": True,
-        "name": "calculator",
+        "valid": True,
+        "agent_name": "calculator",
+        "tool_count": 4,
         "tools": ["add", "subtract", "multiply", "divide"],
-        "problems": [],
+        "errors": [],
         "warnings": [],
     }
     assert run_cli("-m", "server", "--json") == 1
-    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert json.loads(capsys.readouterr().out)["valid"] is False
 
 
 def test_cli_falls_back_to_ascii_marks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,11 +58,16 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default=None,
-        help="litellm model 'provider/name' (a bare name means openai/<name>), or "
-        "'replay:FILE' for a recorded cassette (default: the cassette.jsonl next "
-        "to the dataset or the agent module)",
+        help="'openai/NAME' (or a bare NAME), any litellm 'provider/name', "
+        "'replay:FILE' (a recorded cassette), 'script:FILE' (answers per row and turn) or "
+        "'human' (you answer; workbench only) (default: the cassette.jsonl next to the "
+        "dataset or the agent module)",
     )
-    g.add_argument("--base-url", default=None, help="API base URL for the model")
+    g.add_argument(
+        "--base-url",
+        default=None,
+        help="an OpenAI-compatible server (vLLM, SGLang, Ollama...), e.g. http://localhost:8000/v1",
+    )
     g.add_argument(
         "--model-api-key",
         default=None,

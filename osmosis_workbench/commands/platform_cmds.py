@@ -92,6 +92,7 @@ def run_login(args: argparse.Namespace) -> int:
     """`osmosis login [--force] [--no-browser]`."""
     import asyncio
 
+    from osmosis_workbench.engine import platform_login
     from server_core import platform
 
     try:
@@ -105,7 +106,9 @@ def run_login(args: argparse.Namespace) -> int:
                 return 0
         open_browser = not args.no_browser
         credentials = asyncio.run(
-            platform.login(force=True, open_browser=open_browser, on_url=_url_printer(open_browser))
+            platform_login.login(
+                force=True, open_browser=open_browser, on_url=_url_printer(open_browser)
+            )
         )
     except platform.PlatformError as exc:
         _error(f"Login failed: {exc}")
@@ -158,10 +161,11 @@ def run_whoami(args: argparse.Namespace) -> int:
 
 def run_logout(args: argparse.Namespace) -> int:
     """`osmosis logout [--all]`."""
+    from osmosis_workbench.engine import platform_login
     from server_core import platform
 
     try:
-        result = platform.logout(all_workspaces=args.all)
+        result = platform_login.logout(all_workspaces=args.all)
     except platform.PlatformError as exc:
         _error(str(exc))
         return 1

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 #: Environment variable carrying the serve settings to uvicorn's reload workers.
@@ -33,7 +34,12 @@ def add_serve_parser(subparsers: Any) -> None:
         help="the agent loop, e.g. server:agent_loop",
     )
     p.add_argument("-p", "--port", type=int, default=9000, help="port (default 9000)")
-    p.add_argument("-H", "--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    p.add_argument(
+        "-H",
+        "--host",
+        default=None,
+        help="bind address (default 0.0.0.0; with --local 127.0.0.1, this machine only)",
+    )
     p.add_argument(
         "--api-key",
         default=None,
@@ -89,21 +95,69 @@ def add_serve_parser(subparsers: Any) -> None:
         help="on SIGTERM/Ctrl+C: how long running rollouts may finish before they are "
         "cancelled and reported as errors (default 10)",
     )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest init body accepted; larger ones get 413 (default 16 MiB)",
+    )
     p.set_defaults(handler=run_serve)
 
 
-def _settings(args: argparse.Namespace, api_key: str | None) -> dict[str, Any]:
-    return {
-        "module": args.module,
-        "cwd": os.getcwd(),
-        "api_key": api_key,
-        "log_dir": args.log,
-        "log_level": args.log_level,
-        "max_concurrent": args.max_concurrent,
-        "rollout_timeout": args.rollout_timeout,
-        "drain_timeout": args.drain_timeout,
-        "register": None,
-    }
+@dataclass(frozen=True)
+class Registration:
+    """Registering with the platform once the server answers: where, and with which key."""
+
+    host: str
+    port: int
+    local_url: str
+    api_key: str | None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``osmosis serve`` builds the app from, resolved once from the arguments.
+
+    Crosses to uvicorn's reload workers (other processes) as JSON in one environment variable.
+    """
+
+    module: str
+    cwd: str
+    api_key: str | None
+    log_dir: str | None
+    log_level: str
+    max_concurrent: int
+    rollout_timeout: float
+    drain_timeout: float
+    max_body_bytes: int
+    register: Registration | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, api_key: str | None) -> ServeSettings:
+        """The settings of ``osmosis serve``'s arguments (the key resolved by the caller)."""
+        return cls(
+            module=args.module,
+            cwd=os.getcwd(),
+            api_key=api_key,
+            log_dir=args.log,
+            log_level=args.log_level,
+            max_concurrent=args.max_concurrent,
+            rollout_timeout=args.rollout_timeout,
+            drain_timeout=args.drain_timeout,
+            max_body_bytes=args.max_body_bytes,
+        )
+
+    def to_json(self) -> str:
+        """The settings as JSON (for the reload workers)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        """Settings written by ``to_json``."""
+        data = json.loads(text)
+        register = data.pop("register", None)
+        return cls(**data, register=Registration(**register) if register else None)
 
 
 def _route_sdk_logs(level: str) -> None:
@@ -116,60 +170,54 @@ def _route_sdk_logs(level: str) -> None:
     sdk_log.setLevel(level.upper())
 
 
-def build_app(settings: dict[str, Any]) -> Any:
+def build_app(settings: ServeSettings) -> Any:
     """The served app for ``settings`` (shared by plain serving and reload workers)."""
     from server_core import create_app, load_agent_loop
 
-    agent = load_agent_loop(settings["module"], search_path=settings["cwd"])
-    app = create_app(
+    agent = load_agent_loop(settings.module, search_path=settings.cwd)
+    register = settings.register
+    credentials = None
+    if register is not None:
+        from server_core import platform
+
+        credentials = platform.require_login_for_serve()
+    return create_app(
         agent,
-        api_key=settings["api_key"],
-        max_concurrent=settings["max_concurrent"],
-        rollout_timeout=settings["rollout_timeout"],
-        drain_timeout=settings.get("drain_timeout", 10.0),
-        trace_dir=settings["log_dir"],
+        max_concurrent=settings.max_concurrent,
+        credentials=credentials,
+        server_host=register.host if register else None,
+        server_port=register.port if register else None,
+        api_key=settings.api_key,
+        rollout_timeout=settings.rollout_timeout,
+        drain_timeout=settings.drain_timeout,
+        max_body_bytes=settings.max_body_bytes,
+        trace_dir=settings.log_dir,
+        local_url=register.local_url if register else None,
     )
-    register = settings.get("register")
-    if register:
-        _register_on_startup(app, agent.name, register)
-    return app
-
-
-def _register_on_startup(app: Any, agent_name: str, register: dict[str, Any]) -> None:
-    """Register with the platform once the server answers /health (a background task)."""
-    import asyncio
-    from contextlib import asynccontextmanager
-
-    from server_core import platform
-
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any):  # noqa: ANN202 - a Starlette lifespan
-        async with inner(a) as state:
-            task = asyncio.create_task(
-                platform.register_when_ready(
-                    local_url=register["local_url"],
-                    host=register["host"],
-                    port=register["port"],
-                    agent_loop_name=agent_name,
-                    api_key=register["api_key"],
-                    credentials=platform.require_login_for_serve(),
-                )
-            )
-            try:
-                yield state
-            finally:
-                task.cancel()
-
-    app.router.lifespan_context = lifespan
 
 
 def reload_app_factory() -> Any:
     """App factory for uvicorn's reload workers: settings come from the environment."""
-    settings = json.loads(os.environ[_RELOAD_SETTINGS_ENV])
-    _route_sdk_logs(settings.get("log_level", "info"))
+    settings = ServeSettings.from_json(os.environ[_RELOAD_SETTINGS_ENV])
+    _route_sdk_logs(settings.log_level)
     return build_app(settings)
+
+
+def listen_host(host: str | None, *, local: bool) -> tuple[str, str | None]:
+    """The address ``osmosis serve`` binds, and a warning when an open server binds them all.
+
+    Without a key anyone who reaches the port can make the server post to any URL, so local
+    mode listens on this machine only unless told otherwise.
+    """
+    if host is None:
+        return ("127.0.0.1" if local else "0.0.0.0"), None
+    if local and host in ("0.0.0.0", "::", ""):
+        return host, (
+            f"--local serves without an API key on every interface ({host or '*'}): anyone "
+            "who can reach this port can start rollouts that call any URL. Use --host "
+            "127.0.0.1, or drop --local to require a key."
+        )
+    return host, None
 
 
 def _bind_socket(host: str, port: int) -> socket.socket:
@@ -244,6 +292,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail("--max-concurrent must be at least 1", 2)
     if args.rollout_timeout <= 0 or args.drain_timeout < 0:
         return _fail("--rollout-timeout must be positive and --drain-timeout not negative", 2)
+    if args.max_body_bytes < 1024:
+        return _fail("--max-body-bytes must be at least 1024", 2)
+    args.host, warning = listen_host(args.host, local=args.local)
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr)
     # Bind first: a busy port is reported at once, in one line, before any slow import.
     try:
         sock = _bind_socket(args.host, args.port)
@@ -293,13 +346,16 @@ def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
     if args.no_validate:
         tool_names = _tool_names_without_validation(agent, log)
     else:
-        from server_core.validate import validate_agent_loop
+        import asyncio
 
-        report = validate_agent_loop(agent)
+        from server_core.validate import avalidate_agent_loop
+
+        report = asyncio.run(avalidate_agent_loop(agent))
         if not report.ok:
             print("✗ Agent loop validation failed", file=sys.stderr)
-            for problem in report.problems:
-                print(f"  - {problem}", file=sys.stderr)
+            for problem in report.errors:
+                where = f"{problem.field}: " if problem.field else ""
+                print(f"  - {where}{problem.message} [{problem.code}]", file=sys.stderr)
             print("Fix these, or serve anyway with --no-validate.", file=sys.stderr)
             return 1
         tool_names = report.tool_names
@@ -318,9 +374,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
     else:
         log.info("Local mode: no API key, no platform registration (development only)")
 
-    settings = _settings(args, api_key)
+    settings = ServeSettings.from_args(args, api_key)
     if credentials is not None:
-        settings["register"] = _registration(args, port, api_key, log, connect_host)
+        settings = replace(settings, register=_registration(args, port, api_key, log, connect_host))
 
     config_kwargs: dict[str, Any] = dict(
         host=args.host,
@@ -332,7 +388,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, port: int) -> int:
     if args.reload:
         from uvicorn.supervisors import ChangeReload
 
-        os.environ[_RELOAD_SETTINGS_ENV] = json.dumps(settings)
+        os.environ[_RELOAD_SETTINGS_ENV] = settings.to_json()
         config = uvicorn.Config(
             "osmosis_workbench.commands.serve_cmd:reload_app_factory",
             factory=True,
@@ -366,7 +422,7 @@ def _log_listening(log: Any, host: str, port: int) -> None:
 
 def _registration(
     args: argparse.Namespace, port: int, api_key: str | None, log: Any, connect_host: Any
-) -> dict[str, Any]:
+) -> Registration:
     """What to register with the platform once the server answers /health."""
     from server_core import platform
 
@@ -382,9 +438,6 @@ def _registration(
             "--public-host to the address the platform can reach.",
             host,
         )
-    return {
-        "local_url": f"http://{connect_host(args.host)}:{port}",
-        "host": host,
-        "port": port,
-        "api_key": api_key,
-    }
+    return Registration(
+        host=host, port=port, local_url=f"http://{connect_host(args.host)}:{port}", api_key=api_key
+    )

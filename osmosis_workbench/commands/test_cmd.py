@@ -309,6 +309,11 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     earlier_dir, info = _earlier_run(args)
     config = _config(args)
     assert config.dataset is not None
+    if config.model == "human":
+        raise ConfigError(
+            "--model human needs the workbench to answer in: add --interactive, or run "
+            "osmosis-workbench"
+        )
     reward_fn = config.load_reward_fn()
     earlier_dir, definition = await _pinned_run(args, config, earlier_dir, info)
 
@@ -389,16 +394,14 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
         )
     started = time.perf_counter()
     try:
-        async with open_engine(config) as engine:
-            out(f"Model: {config.model}")
+        notice = lambda text: print(text, file=sys.stderr)  # noqa: E731
+        async with open_engine(config, on_notice=notice) as engine:
             problem = await engine.preflight()
             if problem:
+                # Final (a key, the model name): one line with the fix, no row run.
                 print(f"Error: {problem}", file=sys.stderr)
-                print(
-                    "Stopped before running any row (the first model call failed).",
-                    file=sys.stderr,
-                )
-                return 1
+                return 2
+            out(f"Model: {config.model}")
             runner = BatchRunner(
                 engine.trainer,
                 engine.targets,

@@ -48,17 +48,23 @@ def run_validate(args: argparse.Namespace) -> int:
     lines: list[str] = []
     if report.ok:
         lines.append(f"{ok_mark} Agent loop validated successfully")
-        lines.append(f"  Name: {report.name}")
+        lines.append(f"  Name: {report.agent_name}")
         tools = f"  Tools: {len(report.tool_names)}"
         if report.tool_names:
             tools += f" ({', '.join(report.tool_names)})"
         lines.append(tools)
     else:
         lines.append(f"{fail_mark} Agent loop validation failed")
-        lines.extend(f"  - {problem}" for problem in report.problems)
-    lines.extend(f"  ! {warning}" for warning in report.warnings)
+        lines.extend(f"  - {_shown(problem)}" for problem in report.errors)
+    lines.extend(f"  ! {_shown(warning)}" for warning in report.warnings)
     _write(out, lines)
     return 0 if report.ok else 1
+
+
+def _shown(error: Any) -> str:
+    """``field: message [CODE]``: what and where first, the code to search for last."""
+    where = f"{error.field}: " if error.field else ""
+    return f"{where}{error.message} [{error.code}]"
 
 
 def _encoding(stream: TextIO) -> str:

@@ -12,6 +12,7 @@ screen steps a training rollout with the same keys as a dataset row.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -233,17 +234,9 @@ class LiveRollouts:
         if edited is None or rollout is None or rollout.pending is None:
             return self._resolve(rollout_id, None)
         held, answer = rollout.pending, rollout.held_answer
-        # The agent gets the message as the SDK builds one from a completion: no null fields.
-        message = {k: v for k, v in edited.items() if v is not None}
-        message.setdefault("role", "assistant")
-        # Every field by keyword: the SDK's result type may be a frozen dataclass.
-        replacement = ChatResult(
-            message=message,
-            finish_reason=(answer.finish_reason_for(message) if answer else held.finish_reason),
-            usage=held.usage,
-            token_ids=held.token_ids,
-            logprobs=held.logprobs,
-        )
+        finish = answer.finish_reason_for(edited) if answer else held.finish_reason
+        # A new result, not a mutated one: the SDK's result is a frozen dataclass.
+        replacement = dataclasses.replace(held, message=edited, finish_reason=finish or "stop")
         return self._resolve(rollout_id, replacement)
 
     def continue_(self, rollout_id: str) -> bool:

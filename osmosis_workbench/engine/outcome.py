@@ -202,7 +202,11 @@ class RolloutOutcome:
             error_category=None if ok else category,
             traceback=extra.get("traceback"),
             reward=completion.reward if completion is not None else None,
-            metrics=completion.metrics.model_dump() if completion is not None else {},
+            metrics=(
+                completion.metrics.model_dump()
+                if completion is not None and completion.metrics is not None
+                else {}
+            ),
             duration_ms=duration_ms,
             tokens=tokens,
             cost_usd=cost_usd,

@@ -362,6 +362,9 @@ class LocalTrainer:
         if "tools" not in backend_body and run.tools:
             # A real trainer applies the init response's tools to every generation.
             backend_body["tools"] = run.tools
+        # Which dataset row this is (row_index), for backends that answer per row; a protocol
+        # key, so it never reaches a provider nor a cassette key.
+        backend_body["metadata"] = run.request.get("metadata") or {}
         exchange = LLMExchange(turn=len(run.exchanges) + 1, request=body)
         run.exchanges.append(exchange)
         if run.on_exchange:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from osmosis_workbench.engine.config import ConfigError, EngineConfig
 from osmosis_workbench.engine.embedded import EmbeddedRolloutServer
 from osmosis_workbench.engine.models import (
+    LiveBackend,
     ModelBackend,
     ModelError,
     RecordingBackend,
@@ -58,14 +59,12 @@ class Engine:
 
         A bad key or an unknown model would fail every row: better to stop before the first.
         """
+        # Straight to the model: a recorder must not write the probe into the cassette.
         model = self.model_backend or self.backend
-        if (self.config.model or "").startswith("replay:"):
-            return None
+        if not isinstance(model, LiveBackend):
+            return None  # replay, script, human: nothing to reach
         try:
-            # Straight to the model: a recorder must not write the probe into the cassette.
-            await model.complete(
-                {"messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 5}
-            )
+            await model.probe()
         except ModelError as exc:
             if exc.systemic:
                 return str(exc)
@@ -90,12 +89,19 @@ class Engine:
         await self._agent_stack.aclose()
 
 
-def build_backend(config: EngineConfig) -> tuple[ModelBackend, ModelBackend]:
-    """(the backend the trainer asks, the model behind it) for the config's model."""
+def build_backend(
+    config: EngineConfig, on_notice: Callable[[str], None] | None = None
+) -> tuple[ModelBackend, ModelBackend]:
+    """(the backend the trainer asks, the model behind it) for the config's model.
+
+    ``on_notice``: told of slow set-up work (litellm importing in the background).
+    """
     spec = config.require_model()
     try:
-        model = create_backend(spec, base_url=config.base_url, api_key=config.model_api_key)
-    except (ValueError, OSError) as exc:
+        model = create_backend(
+            spec, base_url=config.base_url, api_key=config.model_api_key, on_notice=on_notice
+        )
+    except (ValueError, OSError, ModelError) as exc:  # a missing file or key: the user's fix
         raise ConfigError(f"--model {spec!r}: {exc}") from None
     if config.record:
         return RecordingBackend(model, config.record), model
@@ -110,17 +116,21 @@ def import_agent(config: EngineConfig) -> RolloutAgentLoop:
 
 @contextlib.asynccontextmanager
 async def open_engine(
-    config: EngineConfig, *, backend: ModelBackend | None = None
+    config: EngineConfig,
+    *,
+    backend: ModelBackend | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Engine]:
     """Build the engine ``config`` describes; everything is closed when the block ends.
 
     ``backend``: use this model backend instead of the config's model (tests, a model the
-    caller built); it is closed with the engine all the same.
+    caller built); it is closed with the engine all the same. ``on_notice``: see
+    ``build_backend``.
     """
     config.require_server()
     async with contextlib.AsyncExitStack() as stack:
         if backend is None:
-            backend, model = build_backend(config)
+            backend, model = build_backend(config, on_notice)
         else:
             model = backend
         stack.push_async_callback(backend.aclose)

@@ -7,7 +7,9 @@ sees ``ModelReply`` and ``ModelError``, whichever backend (live, replay, scripte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 #: The failure kinds a backend reports; the trainer and the UI switch on these.
@@ -26,7 +28,9 @@ ErrorKind = Literal[
 ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 
 #: Body keys that belong to the protocol or to one particular run, not to the model's input:
-#: they are never sent to a provider as sampling params, nor part of a cassette key.
+#: they are never sent to a provider as sampling params, nor part of a cassette key. The local
+#: trainer puts the rollout request's ``metadata`` (``row_index``, ``ground_truth``) in every
+#: body it hands a backend, so backends that answer per dataset row know the row.
 PROTOCOL_KEYS = frozenset(
     {"model", "rollout_id", "logprobs", "stream", "api_key", "user", "metadata"}
 )
@@ -38,6 +42,7 @@ class ModelError(Exception):
     ``message`` names what happened and the fix. ``retryable`` says the same call may
     succeed later; ``systemic`` says every further call will fail the same way (bad key,
     unknown model), so a batch should stop early instead of failing row after row.
+    ``retry_after_s`` is the wait the provider asked for, when it named one.
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class ModelError(Exception):
         *,
         retryable: bool = False,
         systemic: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         if kind not in ERROR_KINDS:
             raise ValueError(f"unknown ModelError kind {kind!r}; expected one of {ERROR_KINDS}")
@@ -57,6 +63,7 @@ class ModelError(Exception):
         self.message = message
         self.retryable = retryable
         self.systemic = systemic
+        self.retry_after_s = retry_after_s
 
     def __str__(self) -> str:
         return self.message
@@ -109,3 +116,57 @@ class ModelBackend(Protocol):
     async def aclose(self) -> None:
         """Release connections and files; the backend is not used afterwards."""
         ...
+
+
+@runtime_checkable
+class LiveBackend(ModelBackend, Protocol):
+    """A backend that calls a model over the network, so a run can check it before row 0."""
+
+    async def probe(self) -> None:
+        """One tiny call; raises ``ModelError`` (``systemic`` when no call can succeed)."""
+        ...
+
+
+#: The chat body a probe sends: the smallest request every chat model answers.
+PROBE_BODY: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "Reply with OK."}],
+    "max_tokens": 5,
+}
+
+
+def clean_completion(data: dict[str, Any]) -> dict[str, Any]:
+    """A provider's chat completion as the protocol sends it: no null noise, a finish reason."""
+    data = dict(data)
+    data.setdefault("object", "chat.completion")
+    choices = []
+    for choice in data.get("choices") or []:
+        choice = {k: v for k, v in choice.items() if v is not None}
+        message = choice.get("message")
+        if isinstance(message, dict):
+            # "content": null is meaningful (a pure tool call); other nulls are not.
+            choice["message"] = {
+                k: v for k, v in message.items() if v is not None or k == "content"
+            }
+        if choice.get("finish_reason") is None:
+            choice["finish_reason"] = "stop"
+        choices.append(choice)
+    data["choices"] = choices
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        data["usage"] = {k: v for k, v in usage.items() if v is not None}
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def read_user_file(
+    path: Path, what: str, missing_fix: str, error: Callable[[str], Exception]
+) -> str:
+    """The UTF-8 text of a file the user named (a cassette, a script); ``error(message)``
+    naming the file, and the fix when it is missing, if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found: {missing_fix}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from osmosis_workbench.engine.models.base import PROTOCOL_KEYS, ModelBackend, ModelError, ModelReply
+from osmosis_workbench.engine.models.base import (
+    PROTOCOL_KEYS,
+    ModelBackend,
+    ModelError,
+    ModelReply,
+    read_user_file,
+)
 
 logger = logging.getLogger("osmosis_workbench.engine.models")
 
@@ -110,16 +116,8 @@ def read_cassette(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]
     raises ``CassetteError`` naming the file and the line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CassetteError(
-            f"cassette {path} not found: record one with --record {path}, or check the path"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise CassetteError(f"cassette {path} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise CassetteError(f"cannot read cassette {path}: {exc}") from None
+    fix = f"record one with --record {path}, or check the path"
+    text = read_user_file(path, "cassette", fix, CassetteError)
     lines = text.split("\n")
     if not text.strip():
         raise CassetteError(f"cassette {path} is empty: record one with --record {path}")
