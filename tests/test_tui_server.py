@@ -33,6 +33,7 @@ from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 from osmosis_workbench.engine.workspace import Workspace
 from osmosis_workbench.tui.dataset_screen import DatasetScreen
 from osmosis_workbench.tui.server_screen import ServerScreen
+from server_core.http_client import HttpxClient
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "sample_project.server:agent_loop"
@@ -145,7 +146,7 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         # A trainer's rollout, paused at its first LLM answer (P: pause every rollout).
         await run.press("P")
         assert ws.live.pause_all and "pausing every rollout" in run.status()
-        target = ServerTarget(url=url, api_key=key, client=http)
+        target = ServerTarget(url=url, api_key=key, client=HttpxClient(http))
         rollout = asyncio.create_task(
             trainer.drive(trainer.open_run(request("trainer-1")), target, timeout_s=10)
         )
@@ -186,7 +187,7 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
     async with running(ws) as run:
         await run.press("s")
         assert run.screen.url is not None
-        target = ServerTarget(url=run.screen.url, client=http)  # local mode: no key
+        target = ServerTarget(url=run.screen.url, client=HttpxClient(http))  # local mode: no key
         ws.live.pause_all = True  # hold both at their first answer
         first = asyncio.create_task(trainer.drive(trainer.open_run(request("r-1")), target, 10))
         second = asyncio.create_task(trainer.drive(trainer.open_run(request("r-2")), target, 10))

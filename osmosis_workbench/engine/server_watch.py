@@ -17,13 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from osmosis_workbench.engine.trainer import (
-    TRANSPORT_ERRORS,
-    LocalTrainer,
-    RolloutRun,
-    ServerTarget,
-    is_connection_failure,
-)
+from osmosis_workbench.engine.trainer import LocalTrainer, RolloutRun, ServerTarget
+from server_core.http_client import HTTPError, HTTPTransportError
 
 #: A server is down after this many connection failures in a row...
 DOWN_AFTER_FAILURES = 3
@@ -131,10 +126,9 @@ class ServerWatch:
                 target.client.get(f"{target.url}/health", headers=target.headers()),
                 PROBE_TIMEOUT_S,
             )
-        except TimeoutError:
-            return  # slow is not dead
-        except TRANSPORT_ERRORS as exc:
-            if is_connection_failure(exc):
-                self.connection_failed(target, str(exc) or type(exc).__name__)
+        except HTTPTransportError as exc:  # refused, reset: nothing answers there
+            self.connection_failed(target, str(exc) or type(exc).__name__)
             return
+        except (TimeoutError, HTTPError):
+            return  # slow is not dead
         self.answered(target)

@@ -18,11 +18,10 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pydantic_core
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -32,7 +31,7 @@ from starlette.routing import Route
 
 from osmosis_workbench.engine.models import ModelBackend, ModelError
 from osmosis_workbench.engine.outcome import LLMCallStats, RolloutOutcome
-from server_core.http_client import HTTPTimeout, HTTPTransportError
+from server_core.http_client import HTTPClient, HTTPError, HTTPTransportError
 from server_core.protocol import CompletedRequest, validate_tool
 
 logger = logging.getLogger("osmosis_workbench.trainer")
@@ -178,37 +177,13 @@ class RolloutRun:
         self.violations.append(message)
 
 
-class ServerResponse(Protocol):
-    """What the trainer reads of a rollout server's HTTP answer."""
-
-    status_code: int
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def json(self) -> Any: ...
-
-
-class ServerClient(Protocol):
-    """What reaches a rollout server: ``AiohttpClient`` (remote servers), ``ASGIClient`` (the
-    embedded one, in-process) or ``httpx.AsyncClient``."""
-
-    async def post(
-        self, url: str, *, json: Any = None, headers: dict[str, str] | None = None
-    ) -> ServerResponse: ...
-
-    async def get(self, url: str, *, headers: dict[str, str] | None = None) -> ServerResponse: ...
-
-
 @dataclass
 class ServerTarget:
     """A rollout server to run against: its URL, key and the client that reaches it."""
 
     url: str
-    client: ServerClient
+    #: ``AiohttpClient`` (remote servers), ``ASGIClient`` (the embedded one, in-process).
+    client: HTTPClient
     api_key: str | None = None
     #: The trainer URL this server calls back (in-process for the embedded server).
     trainer_url: str | None = None
@@ -218,17 +193,6 @@ class ServerTarget:
     def headers(self) -> dict[str, str]:
         """Auth headers for requests to the server."""
         return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-
-
-#: What a client raises when a request gets no HTTP answer.
-TRANSPORT_ERRORS = (httpx.HTTPError, HTTPTimeout, HTTPTransportError)
-
-
-def is_connection_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says nothing answers there (refused, reset, closed), not just slowness."""
-    if isinstance(exc, HTTPTransportError):
-        return True
-    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
 
 
 class InitRefused(Exception):
@@ -471,12 +435,12 @@ class LocalTrainer:
             response = await target.client.post(
                 f"{target.url}/v1/rollout/init", json=run.request, headers=target.headers()
             )
-        except TRANSPORT_ERRORS as exc:
+        except HTTPError as exc:
             # (ASGIClient never raises: the embedded app answers 500 instead.)
             raise InitRefused(
                 None,
                 f"could not reach the rollout server at {target.url}: {exc or type(exc).__name__}",
-                unreachable=is_connection_failure(exc),
+                unreachable=isinstance(exc, HTTPTransportError),
             ) from None
         if response.status_code != 202:
             retry_after = None
@@ -529,7 +493,7 @@ class LocalTrainer:
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
             )
-        except TRANSPORT_ERRORS:
+        except HTTPError:
             pass  # a server without the (optional) cancel endpoint
 
     async def drive(
