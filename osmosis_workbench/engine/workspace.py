@@ -83,7 +83,7 @@ class Workspace:
     def model_name(self) -> str:
         """The model in use, for display."""
         backend = self.engine.backend if self.engine is not None else self._given_backend
-        return getattr(backend, "name", None) or self.config.model or "(none)"
+        return (backend.name if backend is not None else None) or self.config.model or "(none)"
 
     @property
     def target(self) -> ServerTarget:

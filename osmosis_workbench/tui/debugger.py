@@ -363,7 +363,7 @@ class DebuggerScreen(Screen[None]):
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
             text.append("  · the agent has not seen this answer yet", style="dim")
         elif state in ("finished", "viewing") and self.outcome is not None:
-            ok = self.outcome.status == "COMPLETED"
+            ok = self.outcome.ok
             text.append(
                 ("✔ " if ok else "✘ ") + self.outcome.status,
                 style="bold green" if ok else "bold red",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.columns import Columns
 from rich.console import Group, RenderableType
@@ -29,6 +29,9 @@ from osmosis_workbench.tui.widgets.message_format import (
     tool_label,
     tool_names_by_call_id,
 )
+
+if TYPE_CHECKING:
+    from osmosis_workbench.engine.outcome import RolloutOutcome
 
 #: Above this many characters content is shown as plain text: markdown layout of a huge
 #: message would take seconds and nobody reads it formatted anyway.
@@ -259,9 +262,9 @@ def _metric(name: Any, value: Any) -> str:
     return value if isinstance(value, str) else compact_json(value)
 
 
-def render_outcome(outcome: Any, *, title: str = "") -> RenderableType:
+def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableType:
     """A finished rollout: status, reward, finish reason, duration, tokens, calls, errors."""
-    ok = outcome.status == "COMPLETED"
+    ok = outcome.ok
     reward = format_reward(outcome.reward)
     rows: list[tuple[str, RenderableType | str]] = [
         ("Status", Text(outcome.status, style="bold green" if ok else "bold red")),
