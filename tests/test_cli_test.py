@@ -183,6 +183,18 @@ def test_rescore_recomputes_rewards_without_a_model(echo_project: Path, capsys):
     assert "Reward mean: 0.500" in out and "Passed: 20" in out
 
 
+def start_echo_run(project: Path, *extra: str) -> subprocess.Popen:
+    """``osmosis test`` of the echo agent in its own process, 0.15 s per rollout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "osmosis_workbench.cli", *echo_args(*extra)],
+        cwd=project,
+        env={**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{project}:{ROOT}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for_journal_lines(runs: Path, count: int) -> Path:
     """The journal of the run in ``runs`` once it holds ``count`` lines (another process
     writes it: polled every 50 ms, for at most a minute)."""
@@ -196,18 +208,11 @@ def wait_for_journal_lines(runs: Path, count: int) -> Path:
 
 
 def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
-    env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "osmosis_workbench.cli", *echo_args("--concurrency", "1")],
-        cwd=echo_project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_echo_run(echo_project, "--concurrency", "1")
     try:
         journal = wait_for_journal_lines(echo_project / "runs", 3)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -410,15 +415,7 @@ def test_fresh_starts_a_new_run_instead_of_resuming(echo_project: Path, capsys):
 
 
 def test_ctrl_c_prints_the_run_directory_and_the_command_that_resumes(echo_project: Path, capsys):
-    env = {**os.environ, "ECHO_DELAY": "0.15", "PYTHONPATH": f"{echo_project}:{ROOT}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "osmosis_workbench.cli", *echo_args("--concurrency", "2")],
-        cwd=echo_project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_echo_run(echo_project, "--concurrency", "2")
     try:
         journal = wait_for_journal_lines(echo_project / "runs", 3)
         proc.send_signal(signal.SIGINT)
