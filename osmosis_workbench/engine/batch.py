@@ -138,16 +138,14 @@ class BatchRunner:
             raise
         finally:
             if interrupted:
-                # Ctrl+C, or the app closing: stop now. Rollouts in flight are not journaled,
-                # so a resume runs them again; queued ones never start.
-                self._stop.set()
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-            else:
-                for _ in workers:
-                    await jobs.put(None)
-                await asyncio.gather(*workers)
+                # Ctrl+C, or the app closing: stop now. The rollouts in flight are let go,
+                # not journaled (a resume runs them again), and cancelled on their servers;
+                # queued ones never start.
+                self.stop("interrupted")
+                await self.servers.let_go_in_flight("the batch was interrupted")
+            for _ in workers:
+                await jobs.put(None)  # (stopped workers drain the queue without running)
+            await asyncio.gather(*workers)
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         return self.results
@@ -211,17 +209,20 @@ class BatchRunner:
             )
             with self.servers.running(target, run):
                 outcome = await self.trainer.drive(run, target, self.config.rollout_timeout_s)
-            if run.abandoned and not run.ended:
-                return None  # in flight when its server died: no word on how it ended
+            if run.abandoned:
+                return None  # its server died, or the batch was interrupted: no end to journal
             refused = outcome.init_error
-            if refused is not None and refused.unreachable:
+            if refused is None:
+                self.servers.answered(target)
+                return outcome
+            if refused.unreachable:
                 self.servers.connection_failed(target, refused.detail)
-                if self._stop.is_set() or self.servers.all_down:
-                    return None
             else:
                 self.servers.answered(target)
-                if refused is None or not refused.busy or self._stop.is_set():
+                if not refused.busy:
                     return outcome
+            if self._stop.is_set() or self.servers.all_down:
+                return None  # never started: a resume runs it
             if time.monotonic() > deadline:
                 return outcome
             # Spread retries: with several servers the next one is tried almost at once.
@@ -230,5 +231,9 @@ class BatchRunner:
                 if refused.retry_after is not None
                 else min(8.0, 0.1 * 2 ** min(tries, 7))
             )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0) / len(self.targets))
+            # The wait ends early when the batch stops.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop.wait(), delay * random.uniform(0.5, 1.0) / len(self.targets)
+                )
         raise AssertionError("unreachable")

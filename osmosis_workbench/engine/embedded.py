@@ -20,16 +20,9 @@ IN_PROCESS_SERVER_URL = "http://embedded-server.invalid"
 
 
 def embedded_limits(rollout_timeout_s: float = 600.0) -> ServerLimits:
-    """The embedded server's limits: the batch runner, not the server, bounds concurrency.
-
-    Its rollouts are the workbench's own: once the engine closes (a finished batch, Ctrl+C,
-    the app quitting) nobody waits for them, so shutdown drains them for one second only.
-    """
+    """The embedded server's limits: the batch runner, not the server, bounds concurrency."""
     return ServerLimits(
-        max_concurrent=10_000,
-        max_queued=1_000_000,
-        rollout_timeout_s=rollout_timeout_s,
-        drain_timeout_s=1.0,
+        max_concurrent=10_000, max_queued=1_000_000, rollout_timeout_s=rollout_timeout_s
     )
 
 

@@ -106,6 +106,24 @@ class ServerWatch:
                 f"({error}); the rollouts not journaled are left for --resume"
             )
 
+    async def let_go_in_flight(self, reason: str, timeout_s: float = 2.0) -> None:
+        """Stop waiting for every rollout in flight, and ask their servers to cancel them.
+
+        For an interrupted batch: nothing waits for these rollouts any more, and a server
+        shutting down would otherwise wait for them.
+        """
+        held = [(run, s.target) for s in self._servers for run in s.in_flight.values()]
+        for run, _ in held:
+            self.trainer.abandon(run, reason)
+        cancels = [
+            self.trainer.cancel_on_server(run, target)
+            for run, target in held
+            if not self._find(target).down
+        ]
+        if cancels:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*cancels), timeout_s)
+
     def _find(self, target: ServerTarget) -> _Health:
         return next(server for server in self._servers if server.target is target)
 

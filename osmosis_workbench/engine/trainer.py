@@ -478,7 +478,7 @@ class LocalTrainer:
         try:
             await asyncio.wait_for(run.done.wait(), timeout_s)
         except TimeoutError:
-            await self._cancel_on_server(run, target)
+            await self.cancel_on_server(run, target)
             try:
                 await asyncio.wait_for(run.done.wait(), 10.0)
             except TimeoutError:
@@ -488,7 +488,8 @@ class LocalTrainer:
                 )
         return self.outcome(run)
 
-    async def _cancel_on_server(self, run: RolloutRun, target: ServerTarget) -> None:
+    async def cancel_on_server(self, run: RolloutRun, target: ServerTarget) -> None:
+        """Ask ``target`` to cancel ``run`` (it then ends as ERROR, category cancelled)."""
         try:
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
@@ -510,7 +511,10 @@ class LocalTrainer:
             self.forget(run)
 
     def abandon(self, run: RolloutRun, reason: str) -> None:
-        """Stop waiting for ``run``'s completion: its server is gone and will not send one."""
+        """Stop waiting for ``run``'s completion (its server is gone, or nobody waits any
+        more); a run whose completion arrived already keeps it."""
+        if run.ended:
+            return
         run.abandoned = reason
         run.done.set()
 

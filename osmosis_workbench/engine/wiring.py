@@ -47,7 +47,10 @@ class Engine:
     targets: list[ServerTarget] = field(default_factory=list)
     #: The model itself, without the recorder: what a preflight call may ask.
     model_backend: ModelBackend | None = None
-    _agent_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    #: Closes the embedded server of the agent served now (replaced on a reload).
+    _agent_stack: contextlib.AsyncExitStack = field(
+        default_factory=contextlib.AsyncExitStack, init=False, repr=False
+    )
 
     @property
     def remote(self) -> bool:
