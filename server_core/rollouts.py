@@ -20,6 +20,7 @@ import pydantic_core
 
 from server_core.agent import RolloutAgentLoop, RolloutContext, RolloutResult
 from server_core.errors import RolloutCancelled, error_category
+from server_core.executors import GET_TOOLS_THREADS, run_in
 from server_core.hooks import RolloutEvents, RolloutHooks
 from server_core.protocol import (
     InvalidToolsError,
@@ -185,7 +186,8 @@ class _ToolsProvider:
                 )
         else:
             tools, took = await asyncio.wait_for(
-                asyncio.to_thread(self._timed_call, request), self._timeout_s
+                run_in(GET_TOOLS_THREADS, self._timed_call, request),
+                self._timeout_s,
             )
             if asyncio.iscoroutine(tools):
                 tools = await asyncio.wait_for(tools, self._timeout_s)
