@@ -41,7 +41,7 @@ logger = logging.getLogger("server_core.app")
 _UNAUTHORIZED = {"detail": "Invalid or missing API key"}
 
 
-class _RolloutIdConvertor(Convertor):
+class _RolloutIdConvertor(Convertor[str]):
     """A path segment holding any rollout id: slashes and newlines included (ids are free text)."""
 
     regex = r"[\s\S]+"
@@ -114,13 +114,13 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     for error in errors:
         error["loc"] = ("body", *error["loc"])
         error["input"] = _echo(_redacted(error.get("input"), error["loc"][-1] == "api_key"))
-    return errors
+    return errors  # type: ignore[return-value]  # TypedDicts, read as plain dicts
 
 
 def _loop_ends_with_request(request: Request) -> bool:
     """Whether the caller is Starlette's ``TestClient`` (which names itself in the scope)."""
     client = request.scope.get("client")
-    return bool(client) and client[0] == "testclient"
+    return isinstance(client, tuple | list) and bool(client) and client[0] == "testclient"
 
 
 class _Handlers:
@@ -371,7 +371,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registration: asyncio.Task | None = None
+        registration: asyncio.Task[object] | None = None
         try:
             manager.serving = True
             if on_startup is not None:

@@ -124,7 +124,7 @@ class RolloutRecord:
     finishing: bool = False
     context: RolloutContext | None = None
     metrics: RolloutMetrics | None = None
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
 
     @property
     def rollout_id(self) -> str:
@@ -225,8 +225,10 @@ class RolloutManager:
         self.limits = limits
         self.records: OrderedDict[str, RolloutRecord] = OrderedDict()
         self._by_key: dict[str, RolloutRecord] = {}
-        self._pending_inits: dict[str, asyncio.Future] = {}  # by dedup key
-        self._pending_ids: dict[str, asyncio.Future] = {}  # the same futures, by rollout_id
+        self._pending_inits: dict[str, asyncio.Future[RolloutRecord]] = {}  # by dedup key
+        self._pending_ids: dict[
+            str, asyncio.Future[RolloutRecord]
+        ] = {}  # the same futures, by rollout_id
         self._finished: deque[RolloutRecord] = deque()
         self._slots = asyncio.Semaphore(limits.max_concurrent)
         self._tools = _ToolsProvider(agent, limits.get_tools_timeout_s)
@@ -263,7 +265,7 @@ class RolloutManager:
                 f"rollout queue is full ({self.queued} queued, {self.running} running)",
                 headers={"Retry-After": "1"},
             )
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[RolloutRecord] = asyncio.get_running_loop().create_future()
         self._pending_inits[key] = future
         self._pending_ids[rollout_id] = future
         try:
@@ -330,7 +332,7 @@ class RolloutManager:
         """
         horizon = time.time() - self.limits.record_ttl_s
         finished = self._finished
-        while finished and finished[0].finished_at <= horizon:
+        while finished and (finished[0].finished_at or 0.0) <= horizon:
             record = finished.popleft()
             if self.records.get(record.rollout_id) is record:
                 del self.records[record.rollout_id]

@@ -56,7 +56,7 @@ class TraceWriter:
         self._seq: dict[str, int] = {}
         #: Per rollout, the history traced so far (what later lines are cut against).
         self._history: dict[str, list[Any]] = {}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="trace-writer", daemon=True)
         self._thread.start()
 
@@ -134,7 +134,9 @@ class TraceWriter:
         for handle in files.values():
             handle.close()
 
-    def _write(self, files: dict[str, IO[str]], rollout_id: str, record: dict, last: bool) -> None:
+    def _write(
+        self, files: dict[str, IO[str]], rollout_id: str, record: dict[str, Any], last: bool
+    ) -> None:
         handle = files.get(rollout_id)
         if handle is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)

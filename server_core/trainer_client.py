@@ -107,7 +107,7 @@ def _retry_after(response: Any, cap: float) -> float | None:
         return None
 
 
-async def encode_json(body: dict, list_key: str) -> bytes:
+async def encode_json(body: dict[str, Any], list_key: str) -> bytes:
     """``body`` as JSON bytes; a long ``body[list_key]`` is encoded on the SDK's own thread."""
     if len(body.get(list_key, ())) > _LARGE_BODY_MESSAGES:
         return await run_in(SDK_THREADS, pydantic_core.to_json, body)
@@ -214,7 +214,7 @@ class TrainerClient:
             headers["authorization"] = f"Bearer {api_key}"
         return headers
 
-    async def chat(self, server_url: str, body: dict, *, api_key: str | None) -> Any:
+    async def chat(self, server_url: str, body: dict[str, Any], *, api_key: str | None) -> Any:
         """POST one chat callback; returns the parsed JSON of the 200 answer.
 
         4xx is final (``OsmosisValidationError`` with the trainer's detail); 5xx, 429,
@@ -268,7 +268,7 @@ class TrainerClient:
     async def complete(
         self,
         server_url: str,
-        body: dict,
+        body: dict[str, Any],
         *,
         api_key: str | None,
         progress: DeliveryProgress | None = None,
