@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-from collections.abc import Callable, Sequence
 import ipaddress
 import re
 import urllib.request
+from collections.abc import Callable, Sequence
 
 from server_core.errors import PublicIPDetectionError
 
