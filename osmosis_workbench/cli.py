@@ -60,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def workbench_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``osmosis-workbench``: the Textual app."""
+    from osmosis_workbench.extras import MissingExtraError, require
+
+    try:
+        require("textual", "osmosis-workbench (the terminal app)")
+    except MissingExtraError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     from osmosis_workbench.commands.workbench_cmd import build_workbench_parser, run_workbench
 
     parser = build_workbench_parser()

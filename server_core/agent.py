@@ -57,7 +57,8 @@ class CompletionsResult:
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
         """The tool calls of the answer (``[]`` when the key is absent, as in 0.2)."""
-        return self.message.get("tool_calls", [])
+        calls: list[dict[str, Any]] = self.message.get("tool_calls", [])
+        return calls
 
     @property
     def content(self) -> str | None:

@@ -8,6 +8,7 @@ same table generates the OpenAPI document at ``/openapi.json``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,7 +42,7 @@ logger = logging.getLogger("server_core.app")
 _UNAUTHORIZED = {"detail": "Invalid or missing API key"}
 
 
-class _RolloutIdConvertor(Convertor):
+class _RolloutIdConvertor(Convertor[str]):
     """A path segment holding any rollout id: slashes and newlines included (ids are free text)."""
 
     regex = r"[\s\S]+"
@@ -114,13 +115,13 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     for error in errors:
         error["loc"] = ("body", *error["loc"])
         error["input"] = _echo(_redacted(error.get("input"), error["loc"][-1] == "api_key"))
-    return errors
+    return errors  # type: ignore[return-value]  # TypedDicts, read as plain dicts
 
 
 def _loop_ends_with_request(request: Request) -> bool:
     """Whether the caller is Starlette's ``TestClient`` (which names itself in the scope)."""
     client = request.scope.get("client")
-    return bool(client) and client[0] == "testclient"
+    return isinstance(client, tuple | list) and bool(client) and client[0] == "testclient"
 
 
 class _Handlers:
@@ -308,6 +309,7 @@ def create_app(
     limits: ServerLimits | None = None,
     record_ttl: float | None = None,
     local_url: str | None = None,
+    freeze_heap: bool = True,
 ) -> FastAPI:
     """Serve ``agent_loop`` over the Remote Rollout protocol v1 (docs/PROTOCOL.md).
 
@@ -324,7 +326,10 @@ def create_app(
     ``max_body_bytes`` (413 past it), ``trace_dir`` (a JSONL trace per rollout), ``hooks``
     (observers and the LLM gate; ``app.state.hooks``), ``client``/``client_config`` (the
     shared trainer client), ``limits`` (all limits at once), ``local_url`` (where this server
-    answers ``/health`` before registering; default ``http://127.0.0.1:<server_port>``).
+    answers ``/health`` before registering; default ``http://127.0.0.1:<server_port>``),
+    ``freeze_heap`` (at start-up, move what is alive into the collector's permanent generation:
+    full collections then skip the imported libraries; undone at shutdown; a host that manages
+    its own garbage collection, like the workbench, passes False).
     """
     if not isinstance(agent_loop, RolloutAgentLoop):
         raise TypeError(
@@ -371,9 +376,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registration: asyncio.Task | None = None
+        registration: asyncio.Task[object] | None = None
         try:
             manager.serving = True
+            client.preload()
+            if freeze_heap:
+                freeze_long_lived_objects()
             if on_startup is not None:
                 await on_startup()
             if credentials is not None and server_host is not None and server_port is not None:
@@ -403,6 +411,8 @@ def create_app(
                 await manager.shutdown()
                 if trace is not None:
                     await trace.aclose()
+                if freeze_heap:
+                    gc.unfreeze()  # a stopped app (a test's, say) must be collectable again
 
     app = FastAPI(
         title=f"Osmosis RolloutServer ({agent_loop.name})",
@@ -421,6 +431,14 @@ def create_app(
     app.state.trace = trace
     app.add_exception_handler(Exception, _unexpected)
     return app
+
+
+def freeze_long_lived_objects() -> None:
+    """Collect once, then freeze what is left: everything alive at start-up lives as long as
+    the server. Measured: full collections of 25-130 ms (of fastapi, pydantic, uvicorn, the
+    agent's modules) stalled ``/health`` under load; frozen, they are skipped."""
+    gc.collect()
+    gc.freeze()
 
 
 def _cache_openapi(app: FastAPI) -> dict[str, Any]:

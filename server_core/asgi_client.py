@@ -20,7 +20,9 @@ import pydantic_core
 
 from server_core.http_client import HTTPReply, Verbs
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]
+]
 
 
 class ASGIClient(Verbs):

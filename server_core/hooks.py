@@ -58,7 +58,7 @@ Observer = Callable[[HookEvent], "Awaitable[None] | None"]
 
 #: ``gate(rollout_id, body, result)`` returns the result the agent gets (``None``: unchanged).
 #: Raising ``RolloutCancelled`` from a gate aborts the rollout.
-LLMGate = Callable[[str, dict, "ChatResult"], "Awaitable[ChatResult | None]"]
+LLMGate = Callable[[str, dict[str, Any], "ChatResult"], "Awaitable[ChatResult | None]"]
 
 
 class RolloutHooks:
@@ -103,7 +103,9 @@ class RolloutHooks:
             except Exception:  # an observer must never break a rollout
                 logger.exception("rollout hook observer %r failed on %s", observer, kind)
 
-    async def pass_gate(self, rollout_id: str, body: dict, result: ChatResult) -> ChatResult:
+    async def pass_gate(
+        self, rollout_id: str, body: dict[str, Any], result: ChatResult
+    ) -> ChatResult:
         """Hold ``result`` at the gate, if one is set; returns what the agent gets."""
         gate = self._gate
         if gate is None:
@@ -123,7 +125,7 @@ class RolloutEvents:
     def __init__(self, hooks: RolloutHooks, rollout_id: str) -> None:
         self.hooks = hooks
         self.rollout_id = rollout_id
-        self._last: asyncio.Task | None = None
+        self._last: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -158,4 +160,4 @@ class RolloutEvents:
 
 
 # Tasks of spawned events, kept referenced until done (asyncio holds only weak references).
-_background: set[asyncio.Task] = set()
+_background: set[asyncio.Task[None]] = set()

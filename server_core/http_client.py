@@ -92,7 +92,17 @@ class HTTPClient(Protocol):
 class Verbs:
     """``post`` and ``get`` in terms of ``request`` (shared by every client here)."""
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> HTTPReply:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        json: Any = None,  # noqa: A002 - httpx's keyword
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HTTPReply:
+        """One request; the whole body is read. Implemented by each client."""
         raise NotImplementedError
 
     async def post(self, url: str, **kwargs: Any) -> HTTPReply:
@@ -149,9 +159,13 @@ class AiohttpClient(Verbs):
             content = pydantic_core.to_json(json)
             headers.setdefault("content-type", "application/json")
         try:
-            extra = {"timeout": self._aiohttp.ClientTimeout(total=timeout)} if timeout else {}
+            per_request = self._aiohttp.ClientTimeout(total=timeout) if timeout else None
             async with self._session.request(
-                method, url, data=content, headers=headers, **extra
+                method,
+                url,
+                data=content,
+                headers=headers,
+                timeout=per_request or self._session.timeout,
             ) as response:
                 body = await response.read()
                 return HTTPReply(

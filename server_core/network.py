@@ -8,9 +8,11 @@ kept for 0.2 code that calls it; it makes blocking outbound calls.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import re
 import urllib.request
+from collections.abc import Callable, Sequence
 
 from server_core.errors import PublicIPDetectionError
 
@@ -65,7 +67,8 @@ def _fetch(
 ) -> str:
     request = urllib.request.Request(url, headers=headers or {}, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed URLs
-        return response.read(256).decode("ascii", "replace").strip()
+        raw: bytes = response.read(256)
+        return raw.decode("ascii", "replace").strip()
 
 
 def _aws() -> str:
@@ -100,14 +103,14 @@ def _azure() -> str:
     )
 
 
-def _first_ipv4(calls: list, total_s: float) -> str | None:
+def _first_ipv4(calls: Sequence[Callable[[], str]], total_s: float) -> str | None:
     """The first valid IPv4 any of ``calls`` returns within ``total_s`` seconds."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(calls))
     try:
         futures = [pool.submit(call) for call in calls]
         for future in concurrent.futures.as_completed(futures, timeout=total_s):
             try:
-                candidate = future.result()
+                candidate: str = future.result()
             except Exception:  # one source failing is expected; try the others
                 continue
             if validate_ipv4(candidate):
@@ -126,7 +129,7 @@ def detect_public_ip() -> str:
     """
     found = _first_ipv4([_aws, _gcp, _azure], _METADATA_TOTAL_S)
     if found is None:
-        echoes = [lambda url=url: _fetch(url, _ECHO_TIMEOUT_S) for url in _ECHO_SERVICES]
+        echoes = [functools.partial(_fetch, url, _ECHO_TIMEOUT_S) for url in _ECHO_SERVICES]
         found = _first_ipv4(echoes, _ECHO_TOTAL_S)
     if found is None:
         raise PublicIPDetectionError(

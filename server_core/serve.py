@@ -97,7 +97,7 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         port: int = 9000,
         log_level: str = "info",
-        graceful_shutdown_s: float = 3.0,
+        graceful_shutdown_s: int = 3,
         **config_kwargs: Any,
     ) -> None:
         self.app = app
@@ -115,18 +115,20 @@ class EmbeddedServer:
             **config_kwargs,
         )
         self._server: _LoopServer | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
         """Whether the server is up and accepting connections."""
-        return bool(self._server and self._server.started and not self._task.done())
+        task = self._task
+        return bool(self._server and self._server.started and task and not task.done())
 
     @property
     def port(self) -> int:
         """The bound port (the real one when 0 was asked for)."""
         if self._server and self._server.started and self._server.servers:
-            return self._server.servers[0].sockets[0].getsockname()[1]
+            port: int = self._server.servers[0].sockets[0].getsockname()[1]
+            return port
         return self.requested_port
 
     @property

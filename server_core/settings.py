@@ -31,7 +31,7 @@ def _from_environment(prefix: str) -> Any:
     )
 
 
-class RolloutClientSettings(_Base):  # type: ignore[valid-type,misc]
+class RolloutClientSettings(_Base):  # type: ignore[misc]
     """The callbacks' HTTP client: timeouts, retries and pool sizes."""
 
     if SETTINGS_FROM_ENVIRONMENT:
@@ -46,7 +46,7 @@ class RolloutClientSettings(_Base):  # type: ignore[valid-type,misc]
     max_keepalive_connections: int = Field(default=20, ge=1, le=100)
 
 
-class RolloutServerSettings(_Base):  # type: ignore[valid-type,misc]
+class RolloutServerSettings(_Base):  # type: ignore[misc]
     """The server: concurrency, record keeping and platform registration timing."""
 
     if SETTINGS_FROM_ENVIRONMENT:
@@ -62,7 +62,7 @@ class RolloutServerSettings(_Base):  # type: ignore[valid-type,misc]
     registration_shutdown_timeout_seconds: float = Field(default=30.0, ge=1.0, le=300.0)
 
 
-class RolloutSettings(_Base):  # type: ignore[valid-type,misc]
+class RolloutSettings(_Base):  # type: ignore[misc]
     """All settings: the client part, the server part and the metadata size limit."""
 
     if SETTINGS_FROM_ENVIRONMENT:

@@ -13,7 +13,6 @@ rollout (0.2.x gave up after about 7 s).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import random
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from server_core.errors import (
     OsmosisValidationError,
     TrainerProtocolError,
 )
+from server_core.executors import SDK_THREADS, run_in
 from server_core.http_client import (
     AiohttpClient,
     HTTPClient,
@@ -40,12 +40,6 @@ from server_core.http_client import (
 
 #: Bodies with more messages than this are encoded off the event loop.
 _LARGE_BODY_MESSAGES = 400
-
-# The SDK's own thread for encoding large bodies: never the default pool, which users' sync
-# tools fill (12 sleeping tools once held a 500-message rollout for 59 s).
-_encoder = concurrent.futures.ThreadPoolExecutor(
-    max_workers=2, thread_name_prefix="server-core-json"
-)
 
 
 @dataclass(frozen=True)
@@ -113,11 +107,10 @@ def _retry_after(response: Any, cap: float) -> float | None:
         return None
 
 
-async def encode_json(body: dict, list_key: str) -> bytes:
+async def encode_json(body: dict[str, Any], list_key: str) -> bytes:
     """``body`` as JSON bytes; a long ``body[list_key]`` is encoded on the SDK's own thread."""
     if len(body.get(list_key, ())) > _LARGE_BODY_MESSAGES:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_encoder, pydantic_core.to_json, body)
+        return await run_in(SDK_THREADS, pydantic_core.to_json, body)
     return pydantic_core.to_json(body)
 
 
@@ -175,6 +168,12 @@ class TrainerClient:
         self._chat_poster: HTTPClient | None = None
         self._completion_poster: HTTPClient | None = None
 
+    def preload(self) -> None:
+        """Import the network client now (aiohttp: ~90 ms with its TLS contexts), before the
+        first rollout would pay for it on the event loop while a burst of inits waits."""
+        if self._transport is None and self._mounts is None:
+            import aiohttp  # noqa: F401
+
     def _new_poster(self, per_host: int) -> HTTPClient:
         cfg = self.config
         if self._transport is None and self._mounts is None:
@@ -221,7 +220,7 @@ class TrainerClient:
             headers["authorization"] = f"Bearer {api_key}"
         return headers
 
-    async def chat(self, server_url: str, body: dict, *, api_key: str | None) -> Any:
+    async def chat(self, server_url: str, body: dict[str, Any], *, api_key: str | None) -> Any:
         """POST one chat callback; returns the parsed JSON of the 200 answer.
 
         4xx is final (``OsmosisValidationError`` with the trainer's detail); 5xx, 429,
@@ -275,7 +274,7 @@ class TrainerClient:
     async def complete(
         self,
         server_url: str,
-        body: dict,
+        body: dict[str, Any],
         *,
         api_key: str | None,
         progress: DeliveryProgress | None = None,

@@ -299,7 +299,7 @@ async def _await_tools(pending: Any, found: _Findings) -> Any:
     return _tools_list(tools, found)
 
 
-def _tools_list(tools: Any, found: _Findings) -> list | None:
+def _tools_list(tools: Any, found: _Findings) -> list[Any] | None:
     if tools is None:
         found.error(
             "GET_TOOLS_RETURNS_NONE",
@@ -319,7 +319,7 @@ def _tools_list(tools: Any, found: _Findings) -> list | None:
     return tools
 
 
-def _tool_names(tools: list) -> list[str]:
+def _tool_names(tools: list[Any]) -> list[str]:
     names = []
     for tool in tools:
         data = tool_as_dict(tool)
@@ -330,7 +330,7 @@ def _tool_names(tools: list) -> list[str]:
     return names
 
 
-def _check_tools(tools: list, found: _Findings) -> None:
+def _check_tools(tools: list[Any], found: _Findings) -> None:
     """0.2's checks of each tool, then ours (schemas, names) on the tools that passed them."""
     names: Counter[str] = Counter()
     for index, tool in enumerate(tools):

@@ -67,7 +67,7 @@ def test_the_project_depends_on_this_checkout_and_is_named(tmp_path):
     assert main(["init", str(tmp_path / "x"), "--name", "word-games"]) == 0
     config = tomllib.loads((tmp_path / "x" / "pyproject.toml").read_text())
     assert config["project"]["name"] == "word-games"
-    assert config["project"]["dependencies"] == ["osmosis-workbench"]
+    assert config["project"]["dependencies"] == ["osmosis-workbench[workbench]"]
     # This checkout is installed editable (uv sync): the new project uses the same folder.
     assert config["tool"]["uv"]["sources"]["osmosis-workbench"] == {
         "path": str(ROOT),
@@ -117,11 +117,25 @@ def uv_step(uv: str, *args: str, cwd: Path) -> None:
     )
 
 
-@pytest.mark.wheel
-def test_the_wheel_installs_into_a_fresh_environment_and_inits_a_working_project(tmp_path):
+@pytest.fixture(scope="module")
+def thin_install(tmp_path_factory) -> tuple[Path, Path]:
+    """The wheel, built from this checkout and installed without extras into a fresh venv:
+    (the wheel, the venv's bin folder)."""
     uv = uv_or_skip()
-    uv_step(uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(ROOT), cwd=tmp_path)
-    [wheel] = (tmp_path / "dist").glob("osmosis_workbench-*.whl")
+    where = tmp_path_factory.mktemp("wheel")
+    uv_step(uv, "build", "--wheel", "--out-dir", str(where / "dist"), str(ROOT), cwd=where)
+    [wheel] = (where / "dist").glob("osmosis_workbench-*.whl")
+    venv = where / "venv"
+    uv_step(uv, "venv", "--python", sys.executable, str(venv), cwd=where)
+    uv_step(uv, "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel), cwd=where)
+    return wheel, venv / "bin"
+
+
+@pytest.mark.wheel
+def test_the_wheel_installs_into_a_fresh_environment_and_inits_a_working_project(
+    tmp_path, thin_install
+):
+    wheel, bin_dir = thin_install
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (
         "pyproject.toml.tmpl",
@@ -130,11 +144,7 @@ def test_the_wheel_installs_into_a_fresh_environment_and_inits_a_working_project
         "tests/test_agent.py",
     ):
         assert f"osmosis_workbench/templates/agent/{template}" in names
-    venv = tmp_path / "venv"
-    uv_step(uv, "venv", "--python", sys.executable, str(venv), cwd=tmp_path)
-    python = venv / "bin" / "python"
-    uv_step(uv, "pip", "install", "--python", str(python), str(wheel), cwd=tmp_path)
-    bin_dir = venv / "bin"
+    assert "server_core/py.typed" in names
 
     made = run([str(bin_dir / "osmosis"), "init", "demo"], tmp_path)
     assert made.returncode == 0, made.stdout + made.stderr
@@ -148,3 +158,90 @@ def test_the_wheel_installs_into_a_fresh_environment_and_inits_a_working_project
         done = run([str(bin_dir / "osmosis"), *command], demo)
         assert done.returncode == 0, done.stdout + done.stderr
     assert "Passed: 4" in done.stdout
+
+
+@pytest.mark.wheel
+def test_the_server_only_install_serves_the_sample_agent(tmp_path, thin_install):
+    """Without the [workbench] extra: no textual, litellm, pandas or pyarrow, yet `osmosis
+    serve` serves the sample agent to a trainer, and the terminal app says what to install."""
+    _, bin_dir = thin_install
+    python = str(bin_dir / "python")
+    missing = run(
+        [python, "-c", "import importlib.util as u; print([m for m in "
+         "('textual', 'litellm', 'pandas', 'pyarrow') if u.find_spec(m)])"],
+        tmp_path,
+    )  # fmt: skip
+    assert missing.stdout.strip() == "[]", missing.stdout + missing.stderr
+    app = run([str(bin_dir / "osmosis-workbench"), "--help"], tmp_path)
+    assert app.returncode == 2 and "osmosis-workbench[workbench]" in app.stderr
+
+    shutil.copytree(ROOT / "sample_project", tmp_path / "sample_project")
+    script = tmp_path / "round_trip.py"
+    script.write_text(THIN_ROUND_TRIP, encoding="utf-8")
+    done = run([python, str(script), str(bin_dir / "osmosis")], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "COMPLETED" in done.stdout
+
+
+#: Run in the thin venv: start `osmosis serve --local` on the sample agent, answer its
+#: callbacks with a tiny trainer on loopback, and print the completion's status.
+THIN_ROUND_TRIP = """
+import json, socket, subprocess, sys, threading, time, urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+done = {}
+
+class Trainer(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if self.path.endswith("/v1/chat/completions"):
+            answer = {"choices": [{"message": {"role": "assistant", "content": "42"}}]}
+        else:
+            done.update(body)
+            answer = {"ok": True}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+trainer = HTTPServer(("127.0.0.1", 0), Trainer)
+threading.Thread(target=trainer.serve_forever, daemon=True).start()
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+server = subprocess.Popen(
+    [sys.argv[1], "serve", "-m", "sample_project.server:agent_loop", "--local", "-p", str(port)]
+)
+try:
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    init = {
+        "rollout_id": "thin-1",
+        "server_url": f"http://127.0.0.1:{trainer.server_port}",
+        "messages": [{"role": "user", "content": "What is 6 * 7?"}],
+        "completion_params": {},
+        "metadata": {"ground_truth": "42"},
+    }
+    request = urllib.request.Request(
+        base + "/v1/rollout/init", json.dumps(init).encode(), {"content-type": "application/json"}
+    )
+    assert urllib.request.urlopen(request, timeout=10).status == 202
+    for _ in range(300):
+        if done:
+            break
+        time.sleep(0.05)
+    print(done.get("status"), done.get("reward"))
+finally:
+    server.terminate()
+    server.wait(20)
+"""

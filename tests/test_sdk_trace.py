@@ -88,9 +88,22 @@ async def test_trace_file_per_rollout_with_every_event(serve, make_agent, traine
     assert records[3]["name"] == "add" and records[3]["result"] == 2
     assert records[-1]["completion"]["reward"] == 1.0
     assert "do-not-log-me" not in trace_file.read_text()
-    # The request as traced holds the history sent at that turn, not later messages.
-    assert len(records[1]["body"]["messages"]) == 1
-    assert len(records[5]["body"]["messages"]) == 3
+    # Each message is written once: a request holds only what the trace did not have yet.
+    assert records[1]["body"]["messages_from"] == 1  # the user message came with the start
+    assert records[1]["body"]["messages"] == []
+    assert records[5]["body"]["messages_from"] == 2  # user + first answer were traced
+    assert [m["role"] for m in records[5]["body"]["messages"]] == ["tool"]
+    finished = records[-1]["completion"]
+    assert finished["final_messages_from"] == 4
+    assert [m["role"] for m in finished["final_messages"]] == []  # the last answer was traced
+    # Rebuilt from the trace, the history is the whole trajectory.
+    history = list(records[0]["request"]["messages"])
+    for record in records[1:]:
+        if record["event"] == "llm_request":
+            history = history[: record["body"]["messages_from"]] + record["body"]["messages"]
+        elif record["event"] == "llm_response":
+            history.append(record["message"])
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
 
 
 async def test_hostile_rollout_ids_stay_inside_the_run_dir(serve, make_agent, trainer, tmp_path):

@@ -25,6 +25,8 @@ _RENAMED = {"gitignore": ".gitignore"}
 CASSETTE = "cassette.jsonl"
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 DIST = "osmosis-workbench"
+#: A new project develops with the workbench (the terminal app, datasets, models).
+WITH_EXTRA = f"{DIST}[workbench]"
 
 
 def add_init_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -110,8 +112,8 @@ def workbench_dependency() -> tuple[str, str]:
     try:
         dist = importlib.metadata.distribution(DIST)
     except importlib.metadata.PackageNotFoundError:
-        return DIST, ""
-    requirement = f"{DIST}>={dist.version}"
+        return WITH_EXTRA, ""
+    requirement = f"{WITH_EXTRA}>={dist.version}"
     raw = dist.read_text("direct_url.json")
     if not raw:
         return requirement, ""
@@ -126,7 +128,7 @@ def workbench_dependency() -> tuple[str, str]:
         source = f'{{ path = "{path}"{editable} }}'
     else:
         source = f'{{ url = "{url}" }}'
-    return DIST, f"\n[tool.uv.sources]\n{DIST} = {source}\n"
+    return WITH_EXTRA, f"\n[tool.uv.sources]\n{DIST} = {source}\n"
 
 
 def record_cassette(project: Path) -> str | None:

@@ -334,10 +334,10 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     empty = total_rows is not None and config.selection.why_empty(total_rows, config.dataset)
     if empty:
         raise ConfigError(f"nothing to run: {empty}")
-    run_dir = earlier_dir or await asyncio.to_thread(
-        new_run_dir, args.runs_dir, Path(config.dataset).stem
-    )
-    if earlier_dir is None:
+    if earlier_dir is not None:
+        run_dir = earlier_dir
+    else:
+        run_dir = await asyncio.to_thread(new_run_dir, args.runs_dir, Path(config.dataset).stem)
         await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config, definition))
     state.run_dir = run_dir
 

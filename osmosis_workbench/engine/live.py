@@ -153,9 +153,10 @@ class LiveRollouts:
             self.rollouts[rid] = rollout
             while len(self.rollouts) > self.max_kept:
                 self.rollouts.popitem(last=False)
-        rollout = self.rollouts.get(rid)
-        if rollout is None:
+        known = self.rollouts.get(rid)
+        if known is None:
             return
+        rollout = known
         if event.kind == "llm_request":
             rollout.messages = list(data["body"].get("messages") or [])
         elif event.kind == "llm_response":

@@ -242,7 +242,7 @@ class StepSession:
         if paused is None:
             return False
         messages = [
-            {**m, "content": contents[m.get("tool_call_id")]}
+            {**m, "content": contents[m["tool_call_id"]]}
             if m.get("role") == "tool" and m.get("tool_call_id") in contents
             else m
             for m in paused.request_messages

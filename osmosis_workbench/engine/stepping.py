@@ -8,7 +8,7 @@ the debugger knows only this interface, so the same keys step either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,9 +36,9 @@ class PausedAnswer:
     replaced: bool = False
 
     @property
-    def tool_results(self) -> list[dict[str, Any]]:
+    def tool_results(self) -> list[Mapping[str, Any]]:
         """The tool messages this answer replies to (those at the end of its history)."""
-        results: list[dict[str, Any]] = []
+        results: list[Mapping[str, Any]] = []
         for message in reversed(self.request_messages):
             if message.get("role") != "tool":
                 break

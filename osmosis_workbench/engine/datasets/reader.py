@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 from osmosis_workbench.engine.datasets.csv_file import count_csv_rows, csv_items
@@ -40,7 +40,7 @@ def iter_dataset(
 
 async def aiter_dataset(
     path: str | Path, selection: RowSelection | None = None, chunk_size: int = 512
-) -> AsyncIterator[DatasetRow | RowError]:
+) -> AsyncGenerator[DatasetRow | RowError, None]:
     """Async :func:`iter_dataset`: rows are read ``chunk_size`` at a time in a worker thread, so
     the event loop never waits on file or Parquet I/O."""
     if chunk_size < 1:
@@ -95,5 +95,8 @@ def load_rows(
     rows: list[DatasetRow] = []
     errors: list[RowError] = []
     for item in iter_dataset(path, selection):
-        (rows if isinstance(item, DatasetRow) else errors).append(item)
+        if isinstance(item, DatasetRow):
+            rows.append(item)
+        else:
+            errors.append(item)
     return rows, errors
