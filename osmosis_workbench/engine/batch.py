@@ -216,7 +216,7 @@ class BatchRunner:
                 self.servers.answered(target)
                 return outcome
             if refused.unreachable:
-                self.servers.connection_failed(target, refused.detail)
+                self.servers.connection_failed(target, refused.cause)
             else:
                 self.servers.answered(target)
                 if not refused.busy:

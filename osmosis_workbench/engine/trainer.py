@@ -198,7 +198,8 @@ class ServerTarget:
 class InitRefused(Exception):
     """The server refused an init: ``status_code``, ``detail`` and a retry delay if any.
 
-    ``unreachable``: no HTTP answer at all, the connection failed (is the server still up?).
+    ``unreachable``: no HTTP answer at all, the connection failed (is the server still up?);
+    ``cause`` is then the client's own words for it.
     """
 
     def __init__(
@@ -208,12 +209,14 @@ class InitRefused(Exception):
         retry_after: float | None = None,
         *,
         unreachable: bool = False,
+        cause: str = "",
     ):
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.cause = cause
 
     @property
     def busy(self) -> bool:
@@ -437,10 +440,12 @@ class LocalTrainer:
             )
         except HTTPError as exc:
             # (ASGIClient never raises: the embedded app answers 500 instead.)
+            cause = str(exc) or type(exc).__name__
             raise InitRefused(
                 None,
-                f"could not reach the rollout server at {target.url}: {exc or type(exc).__name__}",
+                f"could not reach the rollout server at {target.url}: {cause}",
                 unreachable=isinstance(exc, HTTPTransportError),
+                cause=cause,
             ) from None
         if response.status_code != 202:
             retry_after = None
