@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ from osmosis_workbench.engine.outcome import (
 )
 
 JOURNAL_FILE = "journal.jsonl"
+
+#: How a line ``JournalEntry.to_json`` wrote begins: its key, readable without parsing the line.
+_KEY_PREFIX = re.compile(rb'\{"row": (-?\d+), "attempt": (-?\d+)[,}]')
 
 _STOP = object()
 
@@ -90,6 +94,7 @@ class JournalEntry:
             "metrics": o.metrics,
             "violations": o.violations,
             "request": {k: v for k, v in self.request.items() if k != "api_key"},
+            "tools": o.tools,
             "final_messages": o.final_messages,
             "ts": self.ts,
         }
@@ -116,6 +121,7 @@ class JournalEntry:
                 cost_usd=data.get("cost_usd"),
                 llm_calls=int(data.get("llm_calls") or 0),
                 violations=list(data.get("violations") or []),
+                tools=list(data.get("tools") or []),
                 calls=[LLMCallStats.from_json(c) for c in data.get("calls") or ()],
             )
             if "verdict" in data:
@@ -236,3 +242,48 @@ def read_journal(run_dir: str | Path) -> dict[tuple[int, int], JournalEntry]:
     if not path.exists():
         return {}
     return {entry.key: entry for entry in iter_journal(path)}
+
+
+def index_journal(path: str | Path) -> dict[tuple[int, int], int]:
+    """The byte offset of the latest line of each (row, attempt) in a journal file.
+
+    Only each line's key is read (lines begin with it): a 100,000-rollout journal is indexed
+    in well under a second and held as one offset per rollout, not as its trajectories.
+    """
+    offsets: dict[tuple[int, int], int] = {}
+    offset = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            match = _KEY_PREFIX.match(line)
+            key: tuple[int, int] | None = None
+            if match and line.endswith(b"\n"):
+                key = (int(match[1]), int(match[2]))
+            else:  # written by hand, or torn: only a whole entry counts
+                try:
+                    entry = JournalEntry.from_json(json.loads(line))
+                    key = entry.key
+                except ValueError:
+                    pass
+            if key is not None:
+                offsets[key] = offset
+            offset += len(line)
+    return offsets
+
+
+def iter_latest(run_dir: str | Path) -> Iterator[JournalEntry]:
+    """The latest entry of each (row, attempt) of a run, in (row, attempt) order, one by one.
+
+    What exports, comparisons and data frames read: memory stays bounded by the index, however
+    many trajectories the journal holds.
+    """
+    path = Path(run_dir) / JOURNAL_FILE
+    if not path.exists():
+        return
+    offsets = index_journal(path)
+    with open(path, "rb") as handle:
+        for key in sorted(offsets):
+            handle.seek(offsets[key])
+            try:
+                yield JournalEntry.from_json(json.loads(handle.readline()))
+            except ValueError:
+                continue  # an unreadable line: its rollout is not in the journal

@@ -40,29 +40,56 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def list_run_dirs(root: str | Path) -> list[Path]:
+    """The run directories under ``root``, oldest first (their names start with a timestamp)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.iterdir() if (p / JOURNAL_FILE).exists() or (p / RUN_FILE).exists()
+    )
+
+
 def resolve_run_dir(ref: str | Path, root: str | Path) -> Path:
-    """A run directory given as a path, or as a name under ``root`` ("last" = newest)."""
+    """A run directory given as a path, or as a name under ``root``.
+
+    ``last`` is the newest run there, ``last~1`` the one before it, ``last~N`` N runs back.
+    """
     path = Path(ref)
     if path.is_dir():
         return path
     root = Path(root)
-    if str(ref) == "last":
-        runs = sorted(
-            p for p in root.glob("*") if (p / JOURNAL_FILE).exists() or (p / RUN_FILE).exists()
-        )
-        if runs:
-            return runs[-1]
+    back = _runs_back(str(ref))
+    if back is not None:
+        runs = list_run_dirs(root)
+        if len(runs) > back:
+            return runs[-1 - back]
+        if not runs:
+            raise FileNotFoundError(
+                f"no earlier run in {root}: osmosis test keeps each run's directory there, so "
+                "run it once first (without --resume or --retry-failed), or pass --runs-dir "
+                "where your runs are"
+            )
         raise FileNotFoundError(
-            f"no earlier run in {root}: osmosis test keeps each run's directory there, so run it "
-            "once first (without --resume or --retry-failed), or pass --runs-dir where your "
-            "runs are"
+            f"{ref!s} is {back} runs before the newest, but {root} holds {len(runs)} "
+            f"run{'s' if len(runs) != 1 else ''}: use last~{len(runs) - 1} at most, or a path"
         )
     if (root / path).is_dir():
         return root / path
     raise FileNotFoundError(
         f"no run directory {str(ref)!r} (looked in . and {root}); pass the path printed as "
-        "'Run directory:' by osmosis test, or 'last'"
+        "'Run directory:' by osmosis test, or 'last' (last~1 for the one before)"
     )
+
+
+def _runs_back(ref: str) -> int | None:
+    """How many runs before the newest ``last``, ``last~N`` names (``None``: neither)."""
+    if ref == "last":
+        return 0
+    head, tilde, count = ref.partition("~")
+    if head == "last" and tilde and count.isdigit():
+        return int(count)
+    return None
 
 
 def write_run_file(run_dir: Path, info: dict[str, Any]) -> None:
@@ -74,6 +101,47 @@ def read_run_file(run_dir: Path) -> dict[str, Any]:
     """Read ``run.json`` (empty when missing)."""
     path = Path(run_dir) / RUN_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run was, as its ``run.json`` says: what exports, comparisons and frames show."""
+
+    #: The run's name (its directory's name), or a label for rollouts run outside a run.
+    name: str
+    run_dir: Path | None = None
+    #: The agent: its ``module:attr``, or the URL of its rollout server.
+    agent: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    #: When it started (local time, ISO 8601).
+    started: str | None = None
+    attempts: int = 1
+    pass_threshold: float = 1.0
+    reward: str | None = None
+    dataset_digest: str | None = None
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunInfo:
+        """The run of ``run_dir`` (what its ``run.json`` has; the rest left unknown)."""
+        run_dir = Path(run_dir)
+        info = read_run_file(run_dir)
+        urls = info.get("url") or []
+        definition = info.get("definition") or {}
+        return cls(
+            name=run_dir.name,
+            run_dir=run_dir,
+            agent=info.get("module") or (urls[0] if urls else None),
+            model=info.get("model"),
+            dataset=info.get("dataset"),
+            started=info.get("started"),
+            attempts=int(info.get("attempts") or 1),
+            pass_threshold=float(
+                1.0 if info.get("pass_threshold") is None else info["pass_threshold"]
+            ),
+            reward=info.get("reward"),
+            dataset_digest=definition.get("dataset_digest"),
+        )
 
 
 def dataset_digest(path: str | Path) -> str:
