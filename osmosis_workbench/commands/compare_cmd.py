@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 #: How each kind of change is headed in the listing.
 _HEADINGS = {
-    "regressed": "Regressed (passed in A, not in B)",
-    "improved": "Improved (passed in B, not in A)",
-    "worse": "Worse (same pass, lower reward or an error)",
-    "better": "Better (same pass, higher reward or no error)",
+    "regressed": "Regressed: passed in A, not in B",
+    "improved": "Improved: passed in B, not in A",
+    "worse": "Worse: the same pass, a lower reward or an error",
+    "better": "Better: the same pass, a higher reward or no error",
     "trajectory": "Trajectory changed, same score",
     "only_in_a": "Only in A",
     "only_in_b": "Only in B",
@@ -133,7 +133,7 @@ def _side(entry: JournalEntry | None) -> str:
 
 
 def _row_line(row: RowComparison, k: int) -> str:
-    line = f"  {_where(row, k):<12} {_side(row.a):>18}  ->  {_side(row.b):<18}"
+    line = f"  {_where(row, k):<12} {_side(row.a):<16} -> {_side(row.b):<16}"
     delta = row.reward_delta
     if delta:
         line += f" reward {delta:+g}"
