@@ -22,7 +22,9 @@ def test_the_two_commands_are_there():
 
 
 async def test_the_agent_snippet_runs_over_the_protocol():
-    [snippet] = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+    [snippet] = [
+        s for s in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if "RolloutAgentLoop" in s
+    ]
     module = types.ModuleType("readme_agent")
     exec(compile(snippet, "README.md", "exec"), module.__dict__)
     backend = ScriptedBackend(
