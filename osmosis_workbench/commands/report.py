@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -105,16 +105,42 @@ class Progress:
         sys.stdout.flush()
 
 
+#: Journal fields a results document leaves out unless it carries the trajectories.
+_TRAJECTORY_FIELDS = ("final_messages", "request", "tools", "calls")
+
+
+def results_document(
+    summary: BatchSummary,
+    entries: Iterable[JournalEntry],
+    bad_rows: Iterable[RowError] = (),
+    *,
+    trajectories: bool = True,
+) -> dict[str, Any]:
+    """The summary, every entry in (row, attempt) order and the bad rows, as one document.
+
+    ``trajectories=False`` (what ``--json`` prints) leaves out each entry's messages, request,
+    tools and per-call numbers.
+    """
+    results = []
+    for entry in sorted(entries, key=lambda e: e.key):
+        data = entry.to_json()
+        if not trajectories:
+            for name in _TRAJECTORY_FIELDS:
+                data.pop(name, None)
+        results.append(data)
+    return {
+        "summary": asdict(summary),
+        "results": results,
+        "bad_rows": [{"row": e.index, "line": e.line, "error": e.message} for e in bad_rows],
+    }
+
+
 def write_results(
     path: str,
     summary: BatchSummary,
     entries: Iterable[JournalEntry],
     bad_rows: Iterable[RowError] = (),
 ) -> None:
-    """The ``-o`` file: the summary, every entry in (row, attempt) order, the bad rows."""
-    body = {
-        "summary": asdict(summary),
-        "results": [e.to_json() for e in sorted(entries, key=lambda e: e.key)],
-        "bad_rows": [{"row": e.index, "line": e.line, "error": e.message} for e in bad_rows],
-    }
+    """The ``-o`` file: ``results_document`` with the trajectories."""
+    body = results_document(summary, entries, bad_rows)
     Path(path).write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")

@@ -15,12 +15,26 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osmosis_workbench.commands.options import add_engine_options, resolve_config
-from osmosis_workbench.commands.report import Progress, result_line, summary_lines, write_results
+from osmosis_workbench.commands.output import ExitCode, print_json, report_error
+from osmosis_workbench.commands.report import (
+    Progress,
+    result_line,
+    results_document,
+    summary_lines,
+    write_results,
+)
 from osmosis_workbench.engine.config import ConfigError, EngineConfig
 from osmosis_workbench.engine.runs import DEFAULT_RUNS_DIR
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from osmosis_workbench.engine.estimate import RunEstimate
+    from osmosis_workbench.engine.journal import JournalEntry
+    from osmosis_workbench.engine.wiring import Engine
 
 #: After a batch on remote servers: how long late callbacks may still arrive and be reported.
 _LATE_CALLBACK_GRACE_S = 0.5
@@ -63,6 +77,24 @@ def add_test_parser(subparsers: Any) -> None:
         default=None,
         help="a row passes when its reward reaches this (default 1.0)",
     )
+    g.add_argument(
+        "--estimate",
+        nargs="?",
+        type=int,
+        const=3,
+        default=None,
+        metavar="PILOTS",
+        help="run the first PILOTS rows (default 3) and project the whole run's tokens, cost "
+        "and time; the pilots stay in the run, which --resume continues",
+    )
+    g.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="stop taking rows once the run's spend reaches USD (rollouts in flight finish; "
+        "--resume continues)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("-o", "--output", default=None, help="write all results to this JSON file")
     g.add_argument(
@@ -89,6 +121,11 @@ def add_test_parser(subparsers: Any) -> None:
         "where not given) instead of continuing that one",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document at the end (summary and every rollout, no messages)",
+    )
     g = p.add_argument_group("interactive")
     g.add_argument(
         "--interactive",
@@ -126,8 +163,7 @@ def run_test(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run_batch(args, state))
     except (ConfigError, DatasetError, ImportFromStringError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(str(exc), as_json=args.json)
     except KeyboardInterrupt:
         if state.run_dir is None:
             raise  # nothing ran yet: the plain "Interrupted."
@@ -138,14 +174,15 @@ def run_test(args: argparse.Namespace) -> int:
             f"Resume with: {resume_command(args, state.run_dir)}",
             file=sys.stderr,
         )
-        return 130
+        return ExitCode.INTERRUPTED
 
 
-def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+def resume_command(args: argparse.Namespace, run_dir: Path, *, raise_cap: bool = False) -> str:
     """The ``osmosis test`` command that continues ``run_dir`` as this one would have run.
 
     run.json holds what defines the run; the options it does not keep are repeated (keys are
-    not printed: the command asks for them again).
+    not printed: the command asks for them again). ``raise_cap``: the run stopped at its
+    ``--max-cost``, so the command asks for a higher one (``--max-cost USD``).
     """
     argv = ["osmosis", "test", "--resume", str(run_dir)]
     for option, value, default in (
@@ -156,14 +193,18 @@ def resume_command(args: argparse.Namespace, run_dir: Path) -> str:
         ("--trainer-host", args.trainer_host, "127.0.0.1"),
         ("--trainer-port", args.trainer_port, 0),
         ("--output", args.output, None),
+        ("--max-cost", args.max_cost, None),
     ):
         if value != default:
             argv += [option, str(value)]
-    if args.quiet:
-        argv.append("--quiet")
+    for flag in ("quiet", "json"):
+        if getattr(args, flag):
+            argv.append(f"--{flag}")
     for option in ("--api-key", "--server-api-key", "--model-api-key"):
         if getattr(args, option[2:].replace("-", "_")):
             argv += [option, "KEY"]
+    if raise_cap:
+        argv[argv.index("--max-cost") + 1] = "USD"
     return shlex.join(argv).replace("'KEY'", "KEY")
 
 
@@ -265,6 +306,7 @@ def _config(args: argparse.Namespace) -> EngineConfig:
         max_tokens=args.max_tokens,
         reward=args.reward,
         pass_threshold=1.0 if args.pass_threshold is None else args.pass_threshold,
+        max_cost_usd=args.max_cost,
     )
 
 
@@ -295,6 +337,7 @@ def _run_info(
 async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     from osmosis_workbench.engine.batch import BatchRunner
     from osmosis_workbench.engine.datasets import RowError, count_rows
+    from osmosis_workbench.engine.estimate import pilot_config
     from osmosis_workbench.engine.journal import (
         JOURNAL_FILE,
         JournalEntry,
@@ -307,6 +350,12 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     from server_core.serve import raise_open_files_limit
 
     earlier_dir, info = _earlier_run(args)
+    if args.estimate is not None and earlier_dir is not None:
+        raise ConfigError(
+            "--estimate starts a new run: drop --resume/--retry-failed (or --estimate)"
+        )
+    if args.estimate is not None and args.estimate < 1:
+        raise ConfigError("--estimate PILOTS needs at least 1 pilot row")
     config = _config(args)
     assert config.dataset is not None
     if config.model == "human":
@@ -316,19 +365,31 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
         )
     reward_fn = config.load_reward_fn()
     earlier_dir, definition = await _pinned_run(args, config, earlier_dir, info)
+    # What runs now: the pilots only with --estimate, else the whole selection.
+    run_config = config if args.estimate is None else pilot_config(config, args.estimate)
 
     skip: set[tuple[int, int]] = set()
     only: set[tuple[int, int]] | None = None
     earlier: dict[tuple[int, int], JournalEntry] = {}
+    spent_before = 0.0
     if earlier_dir is not None:
         earlier = await asyncio.to_thread(read_journal, earlier_dir)
+        spent_before = sum(e.outcome.cost_usd or 0.0 for e in earlier.values())
+        if config.max_cost_usd is not None and spent_before >= config.max_cost_usd:
+            raise ConfigError(
+                f"run {earlier_dir} has spent ${spent_before:.4f}, which reaches --max-cost "
+                f"${config.max_cost_usd:g}: give a higher --max-cost to continue it"
+            )
         if args.resume:
             skip = set(earlier)
         else:
             only = {key for key, entry in earlier.items() if not entry.passed}
             if not only:
-                print(f"No failed rollouts in {earlier_dir}; nothing to retry.")
-                return 0
+                if args.json:
+                    print_json({"run_dir": str(earlier_dir), "nothing_to_retry": True})
+                else:
+                    print(f"No failed rollouts in {earlier_dir}; nothing to retry.")
+                return ExitCode.OK
     total_rows = await asyncio.to_thread(count_rows, config.dataset)
     # (An unreadable file is not counted: the runner says what is wrong with it.)
     empty = total_rows is not None and config.selection.why_empty(total_rows, config.dataset)
@@ -341,17 +402,17 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
         await asyncio.to_thread(write_run_file, run_dir, _run_info(args, config, definition))
     state.run_dir = run_dir
 
-    out = (lambda *_: None) if args.quiet else print
+    out = (lambda *_: None) if args.quiet or args.json else print
     # The counter's total: the rollouts that will run (bad rows are taken off as they are met).
     total = None
     if total_rows is not None:
-        total = config.selection.selected_count(total_rows) * config.attempts
+        total = run_config.selection.selected_count(total_rows) * run_config.attempts
         if only is not None:
             total = len(only)
         elif skip:
             total = max(0, total - len(skip))
 
-    progress = Progress(total, not args.quiet)
+    progress = Progress(total, not (args.quiet or args.json))
     counter = 0
     # Whole entries only when they are written out (-o); the summary needs a few fields.
     keep = (lambda entry: entry) if args.output else JournalEntry.without_trajectory
@@ -371,7 +432,7 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
         out(
             result_line(entry, f"[{counter}/{total}]" if total else f"[{counter}]", config.attempts)
         )
-        if not entry.outcome.ok and entry.outcome.traceback and not args.quiet:
+        if not entry.outcome.ok and entry.outcome.traceback:
             last = entry.outcome.traceback.strip().splitlines()[-1]
             out(f"      {last}")
         progress.draw()
@@ -379,7 +440,7 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     def on_bad_row(error: RowError) -> None:
         nonlocal total
         if total is not None and only is None:  # (a retry's total counts journaled rows only)
-            total = progress.total = max(0, total - config.attempts)
+            total = progress.total = max(0, total - run_config.attempts)
         progress.clear()
         print(f"Skipped bad {error.message}", file=sys.stderr)
         progress.draw()
@@ -396,16 +457,15 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
     try:
         notice = lambda text: print(text, file=sys.stderr)  # noqa: E731
         async with open_engine(config, on_notice=notice) as engine:
-            problem = await engine.preflight()
+            problem = await engine.preflight() or await _unpriced(engine, config)
             if problem:
                 # Final (a key, the model name): one line with the fix, no row run.
-                print(f"Error: {problem}", file=sys.stderr)
-                return 2
+                return report_error(problem, as_json=args.json)
             out(f"Model: {config.model}")
             runner = BatchRunner(
                 engine.trainer,
                 engine.targets,
-                config,
+                run_config,
                 reward_fn=reward_fn,
                 only=only,
                 skip=skip,
@@ -414,6 +474,7 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
                 on_bad_row=on_bad_row,
                 run_tag=run_dir.name[-8:],
                 keep_results=False,
+                spent_usd=spent_before,
             )
             await runner.run()
             if engine.remote:
@@ -432,17 +493,78 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
         k=config.attempts,
         stopped_early=runner.stopped_early,
     )
-    for rollout_id, message in late_violations:
-        print(f"Protocol violation after rollout {rollout_id!r} ended: {message}")
     summary.protocol_violations += len(late_violations)
-    print("\n".join(summary_lines(summary)))
-    print(f"Run directory: {run_dir}")
     if runner.stopped_early:
-        # The rows it never got to (and rollouts its servers dropped) are not journaled.
-        print(f"Resume with: {resume_command(args, run_dir)}")
+        code = ExitCode.INCOMPLETE
+    else:
+        code = ExitCode.OK if summary.all_passed else ExitCode.FAILED
+    estimate = None
+    if args.estimate is not None:
+        estimate = _estimate(config, entries.values(), state.planned)
+        code = ExitCode.OK if estimate is not None else ExitCode.FAILED
     if args.output:
         await asyncio.to_thread(
             write_results, args.output, summary, entries.values(), runner.bad_rows
         )
+    resume = None
+    if runner.stopped_early or estimate:
+        resume = resume_command(args, run_dir, raise_cap=runner.over_budget)
+    if args.json:
+        document = results_document(summary, entries.values(), runner.bad_rows, trajectories=False)
+        print_json(
+            {
+                "run_dir": str(run_dir),
+                "model": config.model,
+                **document,
+                "late_protocol_violations": [
+                    {"rollout_id": rollout_id, "message": message}
+                    for rollout_id, message in late_violations
+                ],
+                "estimate": estimate.to_json() if estimate is not None else None,
+                "resume_command": resume,
+                "exit_code": int(code),
+            }
+        )
+        return code
+    for rollout_id, message in late_violations:
+        print(f"Protocol violation after rollout {rollout_id!r} ended: {message}")
+    print("\n".join(summary_lines(summary)))
+    if args.estimate is not None:
+        print("\n".join(estimate.lines()) if estimate else "No pilot row ran: nothing to project.")
+    print(f"Run directory: {run_dir}")
+    if resume:
+        # The rows it never got to (and rollouts its servers dropped) are not journaled.
+        print(f"{'Run the rest' if estimate else 'Resume'} with: {resume}")
+    if args.output:
         print(f"Results: {args.output}")
-    return 0 if summary.all_passed else 1
+    return code
+
+
+async def _unpriced(engine: Engine, config: EngineConfig) -> str | None:
+    """Why ``--max-cost`` cannot be kept with this model (``None``: it can, or no cap)."""
+    from osmosis_workbench.engine.models import LiveBackend
+    from osmosis_workbench.engine.pricing import price_of
+
+    if config.max_cost_usd is None or not isinstance(engine.model_backend, LiveBackend):
+        return None  # replayed and scripted answers cost nothing
+    if await asyncio.to_thread(price_of, config.model) is not None:
+        return None
+    return (
+        f"--max-cost: the price of {config.model} is unknown (it is not in litellm's price "
+        "map), so its spend cannot be counted; drop --max-cost, or use a model the map prices"
+    )
+
+
+def _estimate(
+    config: EngineConfig, entries: Iterable[JournalEntry], planned: int | None
+) -> RunEstimate | None:
+    """The whole run projected from the pilots that ran (``None``: none did)."""
+    from osmosis_workbench.engine.estimate import project_run
+
+    pilots = list(entries)
+    return project_run(
+        pilots,
+        rollouts=planned if planned is not None else len(pilots),
+        concurrency=config.concurrency,
+        model=config.model,
+    )

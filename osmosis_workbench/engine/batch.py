@@ -4,7 +4,9 @@ Rows stream from the dataset into a bounded queue; ``concurrency`` workers each 
 at a time on one of the targets (the embedded server, or several remote URLs, round robin, with
 429/503 and Retry-After honoured). Each finished rollout is scored, becomes a ``JournalEntry``,
 is written to the journal and reported to the caller's ``on_result``. A systemic model error
-(bad key, unknown model) stops the batch early instead of failing every row.
+(bad key, unknown model) stops the batch early instead of failing every row, and so does a run
+whose spend reaches ``config.max_cost_usd`` (the rollouts in flight finish; the rows not yet
+started are left for a resume).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class BatchRunner:
         on_bad_row: Callable[[RowError], None] | None = None,
         run_tag: str | None = None,
         keep_results: bool = True,
+        spent_usd: float = 0.0,
     ) -> None:
         if not targets:
             raise ValueError("a batch needs at least one rollout server")
@@ -99,6 +102,11 @@ class BatchRunner:
         self.servers = ServerWatch(trainer, targets, on_all_down=self.stop)
         #: Rollouts that did not run to a journaled end (their server went away).
         self.not_run = 0
+        #: What the run's rollouts cost so far (``spent_usd``: its earlier part, on a resume).
+        self.spent_usd = spent_usd
+        #: Whether it stopped because the spend reached ``max_cost_usd`` (or could not be
+        #: counted).
+        self.over_budget = False
         self._stop = asyncio.Event()
 
     def stop(self, reason: str = "stopped by user") -> None:
@@ -171,6 +179,25 @@ class BatchRunner:
             error = result.outcome.model_error
             if error is not None and error.systemic:
                 self.stop(f"stopped early: {error}")
+            self._count_spend(result)
+
+    def _count_spend(self, result: JournalEntry) -> None:
+        """Add a rollout's cost to the run's spend; stop at ``max_cost_usd``."""
+        cost, cap = result.outcome.cost_usd, self.config.max_cost_usd
+        self.spent_usd += cost or 0.0
+        if cap is None:
+            return
+        if cost is None and result.outcome.tokens:
+            self.over_budget = True
+            self.stop(
+                f"stopped early: the cost of {self.config.model} is unknown, so --max-cost "
+                "cannot be kept (its price is not in litellm's price map)"
+            )
+        elif self.spent_usd >= cap:
+            self.over_budget = True
+            self.stop(
+                f"stopped early: the run's spend ${self.spent_usd:.4f} reached --max-cost ${cap:g}"
+            )
 
     async def _run_one(self, row: DatasetRow, attempt: int) -> JournalEntry | None:
         request = build_request(row, attempt, self.config, self.run_tag)

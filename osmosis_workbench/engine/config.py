@@ -56,6 +56,8 @@ class EngineConfig:
     #: ``module:function`` scoring trajectories instead of the agent's own reward.
     reward: str | None = None
     pass_threshold: float = 1.0
+    #: Stop taking rows once the run's spend (US dollars) reaches this; ``None``: no cap.
+    max_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         if self.module and self.urls:
@@ -67,6 +69,8 @@ class EngineConfig:
             raise ConfigError("--concurrency and --n must be at least 1")
         if self.rollout_timeout_s <= 0:
             raise ConfigError("--rollout-timeout must be more than 0 seconds")
+        if self.max_cost_usd is not None and not self.max_cost_usd > 0:
+            raise ConfigError("--max-cost must be more than 0 (US dollars)")
         # One spelling of each server URL: rollout ids and reports name them.
         object.__setattr__(self, "urls", tuple(u.rstrip("/") for u in self.urls))
 

@@ -8,6 +8,7 @@ import first. Failures are classified and retried in ``providers``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from osmosis_workbench.engine.models.providers import (
     provider_error,
     with_retries,
 )
+from osmosis_workbench.engine.pricing import ModelPrice, price_of
 
 #: Where ``openai/NAME`` goes without ``--base-url`` (``$OPENAI_BASE_URL`` overrides it, as
 #: for the OpenAI SDK).
@@ -74,6 +76,9 @@ class OpenAICompatibleBackend:
         self.max_connections = max_connections
         self._params = ParamForwarder(self.name, pass_unknown=bool(custom))
         self._session: aiohttp.ClientSession | None = None
+        #: The price of the model's tokens (litellm's map), looked up at the first answer.
+        self._price: ModelPrice | None = None
+        self._priced = False
 
     @property
     def url(self) -> str:
@@ -110,7 +115,19 @@ class OpenAICompatibleBackend:
         payload = pydantic_core.to_json(self.request_body(body))
         started = time.perf_counter()
         completion = await with_retries(lambda: self._attempt(payload), self.retry)
-        return ModelReply(completion, latency_ms=(time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return ModelReply(completion, cost_usd=await self._cost(completion), latency_ms=latency_ms)
+
+    async def _cost(self, completion: dict[str, Any]) -> float | None:
+        """What the answer cost at the model's list price (``None``: no price known)."""
+        if not self._priced:
+            # Reading the price map takes ~60 ms, once: off the event loop.
+            self._price = await asyncio.to_thread(price_of, self.model)
+            self._priced = True
+        if self._price is None:
+            return None
+        usage = completion.get("usage") or {}
+        return self._price.cost(usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
     async def _attempt(self, payload: bytes) -> dict[str, Any]:
         try:
