@@ -82,7 +82,7 @@ def test_init_refuses_to_overwrite_and_names_the_files(tmp_path, capsys):
     (tmp_path / "server.py").write_text("mine\n")
     (tmp_path / "README.md").write_text("mine\n")
     (tmp_path / "notes.txt").write_text("unrelated files are fine\n")
-    assert main(["init", str(tmp_path)]) == 1
+    assert main(["init", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"refusing to overwrite existing files in {tmp_path}: README.md, server.py" in err
     assert (tmp_path / "server.py").read_text() == "mine\n"

@@ -632,6 +632,39 @@ def test_whoami_exits_1_when_not_logged_in_or_expired(capsys: pytest.CaptureFixt
     assert "has expired" in captured.err and "osmosis login" in captured.err
 
 
+def test_whoami_json_describes_the_login(capsys: pytest.CaptureFixture):
+    assert run_cli("whoami", "--json") == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "logged_in": False,
+        "email": None,
+        "name": None,
+        "active_workspace": None,
+        "workspaces": [],
+        "exit_code": 1,
+    }
+    store_logins(workspace("acme"), workspace("old", expires=PAST), active="acme")
+    assert run_cli("whoami", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["logged_in"] is True and document["exit_code"] == 0
+    assert (document["email"], document["active_workspace"]) == ("alice@example.com", "acme")
+    assert document["workspaces"] == [
+        {
+            "name": "acme",
+            "role": "member",
+            "active": True,
+            "expired": False,
+            "expires_at": FUTURE.isoformat(),
+        },
+        {
+            "name": "old",
+            "role": "member",
+            "active": False,
+            "expired": True,
+            "expires_at": PAST.isoformat(),
+        },
+    ]
+
+
 def test_logout_forgets_the_active_workspace_then_all(capsys: pytest.CaptureFixture):
     path = store_logins(workspace("acme"), workspace("beta"), active="acme")
     assert run_cli("logout") == 0

@@ -504,7 +504,7 @@ def test_cli_failure_lists_every_problem(write_module, capsys: pytest.CaptureFix
 
 
 def test_cli_load_error(capsys: pytest.CaptureFixture) -> None:
-    assert run_cli("-m", "server") == 1
+    assert run_cli("-m", "server") == 2  # an input error, as for every command
     assert capsys.readouterr().out == (
         "✗ Agent loop validation failed\n"
         '  - Import string "server" must be in format "<module>:<attribute>", '
@@ -523,7 +523,7 @@ def test_cli_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
         "errors": [],
         "warnings": [],
     }
-    assert run_cli("-m", "server", "--json") == 1
+    assert run_cli("-m", "server", "--json") == 2
     assert json.loads(capsys.readouterr().out)["valid"] is False
 
 

@@ -61,7 +61,7 @@ def run_init(args: argparse.Namespace) -> int:
             f"{', '.join(clashes)} (move them away or pick another directory)",
             file=sys.stderr,
         )
-        return 1
+        return 2  # an input error: nothing was written
     for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)

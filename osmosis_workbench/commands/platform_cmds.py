@@ -51,8 +51,10 @@ def add_whoami_parser(subparsers: Any) -> argparse.ArgumentParser:
         "whoami",
         help="show the platform login and its workspaces",
         description="Show who is logged in to the Osmosis platform and in which workspaces "
-        "(* marks the active one). Exits 1 when not logged in.",
+        "(* marks the active one). Exits 1 when not logged in (or the login expired), 2 when "
+        "the credentials file cannot be read.",
     )
+    parser.add_argument("--json", action="store_true", help="print the login as JSON")
     parser.set_defaults(handler=run_whoami)
     return parser
 
@@ -126,17 +128,43 @@ def run_login(args: argparse.Namespace) -> int:
 
 def run_whoami(args: argparse.Namespace) -> int:
     """`osmosis whoami`: email, name, then the workspaces (* active, (expired) labelled)."""
+    from osmosis_workbench.commands.output import ExitCode, print_json, report_error
     from server_core import platform
 
+    as_json = args.json
     try:
         store = platform.load_credentials()
     except platform.PlatformError as exc:
-        _error(str(exc))
-        return 1
+        return report_error(str(exc), as_json=as_json)
     active = store.active
+    logged_in = active is not None and not active.is_expired
+    code = ExitCode.OK if logged_in else ExitCode.FAILED
+    if as_json:
+        print_json(
+            {
+                "logged_in": logged_in,
+                "email": active.user.email if active else None,
+                "name": active.user.name if active else None,
+                "active_workspace": store.active_workspace if active else None,
+                "workspaces": [
+                    {
+                        "name": name,
+                        "role": credentials.organization.role,
+                        "active": name == store.active_workspace,
+                        "expired": credentials.is_expired,
+                        "expires_at": (
+                            credentials.expires_at.isoformat() if credentials.expires_at else None
+                        ),
+                    }
+                    for name, credentials in store.workspaces.items()
+                ],
+                "exit_code": int(code),
+            }
+        )
+        return code
     if active is None:
         _error(_NOT_LOGGED_IN)
-        return 1
+        return code
     print(f"Email: {active.user.email}")
     print(f"Name:  {active.user.name or '(not set)'}")
     print("Workspaces:")
@@ -155,8 +183,7 @@ def run_whoami(args: argparse.Namespace) -> int:
             f"The login of the active workspace {active.workspace} has expired. Run "
             "`osmosis login` to log in again."
         )
-        return 1
-    return 0
+    return code
 
 
 def run_logout(args: argparse.Namespace) -> int:

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from typing import Any
 
-from osmosis_workbench.commands.report import result_line, summary_lines, write_results
+from osmosis_workbench.commands.output import ExitCode, print_json, report_error
+from osmosis_workbench.commands.report import (
+    result_line,
+    results_document,
+    summary_lines,
+    write_results,
+)
 from osmosis_workbench.engine.config import ConfigError, EngineConfig
 from osmosis_workbench.engine.runs import DEFAULT_RUNS_DIR
 
@@ -27,6 +32,11 @@ def add_rescore_parser(subparsers: Any) -> None:
     p.add_argument("--pass-threshold", type=float, default=1.0)
     p.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
     p.add_argument("-o", "--output", default=None, help="also write the results to this JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document (summary and every rollout, no messages)",
+    )
     p.set_defaults(handler=run_rescore)
 
 
@@ -45,13 +55,11 @@ async def _rescore(args: argparse.Namespace) -> int:
         run_dir = resolve_run_dir(args.run, args.runs_dir)
         reward_fn = EngineConfig(reward=args.reward).load_reward_fn()
     except (FileNotFoundError, ConfigError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(str(exc), as_json=args.json)
     assert reward_fn is not None
     entries = await asyncio.to_thread(read_journal, run_dir)
     if not entries:
-        print(f"Error: {run_dir} has no journal entries to rescore", file=sys.stderr)
-        return 2
+        return report_error(f"{run_dir} has no journal entries to rescore", as_json=args.json)
     started = time.perf_counter()
     k = max(attempt for _, attempt in entries) + 1
     rescored = {}
@@ -62,8 +70,9 @@ async def _rescore(args: argparse.Namespace) -> int:
             outcome = await rescore_outcome(entry.outcome, reward_fn, entry.ground_truth, metadata)
             entry = entry.rescored(outcome, args.pass_threshold)
         rescored[key] = entry
-        # The line `osmosis test` prints: a failed reward function shows its reason.
-        print(result_line(entry, "", k))
+        if not args.json:
+            # The line `osmosis test` prints: a failed reward function shows its reason.
+            print(result_line(entry, "", k))
     out_path = run_dir / f"rescored-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     writer = JournalWriter(out_path)
     for entry in rescored.values():
@@ -72,8 +81,20 @@ async def _rescore(args: argparse.Namespace) -> int:
     summary = summarize(
         rescored.values(), bad_rows=0, duration_s=time.perf_counter() - started, k=k
     )
-    print("\n".join(summary_lines(summary)))
-    print(f"Rescored journal: {out_path}")
     if args.output:
         await asyncio.to_thread(write_results, args.output, summary, rescored.values())
-    return 0 if summary.all_passed else 1
+    code = ExitCode.OK if summary.all_passed else ExitCode.FAILED
+    if args.json:
+        document = results_document(summary, rescored.values(), trajectories=False)
+        print_json(
+            {
+                "run_dir": str(run_dir),
+                "rescored_journal": str(out_path),
+                **document,
+                "exit_code": int(code),
+            }
+        )
+        return code
+    print("\n".join(summary_lines(summary)))
+    print(f"Rescored journal: {out_path}")
+    return code

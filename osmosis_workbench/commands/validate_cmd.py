@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from osmosis_workbench.commands.output import ExitCode
+
 
 def add_validate_parser(subparsers: Any) -> None:
     """Add ``osmosis validate`` to the CLI."""
@@ -20,7 +22,8 @@ def add_validate_parser(subparsers: Any) -> None:
         help="check an agent loop and its tools",
         description=(
             "Load an agent loop and check its name, run(), get_tools() and that its tools "
-            "reach the trainer unchanged. Exits 1 when there is any problem."
+            "reach the trainer unchanged. Exits 1 when there is any problem, 2 when MODULE:ATTR "
+            "cannot be loaded."
         ),
     )
     p.add_argument(
@@ -35,14 +38,19 @@ def add_validate_parser(subparsers: Any) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Validate ``args.module`` and print the report; 0 when valid, 1 otherwise."""
+    """Validate ``args.module`` and print the report; 0 when valid, 1 when not, 2 when the
+    reference cannot be loaded (an input error, as for every command)."""
     from server_core.validate import validate_reference
 
     report = validate_reference(args.module)
+    if any(problem.code == "LOAD_FAILED" for problem in report.errors):
+        code = ExitCode.USAGE
+    else:
+        code = ExitCode.OK if report.ok else ExitCode.FAILED
     out = sys.stdout
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), file=out)
-        return 0 if report.ok else 1
+        return code
 
     ok_mark, fail_mark = _marks(out)
     lines: list[str] = []
@@ -58,7 +66,7 @@ def run_validate(args: argparse.Namespace) -> int:
         lines.extend(f"  - {_shown(problem)}" for problem in report.errors)
     lines.extend(f"  ! {_shown(warning)}" for warning in report.warnings)
     _write(out, lines)
-    return 0 if report.ok else 1
+    return code
 
 
 def _shown(error: Any) -> str:
