@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sample_runs import FAILS_ROW_3, ROOT, run_sample
 
 from osmosis_workbench.analysis import messages_df, rollouts_df, runs_df
-from osmosis_workbench.cli import main
 from osmosis_workbench.engine.journal import JOURNAL_FILE, JournalEntry, read_journal
 from osmosis_workbench.engine.outcome import (
     LLMCallStats,
@@ -22,7 +22,6 @@ from osmosis_workbench.engine.outcome import (
 )
 from osmosis_workbench.engine.runs import RUN_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
@@ -138,16 +137,9 @@ def test_importing_analysis_does_not_import_pandas():
 
 def test_the_readme_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
     # Two runs of the sample in ./.osmosis/runs, the second failing row 3.
-    (tmp_path / "fails_row_3_readme.py").write_text(
-        "def reward(solution_str, ground_truth, extra_info=None):\n"
-        "    return 0.0 if extra_info['row_index'] == 3 else 1.0\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
     runs = tmp_path / ".osmosis" / "runs"
-    base = ["test", "-m", "sample_project.server:agent_loop", "-q", "--runs-dir", str(runs)]
-    base += ["-d", str(ROOT / "sample_project" / "test_data.jsonl")]
-    assert main(base) == 0
-    assert main([*base, "--rows", "0-5", "--reward", "fails_row_3_readme:reward"]) == 1
+    assert run_sample(runs) == 0
+    assert run_sample(runs, "--rows", "0-5", "--reward", FAILS_ROW_3) == 1
     capsys.readouterr()
     [example] = re.findall(r"```python\n(from osmosis_workbench\.analysis.*?)```", README, re.S)
     monkeypatch.chdir(tmp_path)

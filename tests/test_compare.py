@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from loopback_openai import LoopbackOpenAI
+from sample_runs import FAILS_ROW_3, run_sample
 
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.compare import (
@@ -20,32 +20,13 @@ from osmosis_workbench.engine.journal import JOURNAL_FILE, JournalEntry
 from osmosis_workbench.engine.outcome import OutcomeStatus, RolloutOutcome, Verdict
 from osmosis_workbench.engine.runs import list_run_dirs, resolve_run_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = str(ROOT / "sample_project" / "test_data.jsonl")
-SAMPLE_AGENT = "sample_project.server:agent_loop"
-
-#: A reward function that fails row 3 and scores the others as the sample does.
-FAILS_ROW_3 = textwrap.dedent(
-    """
-    from sample_project.rewards import compute_reward
-
-    def reward(solution_str, ground_truth, extra_info=None):
-        if (extra_info or {}).get("row_index") == 3:
-            return 0.0
-        return compute_reward(solution_str, ground_truth)
-    """
-)
-
 
 @pytest.fixture
-def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Path:
+def two_runs(tmp_path: Path, capsys) -> Path:
     """Two runs of the sample: the second with a reward function that fails row 3."""
-    (tmp_path / "fails_row_3.py").write_text(FAILS_ROW_3)
-    monkeypatch.syspath_prepend(str(tmp_path))
     runs = tmp_path / "runs"
-    base = ["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--runs-dir", str(runs), "-q"]
-    assert main(base) == 0
-    assert main([*base, "--reward", "fails_row_3:reward"]) == 1
+    assert run_sample(runs) == 0
+    assert run_sample(runs, "--reward", FAILS_ROW_3) == 1
     capsys.readouterr()
     return runs
 
@@ -98,11 +79,10 @@ def test_compare_json_shape(two_runs: Path, capsys):
 def test_a_run_and_its_cassette_replay_show_no_difference(tmp_path: Path, capsys):
     cassette = tmp_path / "recorded.jsonl"
     runs = tmp_path / "runs"
-    base = ["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "--runs-dir", str(runs), "-q"]
     with LoopbackOpenAI() as server:
         live = ["--model", "calc", "--base-url", server.base_url, "--record", str(cassette)]
-        assert main([*base, *live]) == 0
-    assert main([*base, "--model", f"replay:{cassette}"]) == 0
+        assert run_sample(runs, *live) == 0
+    assert run_sample(runs, "--model", f"replay:{cassette}") == 0
     capsys.readouterr()
     code = main(["compare", "last~1", "last", "--runs-dir", str(runs), "--json"])
     document = json.loads(capsys.readouterr().out)

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 from loopback_openai import LoopbackOpenAI
+from sample_runs import SAMPLE
 
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.journal import read_journal
 from osmosis_workbench.engine.pricing import price_of
 from osmosis_workbench.engine.runs import list_run_dirs
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ["-m", "sample_project.server:agent_loop"]
-SAMPLE += ["-d", str(ROOT / "sample_project" / "test_data.jsonl")]
 #: A model litellm's price map has: the loopback server answers under its name.
 PRICED_MODEL = "gpt-4o-mini"
 

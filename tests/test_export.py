@@ -4,13 +4,13 @@ a Parquet table of the rollouts."""
 from __future__ import annotations
 
 import json
-import textwrap
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from sample_runs import FAILS_ROW_3, run_sample
 
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.export import ATIF_VERSION, atif_trajectory, write_rollout
@@ -23,22 +23,8 @@ from osmosis_workbench.engine.outcome import (
 )
 from osmosis_workbench.engine.runs import RunInfo, list_run_dirs
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = str(ROOT / "sample_project" / "test_data.jsonl")
-SAMPLE_AGENT = "sample_project.server:agent_loop"
 #: ATIF-v1.8's JSON Schema, from Harbor's reference models (see tests/schemas/README.md).
 ATIF_SCHEMA = Path(__file__).parent / "schemas" / "atif-v1.8.schema.json"
-
-FAILS_ROW_3 = textwrap.dedent(
-    """
-    from sample_project.rewards import compute_reward
-
-    def reward(solution_str, ground_truth, extra_info=None):
-        if (extra_info or {}).get("row_index") == 3:
-            return 0.0
-        return compute_reward(solution_str, ground_truth)
-    """
-)
 
 
 @cache
@@ -61,14 +47,9 @@ def assert_valid_atif(document: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of the sample whose reward function fails row 3 (11 passed, 1 failed)."""
-    folder = tmp_path_factory.mktemp("export")
-    (folder / "fails_row_3_export.py").write_text(FAILS_ROW_3)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(folder))
-        argv = ["test", "-m", SAMPLE_AGENT, "-d", SAMPLE_DATA, "-q"]
-        argv += ["--runs-dir", str(folder / "runs"), "--reward", "fails_row_3_export:reward"]
-        assert main(argv) == 1
-    [run] = list_run_dirs(folder / "runs")
+    runs = tmp_path_factory.mktemp("export") / "runs"
+    assert run_sample(runs, "--reward", FAILS_ROW_3) == 1
+    [run] = list_run_dirs(runs)
     return run
 
 

@@ -8,13 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from sample_runs import ROOT, SAMPLE
 
 from osmosis_workbench.cli import main
 from osmosis_workbench.commands.output import ExitCode
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ["-m", "sample_project.server:agent_loop"]
-SAMPLE += ["-d", str(ROOT / "sample_project" / "test_data.jsonl")]
 
 #: The journal fields every rollout of a `--json` document has (its messages left out).
 ROLLOUT_FIELDS = {

@@ -176,14 +176,17 @@ def classify(a: JournalEntry, b: JournalEntry, trajectory_differs: bool) -> Chan
 # ---- statistics --------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _RowTally:
-    """One dataset row's matched attempts: passes in each run, and paired rewards."""
+    """One dataset row's matched attempts: passes in each run, and the rewards both have."""
 
     attempts: int = 0
     passes_a: int = 0
     passes_b: int = 0
-    rewards: list[tuple[float, float]] = field(default_factory=list)
+    #: Attempts with a reward in both runs, and those rewards' sums.
+    rewarded: int = 0
+    reward_a: float = 0.0
+    reward_b: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -369,7 +372,9 @@ def compare_runs(
         tally.passes_a += a.passed
         tally.passes_b += b.passed
         if a.outcome.reward is not None and b.outcome.reward is not None:
-            tally.rewards.append((a.outcome.reward, b.outcome.reward))
+            tally.rewarded += 1
+            tally.reward_a += a.outcome.reward
+            tally.reward_b += b.outcome.reward
         if change is not Change.SAME or keep_same:
             rows.append(
                 RowComparison(
@@ -389,12 +394,7 @@ def compare_runs(
     pass_rate = [(t.passes_a / t.attempts, t.passes_b / t.attempts) for t in tallies.values()]
     pass_at_k = [(float(t.passes_a > 0), float(t.passes_b > 0)) for t in tallies.values()]
     rewards = [
-        (
-            sum(r[0] for r in t.rewards) / len(t.rewards),
-            sum(r[1] for r in t.rewards) / len(t.rewards),
-        )
-        for t in tallies.values()
-        if t.rewards
+        (t.reward_a / t.rewarded, t.reward_b / t.rewarded) for t in tallies.values() if t.rewarded
     ]
     metrics = {
         "pass_rate": _metric("pass rate", pass_rate, seed=seed, resamples=draws),
