@@ -18,14 +18,14 @@ from urllib.parse import urlsplit
 
 import pydantic_core
 
-from server_core.http_client import HTTPReply, Verbs
+from server_core.http_client import HTTPClient, HTTPReply
 
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]
 ]
 
 
-class ASGIClient(Verbs):
+class ASGIClient(HTTPClient):
     """Sends HTTP requests straight into an ASGI app (``post``/``get``, like httpx's)."""
 
     def __init__(self, app: ASGIApp, *, host: str = "in-process") -> None:

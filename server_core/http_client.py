@@ -14,7 +14,8 @@ aiohttp; httpx stays for custom transports (tests' ``ASGITransport``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
 import httpx
 import pydantic_core
@@ -60,38 +61,11 @@ class HTTPTransportError(HTTPError):
     """A request failed below HTTP: refused, reset, DNS..."""
 
 
-class HTTPClient(Protocol):
-    """What the SDK and the workbench send requests through."""
+class HTTPClient(ABC):
+    """What the SDK and the workbench send requests through: ``request``, and ``post``/``get``
+    built on it. Failures are ``HTTPTimeout``/``HTTPTransportError``; any status is a reply."""
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> HTTPReply:
-        """One request; the whole body is read."""
-        ...
-
-    async def post(self, url: str, **kwargs: Any) -> HTTPReply:
-        """POST ``url``."""
-        ...
-
-    async def get(self, url: str, **kwargs: Any) -> HTTPReply:
-        """GET ``url``."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
-
-
-class Verbs:
-    """``post`` and ``get`` in terms of ``request`` (shared by every client here)."""
-
+    @abstractmethod
     async def request(
         self,
         method: str,
@@ -102,8 +76,11 @@ class Verbs:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> HTTPReply:
-        """One request; the whole body is read. Implemented by each client."""
-        raise NotImplementedError
+        """One request; the whole body is read (within ``timeout`` seconds, when given)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections."""
 
     async def post(self, url: str, **kwargs: Any) -> HTTPReply:
         """POST ``url`` (``content=`` bytes or ``json=`` object, ``headers=``, ``timeout=``)."""
@@ -114,7 +91,7 @@ class Verbs:
         return await self.request("GET", url, **kwargs)
 
 
-class AiohttpClient(Verbs):
+class AiohttpClient(HTTPClient):
     """One pooled ``aiohttp.ClientSession`` behind an httpx-like ``post``/``get``.
 
     Create it inside the running loop. Errors come out as ``HTTPTimeout`` /
@@ -181,7 +158,7 @@ class AiohttpClient(Verbs):
         await self._session.close()
 
 
-class HttpxClient(Verbs):
+class HttpxClient(HTTPClient):
     """An ``httpx.AsyncClient`` behind the same interface (for custom httpx transports)."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
