@@ -167,19 +167,12 @@ class _TestClientPoster(HTTPClient):
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | None = None,
-        json: Any = None,  # noqa: A002 - httpx's keyword
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
+    async def _send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None
     ) -> HTTPReply:
         """Send the request to the mock trainer (callback URLs by their path)."""
         path = _callback_path(url) or url
-        response = self._client.request(method, path, content=content, json=json, headers=headers)
+        response = self._client.request(method, path, content=body, headers=headers)
         return HTTPReply(response.status_code, dict(response.headers), response.content)
 
     async def aclose(self) -> None:
