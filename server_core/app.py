@@ -30,7 +30,13 @@ from server_core.auth import header_matches_key
 from server_core.hooks import RolloutHooks
 from server_core.platform import register_when_ready
 from server_core.protocol import InitResponse, RolloutRequest
-from server_core.rollouts import AdmissionError, RolloutManager, ServerLimits
+from server_core.rollouts import (
+    AdmissionError,
+    FinishedRollout,
+    RolloutManager,
+    RolloutRecord,
+    ServerLimits,
+)
 from server_core.trainer_client import TrainerClient, TrainerClientConfig
 
 if TYPE_CHECKING:
@@ -184,35 +190,37 @@ class _Handlers:
             return _json(_UNAUTHORIZED, 401)
         return _json(self.manager.health())
 
-    async def rollout_status(self, request: Request) -> Response:
-        """State of one rollout: queued/running/completed/error/cancelled, and its delivery."""
+    def _addressed(self, request: Request) -> RolloutRecord | FinishedRollout | Response:
+        """The rollout a status or cancel request names, or the error answer."""
         if not self.authorized(request):
             return _json(_UNAUTHORIZED, 401)
         rollout_id = request.path_params["rollout_id"]
         record = self.manager.records.get(rollout_id)
         if record is None:
             return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
-        return _json(record.describe())
+        return record
+
+    async def rollout_status(self, request: Request) -> Response:
+        """State of one rollout: queued/running/completed/error/cancelled, and its delivery."""
+        record = self._addressed(request)
+        return record if isinstance(record, Response) else _json(record.describe())
 
     async def cancel_rollout(self, request: Request) -> Response:
         """Cancel a rollout; it ends with an ERROR completion, category ``cancelled``."""
-        if not self.authorized(request):
-            return _json(_UNAUTHORIZED, 401)
-        rollout_id = request.path_params["rollout_id"]
-        record = self.manager.records.get(rollout_id)
-        if record is None:
-            return _json({"detail": f"unknown rollout_id {rollout_id!r}"}, 404)
+        record = self._addressed(request)
+        if isinstance(record, Response):
+            return record
         if record.finishing:  # its result is decided (or out): nothing left to cancel
             return _json(
                 {
-                    "rollout_id": rollout_id,
+                    "rollout_id": record.rollout_id,
                     "status": record.status,
                     "detail": "the rollout has already finished",
                 },
                 200,
             )
-        self.manager.cancel(rollout_id)
-        return _json({"rollout_id": rollout_id, "status": "cancelling"}, 202)
+        self.manager.cancel(record.rollout_id)
+        return _json({"rollout_id": record.rollout_id, "status": "cancelling"}, 202)
 
 
 @dataclass(frozen=True)

@@ -16,46 +16,29 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import pydantic_core
-
-from server_core.http_client import HTTPReply, Verbs
+from server_core.http_client import HTTPClient, HTTPReply
 
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[..., Any], Callable[..., Any]], Awaitable[None]
 ]
 
 
-class ASGIClient(Verbs):
+class ASGIClient(HTTPClient):
     """Sends HTTP requests straight into an ASGI app (``post``/``get``, like httpx's)."""
 
     def __init__(self, app: ASGIApp, *, host: str = "in-process") -> None:
         self.app = app
         self.host = host
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        content: bytes | str | None = None,
-        json: Any = None,  # noqa: A002 - httpx's keyword
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,  # in process: nothing to wait on but the app itself
+    async def _send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None
     ) -> HTTPReply:
-        """One request/response exchange with the app."""
-        if json is not None:
-            body = pydantic_core.to_json(json)
-        elif isinstance(content, str):
-            body = content.encode()
-        else:
-            body = content or b""
+        """One request/response exchange with the app (in process: no timeout to apply)."""
         parts = urlsplit(url)
         raw_headers = [(b"host", (parts.netloc or self.host).encode("latin-1"))]
-        if json is not None:
-            raw_headers.append((b"content-type", b"application/json"))
         raw_headers.append((b"content-length", str(len(body)).encode()))
-        for name, value in (headers or {}).items():
-            raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        for name, value in headers.items():
+            raw_headers.append((name.encode("latin-1"), value.encode("latin-1")))
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},

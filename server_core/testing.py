@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from server_core.http_client import HTTPClient, HTTPReply
 from server_core.protocol import (
     CompletionsChoice,
     CompletionsRequest,
@@ -160,17 +161,18 @@ def _callback_path(url: str) -> str | None:
     return None
 
 
-class _TestClientPoster:
-    """A ``TrainerClient`` poster that hands each callback to a sync ``TestClient``."""
+class _TestClientPoster(HTTPClient):
+    """The server's callback client, handing each callback to a sync ``TestClient``."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    async def post(self, url: str, *, content: bytes, headers: dict[str, str], **_: Any) -> Any:
-        from server_core.http_client import HTTPReply
-
+    async def _send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None
+    ) -> HTTPReply:
+        """Send the request to the mock trainer (callback URLs by their path)."""
         path = _callback_path(url) or url
-        response = self._client.post(path, content=content, headers=headers)
+        response = self._client.request(method, path, content=body, headers=headers)
         return HTTPReply(response.status_code, dict(response.headers), response.content)
 
     async def aclose(self) -> None:

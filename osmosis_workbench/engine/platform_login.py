@@ -115,15 +115,15 @@ def logout(all_workspaces: bool = False) -> LogoutResult:
     store = load_credentials()
     if store.active_workspace is None:
         return LogoutResult(removed=[], active_workspace=None, file_deleted=False)
-    removed = store.active_workspace
-    del store.workspaces[removed]
+    workspace = store.active_workspace
+    del store.workspaces[workspace]
     # The next remaining workspace becomes active, so `whoami` and `serve` keep working.
     store.active_workspace = next(iter(store.workspaces), None)
     if store.workspaces:
         save_credentials(store)
-        return LogoutResult([removed], store.active_workspace, file_deleted=False)
+        return LogoutResult([workspace], store.active_workspace, file_deleted=False)
     path.unlink(missing_ok=True)
-    return LogoutResult([removed], None, file_deleted=True)
+    return LogoutResult([workspace], None, file_deleted=True)
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,8 @@ class RecordingBackend:
     def _open(self) -> IO[str]:
         """Open the cassette for appending, writing the header if it is new."""
         if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as f:
-                first = f.readline().decode("utf-8", "replace")
+            with self.path.open("rb") as raw:
+                first = raw.readline().decode("utf-8", "replace")
             _check_header(self.path, first)
             self._drop_partial_last_line()
             return self.path.open("a", encoding="utf-8")

@@ -58,8 +58,8 @@ def _import_litellm() -> ModuleType:
             # Without this litellm downloads its price table at import time.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             module = importlib.import_module("litellm")
-            module.suppress_debug_info = True
-            module.set_verbose = False
+            module.suppress_debug_info = True  # type: ignore[attr-defined]
+            module.set_verbose = False  # type: ignore[attr-defined]
             # litellm's first call builds pydantic schemas that warn about its own TypedDicts;
             # printed warnings would paint over the terminal UI and tell the user nothing.
             warnings.filterwarnings(

@@ -65,10 +65,10 @@ class ScriptedBackend:
         started = time.perf_counter()
         if self.keep_calls:
             self.calls.append(body)
+        reply: dict[str, Any] | str | BaseException
         if self._function is not None:
-            reply = self._function(body)
-            if inspect.isawaitable(reply):
-                reply = await reply
+            produced = self._function(body)
+            reply = await produced if inspect.isawaitable(produced) else produced
         else:
             # Taken before any await, so concurrent calls each get their own step.
             reply = self._take(body)
