@@ -162,14 +162,11 @@ def classify(a: JournalEntry, b: JournalEntry, trajectory_differs: bool) -> Chan
     rank_a, rank_b = _VERDICT_RANK[a.verdict], _VERDICT_RANK[b.verdict]
     if rank_a != rank_b:
         return Change.BETTER if rank_b > rank_a else Change.WORSE
-    ra, rb = a.outcome.reward, b.outcome.reward
+    # No reward at all counts as the lowest.
+    ra = -math.inf if a.outcome.reward is None else a.outcome.reward
+    rb = -math.inf if b.outcome.reward is None else b.outcome.reward
     if ra != rb:
-        low = -math.inf
-        return (
-            Change.BETTER
-            if (rb if rb is not None else low) > (ra if ra is not None else low)
-            else Change.WORSE
-        )
+        return Change.BETTER if rb > ra else Change.WORSE
     return Change.TRAJECTORY if trajectory_differs else Change.SAME
 
 
