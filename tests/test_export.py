@@ -23,13 +23,13 @@ from osmosis_workbench.engine.outcome import (
 )
 from osmosis_workbench.engine.runs import RunInfo, list_run_dirs
 
-#: ATIF-v1.8's JSON Schema, from Harbor's reference models (see tests/schemas/README.md).
-ATIF_SCHEMA = Path(__file__).parent / "schemas" / "atif-v1.8.schema.json"
-
 
 @cache
 def atif_validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(ATIF_SCHEMA.read_text())
+    """ATIF's JSON Schema, as published by the `atif` package (PyPI) that implements v1.8."""
+    import atif
+
+    schema = atif.Trajectory.model_json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
