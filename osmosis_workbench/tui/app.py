@@ -2,13 +2,12 @@
 
 ``make_app`` builds it for the CLI and the tests. The first screen appears before the engine
 is imported (fastapi, pydantic and the agent module cost about 1.5 s here): a worker imports
-and opens the ``Workspace`` afterwards, then tells the screens. Modes, switched with 1/2/3:
-"debug" (the step debugger), "dataset" and "server" (their screens are imported only when
-first shown).
+and opens the ``Workspace`` afterwards, then hands it to every screen (``set_workspace``).
+Modes, switched with 1/2/3: "debug" (the step debugger), "dataset" and "server" (their screens
+are imported only when first shown).
 
-What the other screens use: ``app.workspace`` (``None`` until open; ``workspace_ready_signal``
-publishes it), ``app.open_debugger(row)``, ``app.open_session(session)``,
-``app.show_outcome(outcome, title)`` and ``app.show_crash(title, error)``.
+Screens ask for things with the messages of ``tui/messages.py`` (step a row, step a live
+rollout, show a trajectory, retry, a crash); the app answers them here.
 """
 
 from __future__ import annotations
@@ -18,13 +17,11 @@ import importlib
 import logging
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.debugger import DebuggerScreen
@@ -36,6 +33,14 @@ from osmosis_workbench.tui.gc_control import (
 )
 from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
 from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
+from osmosis_workbench.tui.messages import (
+    CrashReported,
+    RowStepRequested,
+    SessionStepRequested,
+    TrajectoryRequested,
+    WorkspaceRetryRequested,
+)
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets import CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
@@ -59,11 +64,6 @@ MODES: dict[str, tuple[str, str]] = {
 }
 #: The footer shows the three mode keys as one entry, so 100 columns hold every key.
 _MODE_GROUP = Binding.Group("Debug/Data/Server", compact=True)
-
-
-def _mode_screen(module: str, class_name: str) -> Screen[Any]:
-    """A mode's screen, imported when first shown (it imports the engine: keep it off startup)."""
-    return getattr(importlib.import_module(module), class_name)()
 
 
 class WorkbenchApp(App[None]):
@@ -101,6 +101,8 @@ class WorkbenchApp(App[None]):
         *,
         row: int | None = None,
         backend: ModelBackend | None = None,
+        serve_port: int = 9000,
+        watch_agent: bool = True,
     ) -> None:
         super().__init__()
         #: What the workspace is built from (import-light: building the app imports no engine).
@@ -109,48 +111,45 @@ class WorkbenchApp(App[None]):
         self.backend = backend
         self.workspace: Workspace | None = None
         self.dataset_error: str | None = None
-        #: Set by ``log_pane.install_log_routing`` (the log pane's handler), if installed.
-        self.log_pane_handler: logging.Handler | None = None
-        #: Published with the ``Workspace`` each time it opens (other screens subscribe).
-        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
-        self._debugger: DebuggerScreen | None = None
+        self._serve_port = serve_port
+        self._watch_agent = watch_agent
+        #: The screens of the modes shown so far (each is told when the workspace opens).
+        self._mode_screens: dict[str, WorkbenchScreen] = {}
         self._first_frame = asyncio.Event()
         #: Full garbage collections run after a frame, not between a key and its frame.
         self.gc_schedule = AfterFrameCollections(self.call_after_refresh)
-        self.add_mode("debug", lambda: self.debugger)
-        self.add_mode(
-            "dataset",
-            lambda: _mode_screen("osmosis_workbench.tui.dataset_screen", "DatasetScreen"),
-        )
-        self.add_mode(
-            "server",
-            lambda: _mode_screen("osmosis_workbench.tui.server_screen", "ServerScreen"),
-        )
+        for mode in MODES:
+            self.add_mode(mode, lambda mode=mode: self._mode_screen(mode))
 
-    # ---- what the screens read ----------------------------------------------------------------
+    # ---- the screens --------------------------------------------------------------------------
 
     @property
     def debugger(self) -> DebuggerScreen:
         """The step debugger (the "debug" mode's screen)."""
-        # Built on first use and kept: the "debug" mode and the API below share one instance.
-        if self._debugger is None:
-            self._debugger = DebuggerScreen()
-        return self._debugger
+        screen = self._mode_screen("debug")
+        assert isinstance(screen, DebuggerScreen)
+        return screen
 
-    @property
-    def config_summary(self) -> str:
-        """What is being opened, in a few words (the module or the URL)."""
-        return self.config.module or self.config.url or "the workspace"
+    def _mode_screen(self, mode: str) -> WorkbenchScreen:
+        """The screen of ``mode``, built on first use and kept (and given the workspace)."""
+        screen = self._mode_screens.get(mode)
+        if screen is None:
+            screen = self._mode_screens[mode] = self._build_screen(mode)
+            if self.workspace is not None:
+                screen.set_workspace(self.workspace, self.dataset_error)
+        return screen
 
-    @property
-    def has_rows(self) -> bool:
-        """Whether the dataset has rows to pick from."""
-        return self.workspace is not None and bool(self.workspace.rows or self.workspace.bad_rows)
-
-    @property
-    def row_count(self) -> int:
-        """How many good rows the dataset has."""
-        return len(self.workspace.rows) if self.workspace is not None else 0
+    def _build_screen(self, mode: str) -> WorkbenchScreen:
+        if mode == "debug":
+            return DebuggerScreen(opening=self.config.module or self.config.url or "the workspace")
+        # Imported when first shown: they import more of the engine; keep it off start-up.
+        if mode == "dataset":
+            dataset = importlib.import_module("osmosis_workbench.tui.dataset_screen")
+            return dataset.DatasetScreen(
+                concurrency=self.config.concurrency, attempts=self.config.attempts
+            )
+        server = importlib.import_module("osmosis_workbench.tui.server_screen")
+        return server.ServerScreen(port=self._serve_port, watch=self._watch_agent)
 
     # ---- start and stop -----------------------------------------------------------------------
 
@@ -208,11 +207,11 @@ class WorkbenchApp(App[None]):
             refreeze_long_lived_objects()
         else:
             freeze_long_lived_objects(full_collection=False)
-        self.debugger.workspace_opened()
+        for screen in self._mode_screens.values():
+            screen.set_workspace(workspace, self.dataset_error)
         if self.start_row is not None:
             row, self.start_row = self.start_row, None
             self.open_debugger(row)
-        self.workspace_ready_signal.publish(workspace)
 
     def _workspace_failed(self, exc: Exception) -> None:
         from server_core.loader import ImportFromStringError
@@ -248,13 +247,34 @@ class WorkbenchApp(App[None]):
 
     async def _close_workspace(self) -> None:
         # A rollout held at its gate would keep the server's shutdown waiting: end it first.
-        if self._debugger is not None:
-            self._debugger.detach("the workbench is closing")
+        debugger = self._mode_screens.get("debug")
+        if isinstance(debugger, DebuggerScreen):
+            debugger.detach("the workbench is closing")
         workspace, self.workspace = self.workspace, None
         if workspace is not None and (problem := await _close_quietly(workspace)):
             append_crash_log(f"== closing the workspace failed\n{problem}")
 
-    # ---- the API of the screens ---------------------------------------------------------------
+    # ---- what the screens ask for -------------------------------------------------------------
+
+    @on(RowStepRequested)
+    def _step_row(self, message: RowStepRequested) -> None:
+        self.open_debugger(message.row_index, stepping=message.stepping)
+
+    @on(SessionStepRequested)
+    def _step_session(self, message: SessionStepRequested) -> None:
+        self.open_session(message.session, label=message.label)
+
+    @on(TrajectoryRequested)
+    def _show_trajectory(self, message: TrajectoryRequested) -> None:
+        self.show_outcome(message.outcome, message.title)
+
+    @on(WorkspaceRetryRequested)
+    def _retry_workspace(self) -> None:
+        self.reopen_workspace()
+
+    @on(CrashReported)
+    def _crash_reported(self, message: CrashReported) -> None:
+        self.show_crash(message.title, message.error)
 
     def open_debugger(self, row_index: int, stepping: bool = True) -> None:
         """Switch to the debugger and step through dataset row ``row_index``."""
@@ -343,6 +363,19 @@ def make_app(
     *,
     row: int | None = None,
     backend: ModelBackend | None = None,
+    serve_port: int = 9000,
+    watch_agent: bool = True,
 ) -> WorkbenchApp:
-    """Build the workbench app (the CLI and the tests use this one factory)."""
-    return WorkbenchApp(workspace_config, row=row, backend=backend)
+    """Build the workbench app: the CLI and the tests use this one factory.
+
+    ``row``: step this dataset row at once. ``backend``: a model backend instead of the
+    config's model (tests). ``serve_port``: the server screen's port (0: any free one).
+    ``watch_agent``: reload the agent when a file next to it is saved.
+    """
+    return WorkbenchApp(
+        workspace_config,
+        row=row,
+        backend=backend,
+        serve_port=serve_port,
+        watch_agent=watch_agent,
+    )

@@ -24,13 +24,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.screen import ModalScreen
-from textual.signal import Signal
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
-from textual.worker import Worker
+from textual.widgets import Input, Label, ProgressBar, Static
 
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
-from osmosis_workbench.tui.log_pane import report_worker_failure
+from osmosis_workbench.tui.messages import RowStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
@@ -176,8 +174,8 @@ class DatasetScreen(WorkbenchScreen):
         Binding("l", "reload_dataset", "Reload", show=False, tooltip="Read the dataset again"),
     ]  # fmt: skip
 
-    def __init__(self, *, concurrency: int = 8, attempts: int = 1, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, concurrency: int = 8, attempts: int = 1) -> None:
+        super().__init__()
         self.concurrency = concurrency
         self.attempts = attempts
         self.progress = BatchProgress()
@@ -196,8 +194,7 @@ class DatasetScreen(WorkbenchScreen):
 
     # ---- composition and typed access -------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         yield Static(id="dataset-info")
         yield RowTable(
             _COLUMNS,
@@ -216,7 +213,6 @@ class DatasetScreen(WorkbenchScreen):
                 id="dataset-summary-text",
             )
             yield RewardHistogram(bins=4, id="dataset-histogram")
-        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> RowTable:
@@ -229,18 +225,13 @@ class DatasetScreen(WorkbenchScreen):
         return self._runner is not None
 
     def on_mount(self) -> None:
-        """Fill the table from the workspace (loading the dataset first if needed)."""
-        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
-        if ready is not None:
-            ready.subscribe(self, self.workspace_opened)
-        if self.workspace is not None:
-            self.workspace_opened(self.workspace)
-        else:
+        """Until the workspace is open, say so (then ``workspace_opened`` fills the table)."""
+        if self.workspace is None:
             self._show_info()
 
     def workspace_opened(self, workspace: Workspace) -> None:
         """Show the rows of a (re)opened workspace, reading its dataset if nobody has."""
-        problem = getattr(self.app, "dataset_error", None)
+        problem = self.dataset_error
         # The app reads the dataset when it opens the workspace; read it here only if it did
         # not try (a failed read would only fail again: l retries once the file is fixed).
         if not problem and not (workspace.rows or workspace.bad_rows) and workspace.config.dataset:
@@ -250,18 +241,10 @@ class DatasetScreen(WorkbenchScreen):
         self.marked.clear()
         self._fill_table()
         self._show_info()
-        if problem:  # the app could not read the file: say why here too
-            self.query_one("#dataset-detail", Static).update(
-                Text(f"{problem}\nFix the file, then l reads it again.", style="red"), layout=False
-            )
 
     def on_screen_resume(self) -> None:
         """The workspace may have opened (or reloaded) since: refresh the header line."""
         self._show_info()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed unexpectedly: the app's crash dialog, the log pane."""
-        report_worker_failure(self, event)
 
     # ---- the dataset -------------------------------------------------------------------------
 
@@ -274,8 +257,11 @@ class DatasetScreen(WorkbenchScreen):
         try:
             await ws.load_dataset()
         except Exception as exc:  # a missing or unreadable file: say so, keep the app
+            self.dataset_error = f"Could not read the dataset {ws.config.dataset}: {exc}"
             self.notify(str(exc), title="Dataset not loaded", severity="error")
+            self._show_detail()
             return
+        self.dataset_error = None
         self.results.clear()
         self.marked.clear()
         self._fill_table()
@@ -411,7 +397,14 @@ class DatasetScreen(WorkbenchScreen):
         index = self.cursor_index()
         detail = self.query_one("#dataset-detail", Static)
         if index is None:
-            detail.update("the dataset has no rows", layout=False)
+            problem = self.dataset_error
+            # The app could not read the file: say why here too.
+            text = (
+                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
+                if problem
+                else Text("the dataset has no rows")
+            )
+            detail.update(text, layout=False)
             return
         detail.update(self.describe_row(index), layout=False)
 
@@ -516,14 +509,14 @@ class DatasetScreen(WorkbenchScreen):
             f"row {index} · attempt {shown.attempt + 1} · {self.row_status(index)} · "
             f"reward {reward}"
         )
-        self.app.show_outcome(shown.outcome, title)  # type: ignore[attr-defined]
+        self.post_message(TrajectoryRequested(shown.outcome, title))
 
     def action_debug_row(self) -> None:
         """Step the highlighted row in the debugger, one LLM call at a time."""
         index = self._runnable_cursor_index()
         if index is None:
             return
-        self.app.open_debugger(index, stepping=True)  # type: ignore[attr-defined]
+        self.post_message(RowStepRequested(index))
 
     # ---- batches -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -22,16 +22,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Header, LoadingIndicator, OptionList, Static
+from textual.widgets import ContentSwitcher, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
+from osmosis_workbench.tui.messages import WorkspaceRetryRequested
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets import (
     EditResponseDialog,
     EditToolResultsDialog,
-    KeyBar,
     MessageDetail,
     MessageList,
     answer_tokens,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.engine.stepping import PausedAnswer, SteppedRollout
     from osmosis_workbench.engine.trainer import LLMExchange
-    from osmosis_workbench.tui.app import WorkbenchApp
+    from osmosis_workbench.engine.workspace import Workspace
 
 #: The debugger's lifecycle; each state has a main view (see ``_MAIN_VIEW``).
 State = str
@@ -108,9 +108,10 @@ class ExchangeUpdated(Message):
 _FREEZE_GC_FROM = 2_000
 
 
-class DebuggerScreen(Screen[None]):
+class DebuggerScreen(WorkbenchScreen):
     """Step through one rollout: the paused answer, the history, the tools, the result."""
 
+    # The most used first: a narrow key bar leaves out keys from the end (? lists them all).
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "n",
@@ -137,6 +138,12 @@ class DebuggerScreen(Screen[None]):
             tooltip="Edit the tool results this answer replies to, and ask the model again",
         ),
         Binding(
+            "q",
+            "abort",
+            "Abort",
+            tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
+        ),
+        Binding(
             "m",
             "toggle_view('messages-view')",
             "Messages",
@@ -151,12 +158,6 @@ class DebuggerScreen(Screen[None]):
         Binding("r", "rerun", "Rerun", tooltip="Run the same row again from the start"),
         Binding(
             "r", "retry_open", "Retry", tooltip="After a failed start: open the workspace again"
-        ),
-        Binding(
-            "q",
-            "abort",
-            "Abort",
-            tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
         ),
         Binding(
             "p",
@@ -177,8 +178,10 @@ class DebuggerScreen(Screen[None]):
     # init=False: the watcher updates widgets that do not exist before the first compose.
     state: reactive[State] = reactive("loading", init=False)
 
-    def __init__(self) -> None:
+    def __init__(self, *, opening: str = "the workspace") -> None:
         super().__init__()
+        #: What the workspace opens (the module or the URL), for the loading view.
+        self.opening = opening
         self.follower: Follower | None = None
         self.paused: PausedAnswer | None = None
         self.outcome: RolloutOutcome | None = None
@@ -190,10 +193,9 @@ class DebuggerScreen(Screen[None]):
 
     # ---- layout -------------------------------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
+    def compose_body(self) -> ComposeResult:
         # Set before the children exist: toggled later, it restyles every widget (~20 ms).
         self._set_narrow(self.app.size.width)
-        yield Header()
         yield Static(id="status")
         with ContentSwitcher(id="views", initial="loading-view"):
             with Vertical(id="loading-view"):
@@ -212,12 +214,6 @@ class DebuggerScreen(Screen[None]):
                 yield Static("Loading the tools…", id="tools-text")
             with VerticalScroll(id="result-view", classes="pane"):
                 yield Static(id="result-text")
-        yield KeyBar()
-
-    @property
-    def workbench(self) -> WorkbenchApp:
-        """The app, typed."""
-        return cast("WorkbenchApp", self.app)
 
     @property
     def views(self) -> ContentSwitcher:
@@ -269,8 +265,7 @@ class DebuggerScreen(Screen[None]):
         self.set_class(width < 140, "-narrow")
 
     def _loading_text(self) -> Text:
-        config = self.workbench.config_summary
-        return Text(f"Loading {config}…\n(importing the engine and the agent module)")
+        return Text(f"Loading {self.opening}…\n(importing the engine and the agent module)")
 
     # ---- state and views ----------------------------------------------------------------------
 
@@ -329,26 +324,30 @@ class DebuggerScreen(Screen[None]):
             if view == "tools-view":
                 return state not in ("loading", "failed")
             if view == "picker-view":
-                return state not in ("loading", "failed") and self.workbench.has_rows
+                ws = self.workspace
+                return state not in ("loading", "failed") and bool(
+                    ws is not None and (ws.rows or ws.bad_rows)
+                )
         return True
 
     def _update_status(self) -> None:
         status = self.query_one("#status", Static)
         state = self.state
-        text = Text()
+        # One line: what does not fit ends in "…" rather than being cut mid-word.
+        text = Text(no_wrap=True, overflow="ellipsis")
         label = self.follower.label if self.follower else self.outcome_title
         if label:
             text.append(f" {label} ", style="bold reverse")
             text.append("  ")
         if state == "loading":
-            text.append(f"Loading {self.workbench.config_summary}…", style="italic")
+            text.append(f"Loading {self.opening}…", style="italic")
         elif state == "failed":
             text.append(
                 "Could not open the workspace: fix the cause, then press r to retry",
                 style="bold red",
             )
         elif state == "idle":
-            rows = self.workbench.row_count
+            rows = len(self.workspace.rows) if self.workspace is not None else 0
             text.append(f"{rows} rows. Pick one with enter to step through it", style="dim")
         elif state in ("starting", "running"):
             text.append("▶ running", style="bold green")
@@ -390,7 +389,7 @@ class DebuggerScreen(Screen[None]):
 
     # ---- the workspace ------------------------------------------------------------------------
 
-    def workspace_opened(self) -> None:
+    def workspace_opened(self, workspace: Workspace) -> None:
         """The app's workspace is ready: list the rows, open a requested row."""
         self._fill_row_picker()
         if self._pending_row is not None:
@@ -419,7 +418,7 @@ class DebuggerScreen(Screen[None]):
     def _fill_row_picker(self) -> None:
         picker = self.row_picker
         picker.clear_options()
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             return
         options: list[Option] = []
@@ -448,7 +447,7 @@ class DebuggerScreen(Screen[None]):
         picker.add_options(options)
         if options:
             picker.highlighted = 0  # enter works at once
-        error = self.workbench.dataset_error
+        error = self.dataset_error
         if error:
             picker.add_option(Option(Text(error, style="bold red"), disabled=True))
         elif not options:
@@ -472,7 +471,7 @@ class DebuggerScreen(Screen[None]):
 
     def start_row(self, row_index: int, *, stepping: bool = True) -> None:
         """Start a step session on dataset row ``row_index`` (once the workspace is open)."""
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             self._pending_row = (row_index, stepping)
             return
@@ -558,7 +557,7 @@ class DebuggerScreen(Screen[None]):
         self.show_main_view()
         self._advance_worker = self._advance(follower)
 
-    @work(group="rollouts", exit_on_error=False, description="run the rollout")
+    @work(group="rollouts", exit_on_error=False, description="the rollout")
     async def _advance(self, follower: Follower) -> None:
         """Run the rollout to its next stop: a pause, or its end."""
         session = follower.session
@@ -573,9 +572,8 @@ class DebuggerScreen(Screen[None]):
         self.post_message(RolloutFinished(follower, outcome or session.outcome))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A rollout worker that raised is a crash: show it, let go of the session, keep the app."""
+        """A rollout worker that raised: let go of the session (the base shows the crash)."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.workbench.show_crash("The rollout crashed", event.worker.error)
             if event.worker is self._advance_worker and self.state in _ACTIVE:
                 # The session is in an unknown state: stop following it.
                 self.follower = None
@@ -679,7 +677,7 @@ class DebuggerScreen(Screen[None]):
         if self.outcome is not None and self.outcome.tools:
             text.update(render_tools(self.outcome.tools, source="of this rollout"))
             return
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             text.update("The workspace is not open yet.")
             return
@@ -725,7 +723,7 @@ class DebuggerScreen(Screen[None]):
 
     def action_retry_open(self) -> None:
         """Try to open the workspace again (after fixing the agent or the options)."""
-        self.workbench.reopen_workspace()
+        self.post_message(WorkspaceRetryRequested())
 
     def action_edit(self) -> None:
         """Edit the paused answer as JSON, then release the edited one."""

@@ -24,13 +24,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.signal import Signal
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label, Static
-from textual.worker import Worker, WorkerCancelled, WorkerFailed
+from textual.widgets import Input, Label, Static
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from osmosis_workbench.tui.gc_control import refreeze_long_lived_objects
-from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
+from osmosis_workbench.tui.log_pane import LogPane
+from osmosis_workbench.tui.messages import SessionStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
@@ -148,9 +148,8 @@ class ServerScreen(WorkbenchScreen):
         port: int = 9000,
         api_key: str | None = None,
         watch: bool = True,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__()
         self.default_host, self.default_port, self.default_key = host, port, api_key or ""
         self.watch_enabled = watch
         self.lag = LoopLagMeter()
@@ -169,8 +168,7 @@ class ServerScreen(WorkbenchScreen):
 
     # ---- composition and typed access -------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="server-form"):
             yield Label("host")
             yield Input(self.default_host, id="server-host", compact=True)
@@ -191,7 +189,6 @@ class ServerScreen(WorkbenchScreen):
             id="server-rollouts",
         )
         yield LogPane(id="server-log")
-        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> RowTable:
@@ -219,12 +216,7 @@ class ServerScreen(WorkbenchScreen):
         """Start the lag meter and the status ticker; follow the workspace once it is open."""
         self.lag.start()
         self._ticker = self.set_interval(self.STATUS_INTERVAL_S, self._tick, name="server-status")
-        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
-        if ready is not None:
-            ready.subscribe(self, self.workspace_opened)
-        if self.workspace is not None:
-            self.workspace_opened(self.workspace)
-        else:
+        if self.workspace is None:
             self._show_status()
 
     def workspace_opened(self, workspace: Workspace) -> None:
@@ -263,10 +255,6 @@ class ServerScreen(WorkbenchScreen):
         if action in ("toggle_pause", "step_rollout", "continue_rollout", "abort_rollout"):
             return self.is_mounted and self.table.row_count > 0
         return True
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed unexpectedly: say so, and log the traceback to the log pane."""
-        report_worker_failure(self, event)
 
     # ---- status --------------------------------------------------------------------------------
 
@@ -475,7 +463,7 @@ class ServerScreen(WorkbenchScreen):
         # Ask for the pause now, not when the debugger gets to it: the rollout keeps running
         # meanwhile and could pass its next answer. (The debugger's own start() is harmless.)
         await session.start()
-        self.app.open_session(session)  # type: ignore[attr-defined]
+        self.post_message(SessionStepRequested(session))
 
     def action_open_rollout(self) -> None:
         """Show the trajectory of the highlighted rollout (finished or as far as it got)."""
@@ -484,7 +472,7 @@ class ServerScreen(WorkbenchScreen):
             return
         reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
         title = f"{rollout.rollout_id} · {rollout.state} · reward {reward}"
-        self.app.show_outcome(rollout.outcome(), title)  # type: ignore[attr-defined]
+        self.post_message(TrajectoryRequested(rollout.outcome(), title))
 
     @on(RowTable.RowSelected, "#server-rollouts")
     async def _row_selected(self) -> None:
