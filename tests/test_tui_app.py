@@ -116,7 +116,7 @@ async def test_first_screen_shows_loading_then_the_rows_to_pick() -> None:
 
 async def test_the_new_user_path_row_0_tools_continue_quit() -> None:
     """The README's command: --row 0 pauses at the first tool call; t, c, ctrl+q."""
-    app = make_app(config(), row=0)
+    app = make_app(config(), row=0, watch_agent=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(app, pilot)
         debugger = app.debugger
@@ -213,7 +213,7 @@ async def test_1_2_3_switch_between_debugger_dataset_and_server() -> None:
 
 
 async def test_help_lists_every_key_of_the_debugger_and_closes() -> None:
-    app = make_app(config(), row=0)
+    app = make_app(config(), row=0, watch_agent=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         await pilot.press("question_mark")
@@ -488,3 +488,24 @@ def test_the_app_draws_up_to_120_frames_a_second_unless_told_otherwise(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+# ---- small terminals ---------------------------------------------------------------------------
+
+
+def screen_lines(app: WorkbenchApp) -> list[str]:
+    """The terminal's lines as a person reads them."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 60)])
+async def test_every_screen_shows_its_keys_and_help_on_its_last_line(size) -> None:
+    app = make_app(config(), row=0, watch_agent=False)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        for mode, first_key in (("1", "n Next"), ("2", "r Run all"), ("3", "s Start")):
+            await pilot.press(mode)
+            await settle(app, pilot)
+            last = screen_lines(app)[-1].rstrip()
+            assert last.endswith("? Help") and first_key in last, (mode, last)
+            assert len(last) <= size[0]
