@@ -230,7 +230,13 @@ class Workspace:
         if self.agent is None:
             raise RuntimeError("the workbench is attached to a remote server; nothing to serve")
         await self.stop_server()
-        app = create_app(self.agent, api_key=api_key, rollout_timeout=self.config.rollout_timeout_s)
+        # The workbench manages garbage collection itself (tui/gc_control.py): no SDK freeze.
+        app = create_app(
+            self.agent,
+            api_key=api_key,
+            rollout_timeout=self.config.rollout_timeout_s,
+            freeze_heap=False,
+        )
         self._detach_live = self.live.attach(app.state.hooks)
         server = EmbeddedServer(app, host=host, port=port)
         await server.start()  # raises ServerStartError (port busy) with the port named
