@@ -144,3 +144,27 @@ async def test_wait_returns_none_for_a_rollout_that_ends_without_pausing(live_se
     outcome = session.outcome
     assert outcome is not None and outcome.ok and outcome.reward == 4.0
     assert not LiveStepSession(live, "not-started-yet").finished
+
+
+async def test_continue_lets_a_rollout_run_on_while_every_rollout_pauses(live_server, trainer):
+    # "Pause every rollout" (P) is on; c on one of them means "run to the end", not "next".
+    server, live = live_server
+    trainer.script_chat(trainer.answer("one"), trainer.answer("two"))
+    live.pause_all = True
+    rid = await server.start("continue-1")
+    session = LiveStepSession(live, rid)
+    await session.start()
+    paused = await session.wait()
+    assert paused is not None and paused.turn == 1
+    assert session.continue_() is True
+    assert await session.wait() is None  # it ended without pausing at its second answer
+    outcome = await session.finish()
+    assert outcome is not None and outcome.ok and outcome.llm_calls == 2
+    assert live.pause_all  # the others still pause
+    # p on it again asks for a pause again; P turned on again pauses every rollout again.
+    live.pause(rid)
+    assert rid not in live.let_run
+    live.pause_all = False
+    live.continue_(rid)
+    live.pause_all = True
+    assert rid not in live.let_run

@@ -109,7 +109,9 @@ class LiveRollouts:
         self.rollouts: OrderedDict[str, LiveRollout] = OrderedDict()
         self.max_kept = max_kept
         self.pause_requested: set[str] = set()
-        self.pause_all = False
+        #: Rollouts the user let run to their end (``continue_``): not paused by ``pause_all``.
+        self.let_run: set[str] = set()
+        self._pause_all = False
         #: Called after every change with the rollout that changed (the UI refreshes here).
         self.on_change: Callable[[LiveRollout], None] | None = None
         # More listeners besides ``on_change`` (step sessions), so they never displace the UI's.
@@ -179,17 +181,32 @@ class LiveRollouts:
                 rollout.reward = completion.reward
                 rollout.messages = completion.final_messages or rollout.messages
             self.pause_requested.discard(rid)
+            self.let_run.discard(rid)
         self._changed(rollout)
 
     # ---- the gate ---------------------------------------------------------------------------
 
+    @property
+    def pause_all(self) -> bool:
+        """Whether every rollout pauses at its next LLM answer (except those let run)."""
+        return self._pause_all
+
+    @pause_all.setter
+    def pause_all(self, on: bool) -> None:
+        # Turned on, it means every rollout again, including those continued before.
+        if on and not self._pause_all:
+            self.let_run.clear()
+        self._pause_all = on
+
     def pause(self, rollout_id: str) -> None:
         """Pause this rollout at its next LLM response."""
+        self.let_run.discard(rollout_id)
         self.pause_requested.add(rollout_id)
 
     async def gate(self, rollout_id: str, body: dict, result: ChatResult) -> ChatResult | None:
         """The hooks gate: holds marked rollouts until released."""
-        if not (self.pause_all or rollout_id in self.pause_requested):
+        asked = rollout_id in self.pause_requested
+        if not asked and (not self._pause_all or rollout_id in self.let_run):
             return None
         rollout = self.rollouts.get(rollout_id)
         if rollout is None:
@@ -241,8 +258,11 @@ class LiveRollouts:
         return self._resolve(rollout_id, replacement)
 
     def continue_(self, rollout_id: str) -> bool:
-        """Stop pausing this rollout and release it."""
+        """Stop pausing this rollout (``pause_all`` included) and release it."""
         self.pause_requested.discard(rollout_id)
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is not None and not rollout.done:
+            self.let_run.add(rollout_id)
         return self._resolve(rollout_id, None)
 
     def abort(self, rollout_id: str, reason: str = "aborted by user") -> bool:
