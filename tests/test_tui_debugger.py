@@ -373,3 +373,31 @@ async def test_while_the_model_answers_the_status_says_so_and_q_still_aborts() -
         assert debugger.state == "finished"
         assert (debugger.outcome.status, debugger.outcome.error) == ("ERROR", "aborted by user")
         assert debugger.outcome.llm_calls == 2
+
+
+async def test_shift_e_with_a_replay_says_at_once_why_and_which_model_can() -> None:
+    # The sample's cassette has answers for the recorded histories only: an edited tool
+    # result would fail after the fact. Say so when E is pressed, and name the way out.
+    seen: list[Any] = []
+    app = make_app(
+        EngineConfig(
+            module="sample_project.server:agent_loop",
+            dataset=DATASET,
+            model=f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}",
+            search_path=str(ROOT),
+        ),
+        row=0,
+    )
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        await settle(app, pilot)
+        await press(app, pilot, "n")
+        debugger = app.debugger
+        assert debugger.paused.turn == 2 and debugger.check_action("edit_tool_results", ())
+        await press(app, pilot, "E")
+        assert app.screen is debugger and debugger.state == "paused"  # no dialog, no failure
+        [warning] = [m.notification for m in seen if isinstance(m, Notify)
+                     and m.notification.severity == "warning"]  # fmt: skip
+        assert "replay of" in warning.message and "--model human" in warning.message
+        assert "--row 0" in warning.message
+        await press(app, pilot, "c")
+        assert debugger.outcome.ok and debugger.outcome.reward == 1.0

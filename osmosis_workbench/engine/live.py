@@ -359,8 +359,11 @@ class LiveStepSession:
             return None
         return rollout.outcome()
 
-    # Another trainer drives this rollout: its LLM calls and its model are not ours.
-    can_regenerate = False
+    #: Another trainer drives this rollout: its LLM calls and its model are not ours.
+    cannot_regenerate = (
+        "this rollout's model belongs to the trainer that sent it: only that trainer can ask "
+        "it again (e edits the answer instead)"
+    )
 
     @property
     def exchanges(self) -> Sequence[LLMExchange]:

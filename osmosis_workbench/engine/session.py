@@ -143,8 +143,6 @@ class StepGate:
 class StepSession:
     """A dataset row's rollout that pauses after each LLM answer (a ``SteppedRollout``)."""
 
-    can_regenerate = True
-
     def __init__(
         self,
         trainer: LocalTrainer,
@@ -155,6 +153,7 @@ class StepSession:
         stepping: bool = True,
         label: str = "",
         on_exchange: Callable[[LLMExchange], None] | None = None,
+        cannot_regenerate: str | None = None,
     ) -> None:
         self.trainer = trainer
         self.target = target
@@ -163,6 +162,8 @@ class StepSession:
         self.label = label
         self.gate = StepGate(stepping)
         self.on_exchange = on_exchange
+        #: Why the model cannot answer an edited history (a replay), if it cannot.
+        self.cannot_regenerate = cannot_regenerate
         self.run: RolloutRun | None = None
         self.task: asyncio.Task[RolloutOutcome] | None = None
 
@@ -239,7 +240,7 @@ class StepSession:
         and the rollout pauses again on it.
         """
         paused = self.gate.paused
-        if paused is None:
+        if paused is None or self.cannot_regenerate:
             return False
         messages = [
             {**m, "content": contents[m["tool_call_id"]]}

@@ -86,8 +86,9 @@ class SteppedRollout(Protocol):
         ...
 
     @property
-    def can_regenerate(self) -> bool:
-        """Whether ``edit_tool_results`` can have the model answer again (our trainer holds it)."""
+    def cannot_regenerate(self) -> str | None:
+        """Why ``edit_tool_results`` cannot have the model answer again, with what would
+        (``None``: it can: our trainer holds the call and the model answers new input)."""
         ...
 
     @property
@@ -122,7 +123,7 @@ class SteppedRollout(Protocol):
     def edit_tool_results(self, contents: dict[str, str]) -> bool:
         """Ask the model again with edited tool results (``tool_call_id -> content``).
 
-        False when nothing is held or the model is not ours to ask (``can_regenerate``).
+        False when nothing is held or the model cannot be asked (``cannot_regenerate``).
         """
         ...
 

@@ -25,7 +25,7 @@ from osmosis_workbench.engine.batch import BatchRunner, build_request
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
-from osmosis_workbench.engine.models import ModelBackend
+from osmosis_workbench.engine.models import ModelBackend, find_replay
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
 from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
@@ -196,6 +196,23 @@ class Workspace:
             stepping=stepping,
             label=f"row {index}",
             on_exchange=on_exchange,
+            cannot_regenerate=self.cannot_regenerate(index),
+        )
+
+    def cannot_regenerate(self, row: int) -> str | None:
+        """Why the model cannot answer an edited history of ``row`` (``None``: it can)."""
+        assert self.engine is not None, "open() the workspace first"
+        replay = find_replay(self.engine.backend)
+        if replay is None:
+            return None
+        # A replay keys its answers by the exact history: an edited one was never recorded.
+        server = f"-m {self.config.module}" if self.config.module else f"--url {self.config.url}"
+        dataset = f" -d {self.config.dataset}" if self.config.dataset else ""
+        return (
+            f"the model is a replay of {replay.path}: it has answers only for the histories "
+            "it recorded, and an edited tool result makes a new one. Ask a model that answers "
+            "anything: a live one (--model openai/gpt-4o-mini) or you (--model human), e.g. "
+            f"osmosis-workbench {server}{dataset} --row {row} --model human"
         )
 
     def batch(

@@ -298,15 +298,10 @@ class DebuggerScreen(WorkbenchScreen):
         if action in ("next", "continue", "edit"):
             return state == "paused"
         if action == "edit_tool_results":
-            # Only our own trainer can ask the model again, and only when tools were answered.
-            session, paused = self.session, self.paused
-            return (
-                state == "paused"
-                and session is not None
-                and session.can_regenerate
-                and paused is not None
-                and bool(paused.tool_results)
-            )
+            # Offered when tools were answered; a model that cannot answer again (a replay)
+            # is explained when pressed, not hidden.
+            paused = self.paused
+            return state == "paused" and paused is not None and bool(paused.tool_results)
         if action == "abort":
             return state in _ACTIVE
         if action == "rerun":
@@ -751,6 +746,14 @@ class DebuggerScreen(WorkbenchScreen):
             return
         results = paused.tool_results
         if not results:
+            return
+        if follower.session.cannot_regenerate:
+            self.notify(
+                follower.session.cannot_regenerate,
+                title="E cannot ask this model again",
+                severity="warning",
+                timeout=20,
+            )
             return
 
         def ask_again(contents: dict[str, str] | None) -> None:

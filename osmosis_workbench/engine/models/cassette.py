@@ -231,6 +231,15 @@ class RecordingBackend:
         await self.inner.aclose()
 
 
+def find_replay(backend: ModelBackend | None) -> ReplayBackend | None:
+    """The ``ReplayBackend`` in ``backend`` or wrapped by it (a recorder), if any."""
+    while backend is not None:
+        if isinstance(backend, ReplayBackend):
+            return backend
+        backend = getattr(backend, "inner", None)
+    return None
+
+
 class ReplayBackend:
     """Answers chat calls from a cassette; a request it has no answer for is a ``replay_miss``.
 
