@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -168,3 +169,24 @@ async def test_continue_lets_a_rollout_run_on_while_every_rollout_pauses(live_se
     live.continue_(rid)
     live.pause_all = True
     assert rid not in live.let_run
+
+
+async def test_abort_while_the_agent_works_cancels_it_on_the_server_at_once(
+    serve, make_agent, trainer, wait_for
+):
+    never = asyncio.Event()  # the model never answers: only a cancel ends this rollout
+    trainer.script_chat(lambda body: never.wait())
+    server = serve(make_agent(run=two_turns))
+    live = LiveRollouts()
+    detach = live.attach(server.app.state.hooks, cancel=server.app.state.rollouts.cancel)
+    try:
+        rid = await server.start("abort-3")
+        await wait_for(lambda: rid in live.rollouts and bool(trainer.chats_for(rid)))
+        session = LiveStepSession(live, rid)
+        await session.start()
+        assert session.abort("stop now") is True
+        outcome = await asyncio.wait_for(session.finish(), 5)
+        assert outcome is not None and outcome.error_category == "cancelled"
+        assert "stop now" in (outcome.error or "")
+    finally:
+        detach()

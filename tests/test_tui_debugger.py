@@ -7,6 +7,7 @@ calculator model: it calls ``add(17, 25)``, then states whatever the tool return
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -43,6 +44,35 @@ class CrashingAgent(RolloutAgentLoop):
 
 
 crashing_agent = CrashingAgent()
+
+
+class SlowToolAgent(RolloutAgentLoop):
+    """Asks the model, runs a tool that takes 30 s, asks again, completes with reward 1.0."""
+
+    name = "slowtool"
+
+    def __init__(self) -> None:
+        self.tool_started = False
+        self.tool_cancelled = False
+
+    def get_tools(self, request: RolloutRequest) -> list[dict]:
+        return []
+
+    async def run(self, ctx: RolloutContext) -> RolloutResult:
+        messages = list(ctx.request.messages)
+        messages.append((await ctx.chat(messages)).message)
+        self.tool_started = True
+        try:
+            await asyncio.sleep(30)  # the tool: long enough that nobody waits for it
+        except asyncio.CancelledError:
+            self.tool_cancelled = True
+            raise
+        messages.append({"role": "user", "content": "the tool said 42"})
+        messages.append((await ctx.chat(messages)).message)
+        return ctx.complete(messages, reward=1.0)
+
+
+slow_tool_agent = SlowToolAgent()
 
 
 @pytest.fixture(autouse=True)
@@ -401,3 +431,28 @@ async def test_shift_e_with_a_replay_says_at_once_why_and_which_model_can() -> N
         assert "--row 0" in warning.message
         await press(app, pilot, "c")
         assert debugger.outcome.ok and debugger.outcome.reward == 1.0
+
+
+async def test_q_while_a_tool_runs_cancels_it_and_the_result_says_aborted() -> None:
+    app = debugger_app(
+        ScriptedBackend(["calling the tool", "The answer is 42."]),
+        module=f"{__name__}:slow_tool_agent",
+        search_path=str(Path(__file__).parent),
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        debugger = app.debugger
+        await pilot.press("n")
+        async with asyncio.timeout(5):
+            while not slow_tool_agent.tool_started:
+                await pilot.pause(0.01)
+            await pilot.press("q")  # the agent is in its tool, not at the gate
+            await settle(app, pilot)  # not 30 s: the tool is cancelled
+        assert slow_tool_agent.tool_cancelled
+        outcome = debugger.outcome
+        assert debugger.state == "finished"
+        assert (outcome.status, outcome.error) == ("ERROR", "aborted by user")
+        # Nothing of a completed rollout: no reward, no finish reason.
+        assert outcome.reward is None and outcome.finish_reason is None
+        result = text_of(app, "#result-text")
+        assert "aborted by user" in result and "Reward         -" in result

@@ -116,15 +116,25 @@ class LiveRollouts:
         self.on_change: Callable[[LiveRollout], None] | None = None
         # More listeners besides ``on_change`` (step sessions), so they never displace the UI's.
         self._listeners: list[Callable[[LiveRollout], None]] = []
+        #: The server's own cancel (``rollouts.cancel``), for rollouts not held at the gate.
+        self._cancel: Callable[[str, str], bool] | None = None
 
-    def attach(self, hooks: RolloutHooks) -> Callable[[], None]:
-        """Observe ``hooks`` and install the gate; returns a function that detaches."""
+    def attach(
+        self, hooks: RolloutHooks, cancel: Callable[[str, str], bool] | None = None
+    ) -> Callable[[], None]:
+        """Observe ``hooks`` and install the gate; returns a function that detaches.
+
+        ``cancel(rollout_id, reason)``: the server's way to end a running rollout (its
+        ``app.state.rollouts.cancel``), so ``cancel`` below need not wait for the gate.
+        """
         remove = hooks.add_observer(self)
         hooks.set_gate(self.gate)
+        self._cancel = cancel
 
         def detach() -> None:
             remove()
             hooks.set_gate(None)
+            self._cancel = None
 
         return detach
 
@@ -270,6 +280,16 @@ class LiveRollouts:
         self.pause_requested.discard(rollout_id)
         return self._resolve(rollout_id, RolloutCancelled(reason))
 
+    def cancel(self, rollout_id: str, reason: str = "aborted by user") -> bool:
+        """End the rollout as ERROR now, held at the gate or not (a running tool is cancelled
+        with it); False when it cannot be (finished, or no server to ask)."""
+        if self.abort(rollout_id, reason):
+            return True
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is None or rollout.done or self._cancel is None:
+            return False
+        return self._cancel(rollout_id, reason)
+
 
 # ---- stepping one live rollout like a dataset row ----------------------------------------------
 
@@ -403,8 +423,9 @@ class LiveStepSession:
         return self.live.continue_(self.rollout_id)
 
     def abort(self, reason: str = "aborted by user") -> bool:
-        """End the rollout as ERROR (``q``); if not held now, at its next LLM answer."""
-        if self.live.abort(self.rollout_id, reason):
+        """End the rollout as ERROR (``q``): now when the server can be asked to cancel it,
+        else at its next LLM answer."""
+        if self.live.cancel(self.rollout_id, reason):
             return True
         if not self.finished:
             self._abort_reason = reason

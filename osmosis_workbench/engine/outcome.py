@@ -189,6 +189,11 @@ class RolloutOutcome:
             error, category = str(model_error), ErrorCategory.LLM_ERROR
         if aborted:
             ok, error, category = False, aborted, ErrorCategory.CANCELLED
+            # Whatever the agent managed to send before the cancel reached it, the rollout
+            # did not complete: no reward, no finish reason, as for any cancelled rollout.
+            completion = completion and completion.model_copy(
+                update={"reward": None, "finish_reason": None}
+            )
         return cls(
             rollout_id=rollout_id,
             status=OutcomeStatus.COMPLETED if ok else OutcomeStatus.ERROR,

@@ -166,6 +166,7 @@ class StepSession:
         self.cannot_regenerate = cannot_regenerate
         self.run: RolloutRun | None = None
         self.task: asyncio.Task[RolloutOutcome] | None = None
+        self._cancelling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Send the init; the rollout then runs until its first pause."""
@@ -256,12 +257,21 @@ class StepSession:
         return self.gate.release()
 
     def abort(self, reason: str = "aborted by user") -> bool:
-        """Abort the rollout (``q``); it ends as ERROR with ``reason``."""
+        """Abort the rollout (``q``); it ends as ERROR with ``reason``.
+
+        Held at the gate: the agent's call fails at once. Otherwise the agent is working (a
+        tool, its own code) or the model is answering: the server is asked to cancel the
+        rollout now (a running tool is cancelled with it), and a model answer that still
+        arrives stops at the gate.
+        """
         if self.gate.abort(reason):
             return True
-        if self.run is not None and not self.finished:
-            # Not paused (e.g. the model is still answering): abort at the next gate.
-            self.run.aborted = reason
+        run = self.run
+        if run is not None and not self.finished and not run.aborted:
+            run.aborted = reason
+            self._cancelling = asyncio.get_running_loop().create_task(
+                self.trainer.cancel_on_server(run, self.target), name=f"cancel:{self.label}"
+            )
         return False
 
     def let_go(self) -> None:

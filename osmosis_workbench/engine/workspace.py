@@ -254,7 +254,7 @@ class Workspace:
             rollout_timeout=self.config.rollout_timeout_s,
             freeze_heap=False,
         )
-        self._detach_live = self.live.attach(app.state.hooks)
+        self._detach_live = self.live.attach(app.state.hooks, cancel=app.state.rollouts.cancel)
         server = EmbeddedServer(app, host=host, port=port)
         await server.start()  # raises ServerStartError (port busy) with the port named
         self.server, self.server_app, self.server_api_key = server, app, api_key

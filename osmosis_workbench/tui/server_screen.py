@@ -490,13 +490,8 @@ class ServerScreen(WorkbenchScreen):
         ws = self.workspace
         if rollout is None or rollout.done or ws is None:
             return
-        if ws.live.abort(rollout.rollout_id, "aborted from the workbench"):
-            return
-        # Not held at the gate (waiting for the model, or queued): the server cancels it.
-        app = ws.server_app
-        if app is None or not app.state.rollouts.cancel(
-            rollout.rollout_id, "cancelled from the workbench"
-        ):
+        # Held at the gate or not (waiting for the model, in a tool, queued): it ends now.
+        if not ws.live.cancel(rollout.rollout_id, "aborted from the workbench"):
             self.notify(f"{rollout.rollout_id} could not be cancelled", severity="warning")
 
     def action_focus_rollouts(self) -> None:
