@@ -456,3 +456,27 @@ async def test_q_while_a_tool_runs_cancels_it_and_the_result_says_aborted() -> N
         assert outcome.reward is None and outcome.finish_reason is None
         result = text_of(app, "#result-text")
         assert "aborted by user" in result and "Reward         -" in result
+
+
+async def test_time_spent_paused_is_left_out_of_the_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The user looks at each answer for a minute: a stand-in clock moves the trainer's time on
+    # by 60 s at each pause, so nothing waits for real.
+    from osmosis_workbench.engine import trainer
+
+    real_clock, offset = trainer._clock, [0.0]
+    monkeypatch.setattr(trainer, "_clock", lambda: real_clock() + offset[0])
+    app = debugger_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        offset[0] += 60
+        await press(app, pilot, "n")
+        offset[0] += 60
+        await press(app, pilot, "c")
+        outcome = app.debugger.outcome
+        assert outcome.paused_ms >= 120_000 and outcome.working_ms < 10_000
+        result = text_of(app, "#result-text")
+        [duration] = [line for line in result.splitlines() if line.startswith("Duration")]
+        assert "min" not in duration.split("(")[0] and "(not counting 2 min 0 s paused)" in duration
+        assert "metrics (paused time left out)" in result

@@ -266,11 +266,15 @@ def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableTyp
     """A finished rollout: status, reward, finish reason, duration, tokens, calls, errors."""
     ok = outcome.ok
     reward = format_reward(outcome.reward)
+    # Time spent paused in the debugger is the user's, not the rollout's: left out.
+    duration = Text(format_ms(outcome.working_ms))
+    if outcome.paused_ms >= 1:
+        duration.append(f"  (not counting {format_ms(outcome.paused_ms)} paused)", style="dim")
     rows: list[tuple[str, RenderableType | str]] = [
         ("Status", Text(outcome.status, style="bold green" if ok else "bold red")),
         ("Reward", Text(reward, style="bold")),
         ("Finish reason", str(outcome.finish_reason or "-")),
-        ("Duration", format_ms(outcome.duration_ms)),
+        ("Duration", duration),
         ("Tokens", str(outcome.tokens)),
         ("LLM calls", str(outcome.llm_calls)),
         ("Messages", str(len(outcome.final_messages))),
@@ -284,9 +288,11 @@ def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableTyp
     if title:
         parts.append(Text(title, style="bold"))
     parts.append(_facts(rows))
-    if outcome.metrics:
-        parts.append(Rule("metrics", style="dim", align="left"))
-        parts.append(_facts([(str(k), _metric(k, v)) for k, v in outcome.metrics.items()]))
+    metrics = outcome.metrics_without_pauses()
+    if metrics:
+        title = "metrics (paused time left out)" if outcome.paused_ms >= 1 else "metrics"
+        parts.append(Rule(title, style="dim", align="left"))
+        parts.append(_facts([(str(k), _metric(k, v)) for k, v in metrics.items()]))
     if outcome.violations:
         parts.append(Rule("protocol violations", style="yellow", align="left"))
         parts.extend(Text(f"• {v}", style="yellow") for v in outcome.violations)
