@@ -264,6 +264,11 @@ async def test_concurrency_keys_and_prompt_set_the_batch_width(app_for):
         assert any(n.severity == "error" and "1 to 4096" in n.message for n in run.notes())
         await run.press("escape")
         assert run.screen.concurrency == 4
+        # + doubles and - halves, as the help says, from any number: 3, 6, 3.
+        await run.press("c", "3", "enter", "plus")
+        assert run.screen.concurrency == 6
+        await run.press("minus")
+        assert run.screen.concurrency == 3
         await run.press("c", "2", "enter")
         assert run.screen.concurrency == 2
         assert "concurrency 2" in str(run.screen.query_one("#dataset-info", Static).render())

@@ -64,8 +64,8 @@ _STATUS_STYLES = {
 #: Batches of this many rollouts or more freeze the objects alive at their start (see _begin).
 _FREEZE_GC_FROM = 200
 
-#: Concurrency steps for ``+`` and ``-``.
-_CONCURRENCY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: The most concurrent rollouts the screen sets (``c`` and ``+``).
+_MAX_CONCURRENCY = 4096
 #: Attempts per row that ``a`` cycles through (pass@k needs k > 1).
 _ATTEMPT_STEPS = (1, 2, 4, 8)
 
@@ -123,7 +123,7 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="concurrency-dialog"):
-            yield Label("Concurrent rollouts (1-4096):")
+            yield Label(f"Concurrent rollouts (1-{_MAX_CONCURRENCY}):")
             yield Input(str(self.current), type="integer", id="concurrency-input")
             yield Label("[dim]enter: set · escape: cancel[/]")
 
@@ -133,8 +133,8 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
             value = int(event.value)
         except ValueError:
             value = 0
-        if not 1 <= value <= 4096:
-            self.notify("give a whole number from 1 to 4096", severity="error")
+        if not 1 <= value <= _MAX_CONCURRENCY:
+            self.notify(f"give a whole number from 1 to {_MAX_CONCURRENCY}", severity="error")
             return
         self.dismiss(value)
 
@@ -453,14 +453,12 @@ class DatasetScreen(WorkbenchScreen):
         self.table.action_cursor_down()
 
     def action_more_concurrency(self) -> None:
-        """Double the number of concurrent rollouts (for the next batch)."""
-        bigger = [n for n in _CONCURRENCY_STEPS if n > self.concurrency]
-        self._set_concurrency(bigger[0] if bigger else self.concurrency)
+        """Double the number of concurrent rollouts (for the next batch): 3 becomes 6."""
+        self._set_concurrency(min(_MAX_CONCURRENCY, self.concurrency * 2))
 
     def action_less_concurrency(self) -> None:
-        """Halve the number of concurrent rollouts (for the next batch)."""
-        smaller = [n for n in _CONCURRENCY_STEPS if n < self.concurrency]
-        self._set_concurrency(smaller[-1] if smaller else self.concurrency)
+        """Halve the number of concurrent rollouts (for the next batch): 6 becomes 3."""
+        self._set_concurrency(max(1, self.concurrency // 2))
 
     def action_set_concurrency(self) -> None:
         """Ask for an exact number of concurrent rollouts."""
