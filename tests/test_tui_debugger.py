@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,10 @@ async def test_the_row_pauses_before_the_agent_sees_each_answer_and_n_releases_i
         await settle(app, pilot)
         debugger = app.debugger
         assert debugger.state == "paused" and debugger.current_view == "response-view"
+        # Its rollout id (and a server's trace file) names the dataset, a step and the row.
+        assert re.fullmatch(
+            r"test_data-step-[0-9a-f]{6}-r0-a0-\d+", debugger.session.request["rollout_id"]
+        )
         # The agent has not run the tool: the history ends with the held answer.
         assert [m["role"] for m in debugger.session.messages] == ["system", "user", "assistant"]
         response = text_of(app, "#response-text")

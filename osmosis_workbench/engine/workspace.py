@@ -17,11 +17,12 @@ import dataclasses
 import importlib
 import logging
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from osmosis_workbench.engine.batch import BatchRunner, build_request
+from osmosis_workbench.engine.batch import BatchRunner, build_request, run_tag_for
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
@@ -187,7 +188,10 @@ class Workspace:
     ) -> StepSession:
         """A step session for a dataset row (call ``await session.start()``)."""
         assert self.trainer is not None, "open() the workspace first"
-        request = build_request(self.row(index), 0, self.config, "step")
+        # test_data-step-3fa2c1-r0-a0-7: the dataset, a step, a nonce (other workbenches may
+        # step the same row on the same --url server), the row.
+        tag = f"{run_tag_for(self.config.dataset)}-step-{uuid.uuid4().hex[:6]}"
+        request = build_request(self.row(index), 0, self.config, tag)
         return StepSession(
             self.trainer,
             self.target,
