@@ -57,6 +57,12 @@ _STATE_STYLES = {
 }
 
 
+#: What only an agent served in this process can do (not offered with --url).
+_SERVING_ACTIONS = frozenset(
+    {"start_server", "stop_server", "reload_agent", "toggle_watch", "new_key", "copy_key"}
+)
+
+
 def new_api_key() -> str:
     """A server API key in the protocol's shape (``osm_rollout_`` + 32 random bytes)."""
     return "osm_rollout_" + secrets.token_urlsafe(32)
@@ -230,8 +236,17 @@ class ServerScreen(WorkbenchScreen):
         self._dirty = set(live.rollouts)
         self._flush_rollouts()
         self.url = workspace.server.url if workspace.server is not None else None
-        self.query_one("#server-form").disabled = workspace.remote is not None
-        if self.watch_enabled:
+        remote = workspace.remote
+        # Attached to a remote server (--url): nothing here can be served or reloaded.
+        self.query_one("#server-form").display = remote is None
+        if remote is not None:
+            self.table.empty_text = (
+                f"The rollouts that trainers send there ({remote.url}) are not listed here: "
+                "a remote server is seen only through its /health."
+            )
+            self.table.refresh()
+        self.refresh_bindings()
+        if self.watch_enabled and remote is None:
             self.watch_agent()
         self._show_status()
 
@@ -247,9 +262,14 @@ class ServerScreen(WorkbenchScreen):
         self._stop_watching()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The footer offers Start or Stop, and the rollout keys once there are rollouts."""
+        """The footer offers Start or Stop, and the rollout keys once there are rollouts.
+
+        Attached to a remote server, nothing that serves or reloads an agent is offered.
+        """
+        if action in _SERVING_ACTIONS and self.remote:
+            return False
         if action == "start_server":
-            return not self.serving and not self.remote
+            return not self.serving
         if action == "stop_server":
             return self.serving
         if action in ("toggle_pause", "step_rollout", "continue_rollout", "abort_rollout"):
@@ -324,8 +344,9 @@ class ServerScreen(WorkbenchScreen):
         second.append(*lag_text)
         if ws.live.pause_all:
             second.append(" · pausing every rollout", "bold cyan")
-        watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
-        second.append(f" · agent {ws.agent_name} ({watched})")
+        if not self.remote:
+            watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
+            second.append(f" · agent {ws.agent_name} ({watched})")
         return first, second
 
     def _show_status(self) -> None:
