@@ -485,3 +485,21 @@ async def test_time_spent_paused_is_left_out_of_the_durations(
         [duration] = [line for line in result.splitlines() if line.startswith("Duration")]
         assert "min" not in duration.split("(")[0] and "(not counting 2 min 0 s paused)" in duration
         assert "metrics (paused time left out)" in result
+
+
+async def test_answers_show_as_written_and_f_renders_them_as_markdown() -> None:
+    # "#### 42" is what a GSM8K-style reward reads: markdown would show a heading "42".
+    app = debugger_app(ScriptedBackend(["Adding up.\n#### 42 and **bold**"]))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        debugger = app.debugger
+        assert "#### 42 and **bold**" in text_of(app, "#response-text")
+        await press(app, pilot, "f")
+        response = text_of(app, "#response-text")
+        assert "####" not in response and "42 and bold" in response
+        await press(app, pilot, "f", "c")
+        assert "#### 42 and **bold**" in text_of(app, "#result-text")  # the final answer
+        await press(app, pilot, "m")
+        assert "#### 42 and **bold**" in debugger.message_detail.plain_text
+        await press(app, pilot, "f")
+        assert "####" not in debugger.message_detail.plain_text

@@ -160,6 +160,13 @@ class DebuggerScreen(WorkbenchScreen):
             "r", "retry_open", "Retry", tooltip="After a failed start: open the workspace again"
         ),
         Binding(
+            "f",
+            "toggle_markdown",
+            "Markdown",
+            tooltip="Show message text as markdown, or as written (the default); again to go back",
+            show=False,
+        ),
+        Binding(
             "p",
             "toggle_view('picker-view')",
             "Rows",
@@ -182,6 +189,9 @@ class DebuggerScreen(WorkbenchScreen):
         super().__init__()
         #: What the workspace opens (the module or the URL), for the loading view.
         self.opening = opening
+        #: Message text as markdown (f), or as written: the default, since markdown hides
+        #: what a reward may read (``#### 42`` would show as a heading "42").
+        self.markdown = False
         self.follower: Follower | None = None
         self.paused: PausedAnswer | None = None
         self.outcome: RolloutOutcome | None = None
@@ -504,7 +514,7 @@ class DebuggerScreen(WorkbenchScreen):
         self.paused = None
         self.outcome = outcome
         self.outcome_title = title
-        self.query_one("#result-text", Static).update(render_outcome(outcome, title=title))
+        self._show_result()
         self._messages_stale = True
         self.state = "viewing"
         self.show_view("messages-view")
@@ -584,17 +594,7 @@ class DebuggerScreen(WorkbenchScreen):
         self.query_one(
             "#response-view"
         ).border_title = f"Answer of turn {paused.turn}: held before the agent sees it"
-        self.query_one("#response-text", Static).update(
-            render_response(
-                turn=paused.turn,
-                message=paused.message,
-                finish_reason=paused.finish_reason,
-                usage=paused.usage,
-                latency_ms=paused.latency_ms,
-                replaced=paused.replaced,
-                request_messages=paused.request_messages,
-            )
-        )
+        self._show_paused()
         self._messages_stale = True
         self.state = "paused"
         # Stay in the view the user chose: stepping with the history open keeps it open.
@@ -617,13 +617,38 @@ class DebuggerScreen(WorkbenchScreen):
             return
         self.paused = None
         self.outcome = message.outcome
-        self.query_one("#result-text", Static).update(render_outcome(message.outcome))
+        self._show_result()
         self._messages_stale = True
         self.state = "finished"
         if self.current_view == "messages-view":
             self._refresh_messages()
         else:
             self.show_main_view()
+
+    def _show_paused(self) -> None:
+        """Draw the held answer (text as written, or as markdown)."""
+        paused = self.paused
+        if paused is None:
+            return
+        self.query_one("#response-text", Static).update(
+            render_response(
+                turn=paused.turn,
+                message=paused.message,
+                finish_reason=paused.finish_reason,
+                usage=paused.usage,
+                latency_ms=paused.latency_ms,
+                replaced=paused.replaced,
+                request_messages=paused.request_messages,
+                markdown=self.markdown,
+            )
+        )
+
+    def _show_result(self) -> None:
+        """Draw the finished rollout's result."""
+        if self.outcome is not None:
+            self.query_one("#result-text", Static).update(
+                render_outcome(self.outcome, title=self.outcome_title, markdown=self.markdown)
+            )
 
     def on_exchange_updated(self, message: ExchangeUpdated) -> None:
         if message.follower is not self.follower:
@@ -769,6 +794,16 @@ class DebuggerScreen(WorkbenchScreen):
                 )
 
         self.app.push_screen(EditToolResultsDialog(results, turn=paused.turn), ask_again)
+
+    def action_toggle_markdown(self) -> None:
+        """Render message text as markdown, or as written (the default)."""
+        self.markdown = not self.markdown
+        self._show_paused()
+        self._show_result()
+        self.message_detail.set_markdown(self.markdown)
+        self.notify(
+            "message text as markdown" if self.markdown else "message text as written", timeout=2
+        )
 
     def action_toggle_view(self, view: str) -> None:
         """Show ``view``; pressed again, back to the main view."""

@@ -421,6 +421,9 @@ class MessageDetail(ScrollView, can_focus=True):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.index: int | None = None
+        #: Whether message text is rendered as markdown (else as written).
+        self.markdown = False
+        self._shown: tuple[Mapping[str, Any], dict[str, Any]] | None = None
         self._renderable: RenderableType = Text("Select a message to see it whole.")
         self._strips: list[Strip] = []
         self._rendered_width = -1
@@ -444,15 +447,21 @@ class MessageDetail(ScrollView, can_focus=True):
         # The pane's title stays "Message": the first line names the message, and a new
         # title would redraw the whole pane, where only the rows that differ are drawn again.
         self.index = index
-        self._set_renderable(
-            render_message(
-                message, index=index, tool_name=tool_name, tokens=tokens, pending=pending
-            )
-        )
+        labels = {"index": index, "tool_name": tool_name, "tokens": tokens, "pending": pending}
+        self._shown = (message, labels)
+        self._set_renderable(render_message(message, markdown=self.markdown, **labels))
+
+    def set_markdown(self, markdown: bool) -> None:
+        """Render message text as markdown, or as written; the shown message follows."""
+        self.markdown = markdown
+        if self._shown is not None:
+            message, labels = self._shown
+            self._set_renderable(render_message(message, markdown=markdown, **labels))
 
     def clear(self, text: str = "No messages yet.") -> None:
         """Show a hint instead of a message."""
         self.index = None
+        self._shown = None
         self._set_renderable(Text(text))
 
     def _set_renderable(self, renderable: RenderableType) -> None:

@@ -82,8 +82,12 @@ def _facts(rows: Sequence[tuple[str, RenderableType | str]]) -> Table:
 _MARKDOWN_SYNTAX = re.compile(r"[*_`\[|]|^\s{0,3}(?:#|>|[-+] |\d+[.)] )", re.MULTILINE)
 
 
-def render_text_content(text: str, *, markdown: bool = True) -> RenderableType:
-    """Message text: JSON pretty-printed when it is JSON, else markdown (or plain)."""
+def render_text_content(text: str, *, markdown: bool = False) -> RenderableType:
+    """Message text: JSON pretty-printed when it is JSON, else as written (or as markdown).
+
+    As written by default: markdown hides what a reward may read (``#### 42`` becomes a
+    heading "42", ``**`` and backticks vanish).
+    """
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and len(stripped) <= _PRETTY_JSON_LIMIT:
         try:
@@ -125,8 +129,9 @@ def render_message(
     tool_name: str = "",
     tokens: str = "",
     pending: bool = False,
+    markdown: bool = False,
 ) -> RenderableType:
-    """One message whole, for the detail pane."""
+    """One message whole, for the detail pane (``markdown``: its text rendered as such)."""
     role = str(message.get("role") or "?")
     head = Text.assemble((f"#{index} ", "dim"), (role, _ROLE_STYLES.get(role, "bold")))
     if role == "tool":
@@ -143,7 +148,8 @@ def render_message(
     content = message.get("content")
     calls = message.get("tool_calls") or []
     if content is not None or not calls:
-        parts.append(render_text_content(content_text(content), markdown=role != "tool"))
+        text = content_text(content)
+        parts.append(render_text_content(text, markdown=markdown and role != "tool"))
     if calls:
         parts.append(Rule(f"tool calls ({len(calls)})", style="dim", align="left"))
         parts.extend(render_tool_calls(calls))
@@ -189,6 +195,7 @@ def render_response(
     latency_ms: float | None,
     replaced: bool = False,
     request_messages: Sequence[Mapping[str, Any]] = (),
+    markdown: bool = False,
 ) -> RenderableType:
     """The answer held at the gate: facts, content, each tool call, then what it answers."""
     total = usage.get("total_tokens")
@@ -210,7 +217,7 @@ def render_response(
     parts.append(Rule("content", style="dim", align="left"))
     content = content_text(message.get("content"))
     if content.strip():
-        parts.append(render_text_content(content))
+        parts.append(render_text_content(content, markdown=markdown))
     else:
         parts.append(Text("(no content)", style="dim italic"))
     calls = message.get("tool_calls") or []
@@ -262,7 +269,9 @@ def _metric(name: Any, value: Any) -> str:
     return value if isinstance(value, str) else compact_json(value)
 
 
-def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableType:
+def render_outcome(
+    outcome: RolloutOutcome, *, title: str = "", markdown: bool = False
+) -> RenderableType:
     """A finished rollout: status, reward, finish reason, duration, tokens, calls, errors."""
     ok = outcome.ok
     reward = format_reward(outcome.reward)
@@ -310,5 +319,5 @@ def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableTyp
     )
     if final is not None:
         parts.append(Rule("final answer", style="dim", align="left"))
-        parts.append(render_text_content(content_text(final.get("content"))))
+        parts.append(render_text_content(content_text(final.get("content")), markdown=markdown))
     return Group(*parts)
