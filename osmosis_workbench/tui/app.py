@@ -33,6 +33,7 @@ from osmosis_workbench.tui.gc_control import (
 )
 from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
 from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
+from osmosis_workbench.tui.loop_watchdog import LoopBlock, LoopWatchdog
 from osmosis_workbench.tui.messages import (
     CrashReported,
     RowStepRequested,
@@ -115,6 +116,8 @@ class WorkbenchApp(App[None]):
         self._watch_agent = watch_agent
         #: The screens of the modes shown so far (each is told when the workspace opens).
         self._mode_screens: dict[str, WorkbenchScreen] = {}
+        self._wrote_over_screen = False
+        self.loop_watchdog: LoopWatchdog | None = None
         self._first_frame = asyncio.Event()
         #: Full garbage collections run after a frame, not between a key and its frame.
         self.gc_schedule = AfterFrameCollections(self.call_after_refresh)
@@ -155,6 +158,13 @@ class WorkbenchApp(App[None]):
 
     def on_mount(self) -> None:
         install_log_routing(self)
+        # Agent code that blocks the shared loop freezes everything: notice it and say where.
+        self.loop_watchdog = LoopWatchdog(
+            asyncio.get_running_loop(),
+            on_blocked=self._loop_was_blocked,
+            on_still_blocked=self._loop_is_blocked,
+        )
+        self.loop_watchdog.start()
         if self.gc_schedule.install():
             self.set_interval(0.1, self.gc_schedule.tick, name="garbage collection")
         # The worker starts now (so tests can wait for it) but imports the engine only after
@@ -240,6 +250,8 @@ class WorkbenchApp(App[None]):
 
     async def on_unmount(self) -> None:
         # Other ways out (a test's end, a crash) close the workspace here.
+        if self.loop_watchdog is not None:
+            self.loop_watchdog.stop()
         self.gc_schedule.uninstall()
         await self._close_workspace()
         thaw_long_lived_objects()
@@ -253,6 +265,66 @@ class WorkbenchApp(App[None]):
         workspace, self.workspace = self.workspace, None
         if workspace is not None and (problem := await _close_quietly(workspace)):
             append_crash_log(f"== closing the workspace failed\n{problem}")
+
+    # ---- a blocked event loop -----------------------------------------------------------------
+
+    def _rollout_label(self, rollout_id: str | None, *, with_id: bool = True) -> str:
+        """``row 3 (rollout <id>)`` for a dataset row's rollout, else the rollout id."""
+        if rollout_id is None:
+            return "the agent"
+        workspace = self.workspace
+        trainer = workspace.trainer if workspace is not None else None
+        if trainer is not None:
+            run = trainer.runs.get(rollout_id) or trainer.finished.get(rollout_id)
+            if run is not None and run.label:
+                return f"{run.label} (rollout {rollout_id})" if with_id else run.label
+        return f"rollout {rollout_id}"
+
+    def _loop_is_blocked(self, block: LoopBlock) -> None:
+        """On the watchdog's thread, while the loop is held: one line on the terminal itself.
+
+        Nothing on the loop can draw now; the driver's writer thread still writes. The app
+        redraws over it once the loop is free.
+        """
+        driver = self._driver
+        if driver is None or self.is_headless or not (block.rollout_id or block.in_user_code):
+            return
+        width, height = self.size
+        who = self._rollout_label(block.rollout_id, with_id=False)
+        text = (
+            f" ⚠ frozen {block.seconds:.0f} s: {who} runs blocking code at {block.where};"
+            " the workbench resumes when it returns "
+        )
+        text = text[:width].ljust(width)
+        self._wrote_over_screen = True
+        # Save the cursor, draw the bottom line in black on yellow, restore the cursor.
+        driver.write(f"\x1b7\x1b[{height};1H\x1b[0;30;43m{text}\x1b[0m\x1b8")
+        driver.flush()
+
+    def _loop_was_blocked(self, block: LoopBlock) -> None:
+        """On the loop, once it is free again: say who held it, where, and what to do."""
+        if self._wrote_over_screen:
+            self._wrote_over_screen = False
+            self.refresh(repaint=True)
+            self.screen.refresh()
+        who = self._rollout_label(block.rollout_id)
+        if not (block.rollout_id or block.in_user_code):
+            # Not the user's code: ours or a library's; the log keeps it for a bug report.
+            logger.warning("the event loop was held %.1f s at %s", block.seconds, block.where)
+            return
+        message = (
+            f"{who} held the event loop for {block.seconds:.1f} s at {block.where}: the whole "
+            "workbench (screen, servers, other rollouts) waited. Blocking code in an agent "
+            "must not run on the loop: await asyncio.to_thread(fn, ...) or use an async library."
+        )
+        logger.warning("%s", message)
+        self.notify(
+            message,
+            title="Agent code blocked the event loop",
+            severity="warning",
+            timeout=15,
+            markup=False,
+        )
 
     # ---- what the screens ask for -------------------------------------------------------------
 
