@@ -112,3 +112,26 @@ async def test_the_workbench_says_which_row_blocked_it_and_where() -> None:
         assert note.message.startswith("row 3 (rollout ")
         assert "test_loop_watchdog.py:" in note.message and "in slow_sync_tool" in note.message
         assert "asyncio.to_thread" in note.message
+
+
+async def test_code_that_is_not_the_users_is_not_blamed_on_the_user() -> None:
+    # The frames under the loop's dispatch (pytest's here; the console script in the
+    # virtualenv's bin for the real app) hold no callback: they are not the culprit.
+    reported: list[LoopBlock] = []
+    ended = asyncio.Event()
+
+    def blocked(block: LoopBlock) -> None:
+        reported.append(block)
+        ended.set()
+
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), on_blocked=blocked,
+                            threshold_s=0.2, interval_s=0.05)  # fmt: skip
+    watchdog.start()
+    try:
+        asyncio.get_running_loop().call_soon(time.sleep, 0.5)  # no Python frame of its own
+        await asyncio.wait_for(ended.wait(), 5)
+    finally:
+        watchdog.stop()
+    [block] = reported
+    assert block.rollout_id is None and not block.in_user_code
+    assert block.where is not None and "asyncio" in block.where

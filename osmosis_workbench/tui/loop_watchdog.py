@@ -73,10 +73,21 @@ def _describe(frame: FrameType) -> str:
     return f"{name}:{frame.f_lineno} in {code.co_name}"
 
 
+def _is_loop_dispatch(frame: FrameType) -> bool:
+    """Whether ``frame`` is the event loop running a callback (``asyncio.Handle._run``)."""
+    code = frame.f_code
+    return code.co_name == "_run" and Path(code.co_filename).parts[-2:] == ("asyncio", "events.py")
+
+
 def blocking_frame(frame: FrameType | None) -> tuple[str | None, bool]:
-    """``(where, in_user_code)`` for a stack: its innermost user frame, else its innermost."""
+    """``(where, in_user_code)`` for the loop thread's stack: the innermost frame of user code
+    in the callback the loop is running, else the innermost frame.
+
+    Frames below the loop's dispatch (the loop itself, the program's entry point: a script
+    in the virtualenv's ``bin``) are not the callback's: they are never blamed.
+    """
     innermost = frame
-    while frame is not None:
+    while frame is not None and not _is_loop_dispatch(frame):
         if _is_user_code(frame.f_code.co_filename):
             return _describe(frame), True
         frame = frame.f_back
