@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.engine.trainer import LLMExchange
 
@@ -52,6 +53,11 @@ class PausedAnswer:
         if self.finish_reason == "tool_calls":
             return "stop"  # the tool calls were edited away: a final answer now
         return self.finish_reason
+
+
+#: Where a stepped rollout stops: an answer held at a gate, or an LLM call waiting for the
+#: developer to write the answer (``--model human``).
+Stop: TypeAlias = "PausedAnswer | AnswerRequest"
 
 
 class SteppedRollout(Protocol):
@@ -100,8 +106,9 @@ class SteppedRollout(Protocol):
         """Start following the rollout (and start it, if it is ours); a second call does nothing."""
         ...
 
-    async def wait(self) -> PausedAnswer | None:
-        """Wait for the next held answer; ``None`` when the rollout finished instead."""
+    async def wait(self) -> Stop | None:
+        """Wait for the next stop (a held answer, a call for the developer to answer);
+        ``None`` when the rollout finished instead."""
         ...
 
     async def finish(self) -> RolloutOutcome | None:

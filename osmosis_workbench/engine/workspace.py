@@ -26,7 +26,7 @@ from osmosis_workbench.engine.batch import BatchRunner, build_request, run_tag_f
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
-from osmosis_workbench.engine.models import ModelBackend, find_replay
+from osmosis_workbench.engine.models import HumanBackend, ModelBackend, find_human, find_replay
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
 from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
@@ -192,16 +192,24 @@ class Workspace:
         # step the same row on the same --url server), the row.
         tag = f"{run_tag_for(self.config.dataset)}-step-{uuid.uuid4().hex[:6]}"
         request = build_request(self.row(index), 0, self.config, tag)
+        human = self.human
         return StepSession(
             self.trainer,
             self.target,
             request,
             timeout_s=self.config.rollout_timeout_s,
-            stepping=stepping,
+            # The developer who writes each answer need not be shown it again before release.
+            stepping=stepping and human is None,
             label=f"row {index}",
             on_exchange=on_exchange,
             cannot_regenerate=self.cannot_regenerate(index),
+            human=human,
         )
+
+    @property
+    def human(self) -> HumanBackend | None:
+        """The developer as the model (``--model human``), if that is the model."""
+        return find_human(self.engine.backend) if self.engine is not None else None
 
     def cannot_regenerate(self, row: int) -> str | None:
         """Why the model cannot answer an edited history of ``row`` (``None``: it can)."""

@@ -568,6 +568,17 @@ class DatasetScreen(WorkbenchScreen):
         if not ws.config.dataset:
             self.notify("no dataset: start the workbench with --dataset FILE", severity="error")
             return False
+        if ws.human is not None:
+            # Every row would wait for an answer nobody is shown: one row at a time instead.
+            self.notify(
+                "with --model human you answer one rollout at a time: d steps the highlighted "
+                "row in the debugger (or record a cassette with --record, then run the batch "
+                "with --model replay:FILE)",
+                title="Batch not started",
+                severity="warning",
+                timeout=10,
+            )
+            return False
         # With rows=None the runner streams the whole file itself; the list here only sizes the
         # progress bar and marks the rows queued.
         selected = rows if rows is not None else sorted(self._rows)

@@ -6,6 +6,9 @@ rollout to its next stop and posts what it found (``RolloutPaused``, ``RolloutFi
 the keys call the session's methods, and releasing starts the next worker. No worker lives
 across a pause, so ``app.workers.wait_for_complete()`` returns while the rollout waits for
 the user.
+
+With ``--model human`` the developer is the model: each LLM call stops at an answer composer
+(``AnswerRequested``) instead, and the answer they send goes to the agent as the model's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
 from osmosis_workbench.tui.messages import WorkspaceRetryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets import (
+    AnswerComposer,
     EditResponseDialog,
     EditToolResultsDialog,
     MessageDetail,
@@ -42,6 +46,7 @@ from osmosis_workbench.tui.widgets import (
 )
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.engine.stepping import PausedAnswer, SteppedRollout
     from osmosis_workbench.engine.trainer import LLMExchange
@@ -56,10 +61,11 @@ _MAIN_VIEW: dict[State, str] = {
     "starting": "response-view",
     "running": "response-view",
     "paused": "response-view",
+    "answering": "answer-view",
     "finished": "result-view",
     "viewing": "result-view",
 }
-_ACTIVE = ("starting", "running", "paused")
+_ACTIVE = ("starting", "running", "paused", "answering")
 
 logger = logging.getLogger("osmosis_workbench.tui.debugger")
 
@@ -81,6 +87,15 @@ class RolloutPaused(Message):
         super().__init__()
         self.follower = follower
         self.paused = paused
+
+
+class AnswerRequested(Message):
+    """The followed rollout's LLM call waits for the developer's answer (``--model human``)."""
+
+    def __init__(self, follower: Follower, request: AnswerRequest) -> None:
+        super().__init__()
+        self.follower = follower
+        self.request = request
 
 
 class RolloutFinished(Message):
@@ -194,6 +209,8 @@ class DebuggerScreen(WorkbenchScreen):
         self.markdown = False
         self.follower: Follower | None = None
         self.paused: PausedAnswer | None = None
+        #: The LLM call waiting for the developer's answer (``--model human``), if any.
+        self.answer_request: AnswerRequest | None = None
         self.outcome: RolloutOutcome | None = None
         self.outcome_title = ""
         self._pending_row: tuple[int, bool] | None = None
@@ -217,6 +234,8 @@ class DebuggerScreen(WorkbenchScreen):
                 yield OptionList(id="row-picker")
             with VerticalScroll(id="response-view", classes="pane"):
                 yield Static(id="response-text")
+            with VerticalScroll(id="answer-view", classes="pane"):
+                yield AnswerComposer(id="answer-composer")
             with Horizontal(id="messages-view"):
                 yield MessageList(id="message-list", classes="pane")
                 yield MessageDetail(id="message-detail", classes="pane")
@@ -239,6 +258,11 @@ class DebuggerScreen(WorkbenchScreen):
     def message_detail(self) -> MessageDetail:
         """The selected message, whole."""
         return self.query_one(MessageDetail)
+
+    @property
+    def composer(self) -> AnswerComposer:
+        """Where the developer writes the model's answer (``--model human``)."""
+        return self.query_one(AnswerComposer)
 
     @property
     def row_picker(self) -> OptionList:
@@ -292,6 +316,8 @@ class DebuggerScreen(WorkbenchScreen):
             self.message_list.focus()
         elif view == "picker-view":
             self.row_picker.focus()
+        elif view == "answer-view":
+            self.composer.content_box.focus()
         elif view in ("response-view", "tools-view", "result-view", "failure-view"):
             self.query_one(f"#{view}").focus()
         if view == "tools-view":
@@ -363,6 +389,10 @@ class DebuggerScreen(WorkbenchScreen):
                 text.append(f"  · waiting for the model (LLM call {len(exchanges)})")
             else:
                 text.append("  · the agent is working (tools, then its next LLM call)")
+        elif state == "answering" and self.answer_request is not None:
+            call = self.answer_request.turn + 1
+            text.append(f"✎ LLM call {call} waits for your answer", style="bold magenta")
+            text.append("  · you are the model (--model human)", style="dim")
         elif state == "paused" and self.paused is not None:
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
             text.append("  · the agent has not seen this answer yet", style="dim")
@@ -550,6 +580,7 @@ class DebuggerScreen(WorkbenchScreen):
         )
         self.follower = follower
         self.paused = None
+        self.answer_request = None
         self.outcome = None
         self.outcome_title = ""
         self._messages_stale = True
@@ -569,9 +600,15 @@ class DebuggerScreen(WorkbenchScreen):
         if not follower.started:
             follower.started = True
             await session.start()
-        paused = await session.wait()
-        if paused is not None:
-            self.post_message(RolloutPaused(follower, paused))
+        # Imported here: the debugger is on the first screen, which imports no engine.
+        from osmosis_workbench.engine.stepping import PausedAnswer
+
+        stop = await session.wait()
+        if isinstance(stop, PausedAnswer):
+            self.post_message(RolloutPaused(follower, stop))
+            return
+        if stop is not None:
+            self.post_message(AnswerRequested(follower, stop))
             return
         outcome = await session.finish()
         self.post_message(RolloutFinished(follower, outcome or session.outcome))
@@ -602,6 +639,39 @@ class DebuggerScreen(WorkbenchScreen):
             self._refresh_messages()
         elif self.current_view not in ("tools-view",):
             self.show_main_view()
+
+    def on_answer_requested(self, message: AnswerRequested) -> None:
+        if message.follower is not self.follower:
+            return
+        request = self.answer_request = message.request
+        self.query_one("#answer-view").border_title = (
+            f"Your answer to LLM call {request.turn + 1} ({message.follower.label}): "
+            "the agent gets it as the model's"
+        )
+        self.composer.load(request)
+        self._messages_stale = True
+        self.state = "answering"
+        if self.current_view == "messages-view":
+            self._refresh_messages()
+        elif self.current_view != "tools-view":
+            self.show_main_view()
+
+    @on(AnswerComposer.SendRequested)
+    def _send_answer(self, message: AnswerComposer.SendRequested) -> None:
+        """Release the developer's answer to the agent, or show why it cannot go yet."""
+        from osmosis_workbench.engine.models import AnswerRejected
+
+        request = self.answer_request
+        if request is None or request.done:
+            self.notify("This LLM call is no longer waiting for an answer.", severity="warning")
+            return
+        try:
+            request.answer(message.content, message.tool_calls)
+        except AnswerRejected as exc:  # the call keeps waiting: fix and send again
+            self.composer.show_problems(exc.problems, refused=True)
+            return
+        self._release()
+        self.notify(f"Your answer to LLM call {request.turn + 1} went to the agent.", timeout=3)
 
     def on_rollout_finished(self, message: RolloutFinished) -> None:
         if message.follower is not self.follower:
@@ -712,6 +782,7 @@ class DebuggerScreen(WorkbenchScreen):
 
     def _release(self) -> None:
         self.paused = None
+        self.answer_request = None
         self.state = "running"
         worker = self._advance_worker
         # While running (abort between pauses) a worker already waits for the next stop.
