@@ -13,6 +13,7 @@ rollout, show a trajectory, retry, a crash); the app answers them here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import traceback
@@ -42,7 +43,7 @@ from osmosis_workbench.tui.messages import (
     WorkspaceRetryRequested,
 )
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
-from osmosis_workbench.tui.widgets import CrashDialog, MessageList
+from osmosis_workbench.tui.widgets import AnswerComposer, CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class WorkbenchApp(App[None]):
         #: Full garbage collections run after a frame, not between a key and its frame.
         self.gc_schedule = AfterFrameCollections(self.call_after_refresh)
         for mode in MODES:
-            self.add_mode(mode, lambda mode=mode: self._mode_screen(mode))
+            self.add_mode(mode, functools.partial(self._mode_screen, mode))
 
     # ---- the screens --------------------------------------------------------------------------
 
@@ -395,6 +396,10 @@ class WorkbenchApp(App[None]):
             sections.append(("Step debugger", binding_rows(self, DebuggerScreen.BINDINGS)))
             sections.append(("Message list (m)", binding_rows(self, MessageList.BINDINGS)))
             sections.append(("Edit dialog (e)", binding_rows(self, EditResponseDialog.BINDINGS)))
+            if self.workspace is not None and self.workspace.human is not None:
+                sections.append(
+                    ("Your answer (--model human)", binding_rows(self, AnswerComposer.BINDINGS))
+                )
         else:
             sections.append(
                 (

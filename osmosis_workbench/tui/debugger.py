@@ -392,7 +392,7 @@ class DebuggerScreen(WorkbenchScreen):
         elif state == "answering" and self.answer_request is not None:
             call = self.answer_request.turn + 1
             text.append(f"✎ LLM call {call} waits for your answer", style="bold magenta")
-            text.append("  · you are the model (--model human)", style="dim")
+            text.append("  · you are the model", style="dim")
         elif state == "paused" and self.paused is not None:
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
             text.append("  · the agent has not seen this answer yet", style="dim")

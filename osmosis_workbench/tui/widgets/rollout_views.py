@@ -26,6 +26,7 @@ from osmosis_workbench.tui.widgets.message_format import (
     content_text,
     format_ms,
     format_reward,
+    tool_function,
     tool_label,
     tool_names_by_call_id,
 )
@@ -236,7 +237,7 @@ def render_response(
 
 
 def _tool_card(tool: Mapping[str, Any]) -> Panel:
-    function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+    function = tool_function(tool)
     parameters = function.get("parameters") or {}
     body = Group(
         Text(str(function.get("description") or "(no description)"), style="italic"),
