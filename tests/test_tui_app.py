@@ -8,7 +8,6 @@ rollouts go through the local trainer, and the model is the sample cassette or a
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import subprocess
 import sys
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.app import App
 from textual.notifications import Notify
 from textual.widgets import Static
-from textual.worker import WorkerFailed, WorkerState
+from tui_driver import plain, settle
 
 from osmosis_workbench.cli import build_parser
 from osmosis_workbench.commands.workbench_cmd import (
@@ -58,30 +56,6 @@ def config(**fields: Any) -> EngineConfig:
     }
     values.update(fields)
     return EngineConfig(**values)
-
-
-async def settle(app: App, pilot: Any, *, failures: bool = False) -> None:
-    """Wait until no worker is pending or running (one may start the next), then a frame.
-
-    A worker that raises fails the test, unless ``failures`` (a test of the crash path).
-    """
-    for _ in range(50):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerFailed:
-            if not failures:
-                raise
-        await pilot.pause()
-        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
-            return
-    raise AssertionError(f"workers never finished: {list(app.workers)}")
-
-
-def plain(renderable: Any, width: int = 160) -> str:
-    """What a renderable (a Static's content) reads as, without styles."""
-    console = Console(width=width, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
 
 
 def static_text(app: WorkbenchApp, selector: str) -> str:

@@ -8,18 +8,16 @@ calculator model: it calls ``add(17, 25)``, then states whatever the tool return
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.app import App
 from textual.notifications import Notify
 from textual.widgets import Static, TextArea
-from textual.worker import WorkerState
+from tui_driver import plain, settle
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
@@ -102,16 +100,6 @@ def debugger_app(backend: Any = None, *, row: int | None = 0, **fields: Any) -> 
     )
 
 
-async def settle(app: App, pilot: Any) -> None:
-    """Wait until no worker is pending or running (one may start the next), then a frame."""
-    for _ in range(50):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
-            return
-    raise AssertionError(f"workers never finished: {list(app.workers)}")
-
-
 async def press(app: App, pilot: Any, *keys: str) -> None:
     """Press keys, then let the rollout reach its next stop."""
     await pilot.press(*keys)
@@ -119,9 +107,7 @@ async def press(app: App, pilot: Any, *keys: str) -> None:
 
 
 def text_of(app: WorkbenchApp, selector: str) -> str:
-    console = Console(width=160, file=io.StringIO(), color_system=None)
-    console.print(app.debugger.query_one(selector, Static).content)
-    return console.file.getvalue()
+    return plain(app.debugger.query_one(selector, Static).content)
 
 
 # ---- n, c, q, r -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerState
+from tui_driver import settle
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ScriptedBackend
@@ -43,17 +43,10 @@ def after(*keys: str):
     """A ``run_before`` that waits for the workspace and the rollout, then presses ``keys``."""
 
     async def run_before(pilot: Pilot) -> None:
-        app = pilot.app
-        for key in (None, *keys):
-            if key is not None:
-                await pilot.press(key)
-            for _ in range(50):
-                await app.workers.wait_for_complete()
-                await pilot.pause()
-                if not any(
-                    w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers
-                ):
-                    break
+        await settle(pilot.app, pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot.app, pilot)
 
     return run_before
 

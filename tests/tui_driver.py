@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from rich.console import Console
+from textual.app import App
 from textual.message import Message
 from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
@@ -33,6 +34,23 @@ def plain(renderable: Any, width: int = 160) -> str:
     return console.file.getvalue()
 
 
+async def settle(app: App[Any], pilot: Pilot[Any], *, failures: bool = False) -> None:
+    """Wait until no worker is pending or running (one may start the next), then a frame.
+
+    A worker that raises fails the test, unless ``failures`` (a test of the crash path).
+    """
+    for _ in range(50):
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerFailed:
+            if not failures:
+                raise
+        await pilot.pause()
+        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+            return
+    raise AssertionError(f"workers never finished: {list(app.workers)}")
+
+
 class Driver:
     """A running workbench: the app, its pilot, every message it handled, and helpers."""
 
@@ -40,21 +58,8 @@ class Driver:
         self.app, self.pilot, self.seen = app, pilot, seen
 
     async def settle(self, *, failures: bool = False) -> None:
-        """Wait until no worker is pending or running (one may start the next), then a frame.
-
-        A worker that raises fails the test, unless ``failures`` (a test of the crash path).
-        """
-        app = self.app
-        for _ in range(50):
-            try:
-                await app.workers.wait_for_complete()
-            except WorkerFailed:
-                if not failures:
-                    raise
-            await self.pilot.pause()
-            if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
-                return
-        raise AssertionError(f"workers never finished: {list(app.workers)}")
+        """Let the work in flight finish, then a frame (see ``settle``)."""
+        await settle(self.app, self.pilot, failures=failures)
 
     async def press(self, *keys: str) -> None:
         """Press keys, then let the work they started finish and the screen settle."""
