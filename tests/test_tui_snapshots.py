@@ -66,3 +66,15 @@ def test_message_history_at_200x60(snap_compare: Any) -> None:
 
 def test_help_at_100x30(snap_compare: Any) -> None:
     assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after("question_mark"))
+
+
+def test_answer_composer_at_120x40(snap_compare: Any) -> None:
+    """--model human: the composer with a tool call added (tab to the tools, enter)."""
+    config = EngineConfig(
+        module="sample_project.server:agent_loop",
+        model="human",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
+    app = make_app(config, row=0, watch_agent=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=after("tab", "enter"))
