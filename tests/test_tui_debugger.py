@@ -469,8 +469,10 @@ async def test_time_spent_paused_is_left_out_of_the_durations(
         assert outcome.paused_ms >= 120_000 and outcome.working_ms < 10_000
         result = text_of(app, "#result-text")
         [duration] = [line for line in result.splitlines() if line.startswith("Duration")]
-        assert "min" not in duration.split("(")[0] and "(not counting 2 min 0 s paused)" in duration
-        assert "metrics (paused time left out)" in result
+        assert (
+            "min" not in duration.split("(")[0] and "(not counting 2 min 0 s of yours" in duration
+        )
+        assert "metrics (your time left out)" in result
 
 
 async def test_answers_show_as_written_and_f_renders_them_as_markdown() -> None:

@@ -78,6 +78,9 @@ async def answer_row_0_by_hand(record: Path) -> None:
         outcome = debugger.outcome
         assert debugger.state == "finished" and outcome.ok and outcome.reward == 1.0
         assert outcome.final_messages[-1]["content"] == "42"
+        # The time spent writing is the developer's: left out of the rollout's duration.
+        assert 0 < outcome.paused_ms <= outcome.duration_ms
+        assert outcome.working_ms == outcome.duration_ms - outcome.paused_ms
 
 
 def test_answers_written_in_the_app_record_a_cassette_that_osmosis_test_replays(

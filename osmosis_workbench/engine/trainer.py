@@ -82,7 +82,8 @@ class LLMExchange:
     replaced: bool = False
     #: The model's input when the user edited it (a tool result) and asked again.
     model_messages: list[dict[str, Any]] | None = None
-    #: How long the answer was held at the gate (the user looking at it, in the debugger).
+    #: The user's time in this call: the answer held at the gate (looked at in the debugger),
+    #: and writing it (``--model human``). Durations leave it out.
     paused_ms: float = 0.0
 
     @property
@@ -360,6 +361,7 @@ class LocalTrainer:
                 return _json({"error": {"type": exc.kind, "message": str(exc)}}, 424)
             exchange.completion = reply.completion
             exchange.latency_ms = reply.latency_ms
+            exchange.paused_ms += reply.person_ms
             exchange.cost_usd = reply.cost_usd
             if run.gate is None:
                 break

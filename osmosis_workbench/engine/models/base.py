@@ -100,6 +100,9 @@ class ModelReply:
     completion: dict[str, Any]
     cost_usd: float | None = None
     latency_ms: float = 0.0
+    #: Of ``latency_ms``, the time a person took to write the answer (``--model human``):
+    #: theirs, not the rollout's (the debugger leaves it out of durations, as a pause).
+    person_ms: float = 0.0
 
 
 @runtime_checkable

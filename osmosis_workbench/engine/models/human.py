@@ -189,9 +189,8 @@ class HumanBackend:
         finally:
             self._open.remove(request)
         completion = build_completion(reply, body, model=HUMAN_MODEL)
-        return ModelReply(
-            completion, cost_usd=0.0, latency_ms=(time.perf_counter() - started) * 1000
-        )
+        waited_ms = (time.perf_counter() - started) * 1000
+        return ModelReply(completion, cost_usd=0.0, latency_ms=waited_ms, person_ms=waited_ms)
 
     async def aclose(self) -> None:
         """Abort every call still waiting, so no rollout hangs on a closed backend."""

@@ -279,7 +279,10 @@ def render_outcome(
     # Time spent paused in the debugger is the user's, not the rollout's: left out.
     duration = Text(format_ms(outcome.working_ms))
     if outcome.paused_ms >= 1:
-        duration.append(f"  (not counting {format_ms(outcome.paused_ms)} paused)", style="dim")
+        duration.append(
+            f"  (not counting {format_ms(outcome.paused_ms)} of yours: paused, answering)",
+            style="dim",
+        )
     rows: list[tuple[str, RenderableType | str]] = [
         ("Status", Text(outcome.status, style="bold green" if ok else "bold red")),
         ("Reward", Text(reward, style="bold")),
@@ -300,7 +303,7 @@ def render_outcome(
     parts.append(_facts(rows))
     metrics = outcome.metrics_without_pauses()
     if metrics:
-        title = "metrics (paused time left out)" if outcome.paused_ms >= 1 else "metrics"
+        title = "metrics (your time left out)" if outcome.paused_ms >= 1 else "metrics"
         parts.append(Rule(title, style="dim", align="left"))
         parts.append(_facts([(str(k), _metric(k, v)) for k, v in metrics.items()]))
     if outcome.violations:
