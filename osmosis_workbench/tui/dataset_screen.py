@@ -220,6 +220,21 @@ class DatasetScreen(WorkbenchScreen):
         return self.query_one("#dataset-table", RowTable)
 
     @property
+    def progress_bar(self) -> ProgressBar:
+        """The batch's progress."""
+        return self.query_one("#dataset-progress", ProgressBar)
+
+    @property
+    def counts_line(self) -> Static:
+        """The batch's counters, beside the progress bar."""
+        return self.query_one("#dataset-counts", Static)
+
+    @property
+    def summary_pane(self) -> Horizontal:
+        """The last batch's summary and histogram (dimmed while a new batch runs)."""
+        return self.query_one("#dataset-summary", Horizontal)
+
+    @property
     def running(self) -> bool:
         """Whether a batch is running."""
         return self._runner is not None
@@ -610,10 +625,8 @@ class DatasetScreen(WorkbenchScreen):
         self.progress = BatchProgress(total=len(rows) * self.attempts, started=time.perf_counter())
         self.summary = None
         # The last summary stays, dimmed, until this batch's is ready.
-        self.query_one("#dataset-summary").add_class("-stale")
-        self.query_one("#dataset-progress", ProgressBar).update(
-            total=self.progress.total, progress=0
-        )
+        self.summary_pane.add_class("-stale")
+        self.progress_bar.update(total=self.progress.total, progress=0)
         self.table.touch_all()  # every selected row is "queued" now
         self._ticker = self.set_interval(
             self.PROGRESS_INTERVAL_S, self._flush, name="dataset-progress"
@@ -692,10 +705,8 @@ class DatasetScreen(WorkbenchScreen):
             self._update_row(index)
         if changed and self.cursor_index() in changed:
             self._show_detail()
-        self.query_one("#dataset-progress", ProgressBar).update(progress=progress.done)
-        self.query_one("#dataset-counts", Static).update(
-            progress.describe(len(running)), layout=False
-        )
+        self.progress_bar.update(progress=progress.done)
+        self.counts_line.update(progress.describe(len(running)), layout=False)
 
     def _finish(self, runner: BatchRunner) -> None:
         """Rows never started are shown as skipped; the summary and histogram appear."""
@@ -707,7 +718,7 @@ class DatasetScreen(WorkbenchScreen):
         self.summary = self.summarize(runner.stopped_early)
         self._show_summary(self.summary)
         progress = self.progress
-        self.query_one("#dataset-counts", Static).update(progress.describe(0), layout=False)
+        self.counts_line.update(progress.describe(0), layout=False)
         if runner.stopped_early:
             self.notify(runner.stopped_early, title="Batch stopped", severity="warning")
         else:
@@ -755,4 +766,4 @@ class DatasetScreen(WorkbenchScreen):
         self.query_one("#dataset-histogram", RewardHistogram).set_rewards(
             [x for x in rewards if x is not None]
         )
-        self.query_one("#dataset-summary").remove_class("-stale")
+        self.summary_pane.remove_class("-stale")

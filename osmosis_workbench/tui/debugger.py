@@ -260,6 +260,16 @@ class DebuggerScreen(WorkbenchScreen):
         return self.query_one(MessageDetail)
 
     @property
+    def response_view(self) -> VerticalScroll:
+        """The held answer's pane."""
+        return self.query_one("#response-view", VerticalScroll)
+
+    @property
+    def response_text(self) -> Static:
+        """The held answer, rendered."""
+        return self.query_one("#response-text", Static)
+
+    @property
     def composer(self) -> AnswerComposer:
         """Where the developer writes the model's answer (``--model human``)."""
         return self.query_one(AnswerComposer)
@@ -282,7 +292,7 @@ class DebuggerScreen(WorkbenchScreen):
     def on_mount(self) -> None:
         self.query_one("#loading-text", Static).update(self._loading_text())
         self.query_one("#picker-view").border_title = "Pick a row to step through"
-        self.query_one("#response-view").border_title = "Answer"
+        self.response_view.border_title = "Answer"
         self.message_list.border_title = "Messages"
         self.message_detail.border_title = "Message"
         self.message_list.link_detail(self.message_detail)
@@ -584,8 +594,8 @@ class DebuggerScreen(WorkbenchScreen):
         self.outcome = None
         self.outcome_title = ""
         self._messages_stale = True
-        self.query_one("#response-view").border_title = "Answer"
-        self.query_one("#response-text", Static).update(
+        self.response_view.border_title = "Answer"
+        self.response_text.update(
             Text("Sending the rollout request to the server…", style="italic")
         )
         self.state = "starting"
@@ -628,9 +638,9 @@ class DebuggerScreen(WorkbenchScreen):
             return
         paused = message.paused
         self.paused = paused
-        self.query_one(
-            "#response-view"
-        ).border_title = f"Answer of turn {paused.turn}: held before the agent sees it"
+        self.response_view.border_title = (
+            f"Answer of turn {paused.turn}: held before the agent sees it"
+        )
         self._show_paused()
         self._messages_stale = True
         self.state = "paused"
@@ -700,7 +710,7 @@ class DebuggerScreen(WorkbenchScreen):
         paused = self.paused
         if paused is None:
             return
-        self.query_one("#response-text", Static).update(
+        self.response_text.update(
             render_response(
                 turn=paused.turn,
                 message=paused.message,

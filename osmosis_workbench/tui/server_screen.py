@@ -207,6 +207,11 @@ class ServerScreen(WorkbenchScreen):
         return self.query_one("#server-log", LogPane)
 
     @property
+    def key_input(self) -> Input:
+        """The API key field of the form (empty: local mode)."""
+        return self.query_one("#server-key", Input)
+
+    @property
     def remote(self) -> bool:
         """Whether the workbench is attached to a remote server (``--url``)."""
         ws = self.workspace
@@ -535,7 +540,7 @@ class ServerScreen(WorkbenchScreen):
                 severity="error",
             )
             return None
-        key = self.query_one("#server-key", Input).value.strip() or None
+        key = self.key_input.value.strip() or None
         return host, port, key
 
     @on(Input.Submitted)
@@ -615,7 +620,7 @@ class ServerScreen(WorkbenchScreen):
 
     def action_new_key(self) -> None:
         """Put a new random API key in the form (used at the next start)."""
-        self.query_one("#server-key", Input).value = new_api_key()
+        self.key_input.value = new_api_key()
         note = ": restart the server (x, s) to use it" if self.serving else ""
         self.notify(f"new API key{note}", timeout=3)
 
