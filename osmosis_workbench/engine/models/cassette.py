@@ -25,6 +25,7 @@ from osmosis_workbench.engine.models.base import (
     ModelBackend,
     ModelError,
     ModelReply,
+    find_backend,
     read_user_file,
 )
 
@@ -233,11 +234,7 @@ class RecordingBackend:
 
 def find_replay(backend: ModelBackend | None) -> ReplayBackend | None:
     """The ``ReplayBackend`` in ``backend`` or wrapped by it (a recorder), if any."""
-    while backend is not None:
-        if isinstance(backend, ReplayBackend):
-            return backend
-        backend = getattr(backend, "inner", None)
-    return None
+    return find_backend(backend, ReplayBackend)
 
 
 class ReplayBackend:

@@ -30,7 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from osmosis_workbench.engine.models.base import ModelBackend, ModelError, ModelReply
+from osmosis_workbench.engine.models.base import (
+    ModelBackend,
+    ModelError,
+    ModelReply,
+    find_backend,
+)
 from osmosis_workbench.engine.models.scripted import build_completion
 
 #: How the model is named in completions and cassette headers.
@@ -200,11 +205,7 @@ class HumanBackend:
 
 def find_human(backend: ModelBackend | None) -> HumanBackend | None:
     """The ``HumanBackend`` in ``backend`` or wrapped by it (a recorder), if any."""
-    while backend is not None:
-        if isinstance(backend, HumanBackend):
-            return backend
-        backend = getattr(backend, "inner", None)
-    return None
+    return find_backend(backend, HumanBackend)
 
 
 #: What ``ScriptedHuman`` answers: ``{"content": ...}`` and/or ``{"tool_calls": [...]}``, or
