@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -106,6 +107,10 @@ def test_sample_project_passes_every_row_offline(capsys, tmp_path: Path):
     assert "Reward mean: 1.000" in out and "pass@1: 1.000" in out
     results = json.loads(out_file.read_text())
     assert results["summary"]["passed"] == 12 and len(results["results"]) == 12
+    # Rollout ids (and the trace files a server names after them) say what they are: the
+    # dataset, a run nonce, the row and the attempt.
+    ids = sorted(r["rollout_id"] for r in results["results"])
+    assert all(re.fullmatch(r"test_data-[0-9a-f]{6}-r\d+-a0-\d+", i) for i in ids), ids
 
 
 def test_rows_limit_and_offset_select_rows(capsys, tmp_path: Path):

@@ -76,13 +76,13 @@ async def test_bad_tool_calls_are_refused_before_release_and_the_call_keeps_wait
     assert result.passed
     problems = [e.problems for e in driver.rejections]
     assert problems[0] == [
-        "tool call 0: unknown tool 'plus' (offered: add, subtract, multiply, divide)"
+        "tool call 1: unknown tool 'plus' (offered: add, subtract, multiply, divide)"
     ]
     # Checked against the tool's JSON Schema: types, required, additionalProperties.
-    assert "tool call 0 (add): a: 'seventeen' is not of type 'number'" in problems[1]
+    assert "tool call 1 (add): a: 'seventeen' is not of type 'number'" in problems[1]
     assert any("'b' is a required property" in p for p in problems[1])
     assert any("Additional properties are not allowed ('c'" in p for p in problems[1])
-    assert problems[2][0].startswith("tool call 0 (add): arguments are not valid JSON")
+    assert problems[2][0].startswith("tool call 1 (add): arguments are not valid JSON")
     assert problems[3] == ["write an answer: text, or one or more tool calls"]
     assert len(driver.seen) == 2  # refusals did not release anything to the agent
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -144,3 +145,48 @@ async def test_wait_returns_none_for_a_rollout_that_ends_without_pausing(live_se
     outcome = session.outcome
     assert outcome is not None and outcome.ok and outcome.reward == 4.0
     assert not LiveStepSession(live, "not-started-yet").finished
+
+
+async def test_continue_lets_a_rollout_run_on_while_every_rollout_pauses(live_server, trainer):
+    # "Pause every rollout" (P) is on; c on one of them means "run to the end", not "next".
+    server, live = live_server
+    trainer.script_chat(trainer.answer("one"), trainer.answer("two"))
+    live.pause_all = True
+    rid = await server.start("continue-1")
+    session = LiveStepSession(live, rid)
+    await session.start()
+    paused = await session.wait()
+    assert paused is not None and paused.turn == 1
+    assert session.continue_() is True
+    assert await session.wait() is None  # it ended without pausing at its second answer
+    outcome = await session.finish()
+    assert outcome is not None and outcome.ok and outcome.llm_calls == 2
+    assert live.pause_all  # the others still pause
+    # p on it again asks for a pause again; P turned on again pauses every rollout again.
+    live.pause(rid)
+    assert rid not in live.let_run
+    live.pause_all = False
+    live.continue_(rid)
+    live.pause_all = True
+    assert rid not in live.let_run
+
+
+async def test_abort_while_the_agent_works_cancels_it_on_the_server_at_once(
+    serve, make_agent, trainer, wait_for
+):
+    never = asyncio.Event()  # the model never answers: only a cancel ends this rollout
+    trainer.script_chat(lambda body: never.wait())
+    server = serve(make_agent(run=two_turns))
+    live = LiveRollouts()
+    detach = live.attach(server.app.state.hooks, cancel=server.app.state.rollouts.cancel)
+    try:
+        rid = await server.start("abort-3")
+        await wait_for(lambda: rid in live.rollouts and bool(trainer.chats_for(rid)))
+        session = LiveStepSession(live, rid)
+        await session.start()
+        assert session.abort("stop now") is True
+        outcome = await asyncio.wait_for(session.finish(), 5)
+        assert outcome is not None and outcome.error_category == "cancelled"
+        assert "stop now" in (outcome.error or "")
+    finally:
+        detach()

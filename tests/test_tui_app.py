@@ -8,7 +8,6 @@ rollouts go through the local trainer, and the model is the sample cassette or a
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import subprocess
 import sys
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.app import App
 from textual.notifications import Notify
 from textual.widgets import Static
-from textual.worker import WorkerFailed, WorkerState
+from tui_driver import plain, settle
 
 from osmosis_workbench.cli import build_parser
 from osmosis_workbench.commands.workbench_cmd import (
@@ -60,30 +58,6 @@ def config(**fields: Any) -> EngineConfig:
     return EngineConfig(**values)
 
 
-async def settle(app: App, pilot: Any, *, failures: bool = False) -> None:
-    """Wait until no worker is pending or running (one may start the next), then a frame.
-
-    A worker that raises fails the test, unless ``failures`` (a test of the crash path).
-    """
-    for _ in range(50):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerFailed:
-            if not failures:
-                raise
-        await pilot.pause()
-        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
-            return
-    raise AssertionError(f"workers never finished: {list(app.workers)}")
-
-
-def plain(renderable: Any, width: int = 160) -> str:
-    """What a renderable (a Static's content) reads as, without styles."""
-    console = Console(width=width, file=io.StringIO(), color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
-
-
 def static_text(app: WorkbenchApp, selector: str) -> str:
     return plain(app.debugger.query_one(selector, Static).content)
 
@@ -116,7 +90,7 @@ async def test_first_screen_shows_loading_then_the_rows_to_pick() -> None:
 
 async def test_the_new_user_path_row_0_tools_continue_quit() -> None:
     """The README's command: --row 0 pauses at the first tool call; t, c, ctrl+q."""
-    app = make_app(config(), row=0)
+    app = make_app(config(), row=0, watch_agent=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(app, pilot)
         debugger = app.debugger
@@ -213,7 +187,7 @@ async def test_1_2_3_switch_between_debugger_dataset_and_server() -> None:
 
 
 async def test_help_lists_every_key_of_the_debugger_and_closes() -> None:
-    app = make_app(config(), row=0)
+    app = make_app(config(), row=0, watch_agent=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         await pilot.press("question_mark")
@@ -488,3 +462,24 @@ def test_the_app_draws_up_to_120_frames_a_second_unless_told_otherwise(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+# ---- small terminals ---------------------------------------------------------------------------
+
+
+def screen_lines(app: WorkbenchApp) -> list[str]:
+    """The terminal's lines as a person reads them."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 60)])
+async def test_every_screen_shows_its_keys_and_help_on_its_last_line(size) -> None:
+    app = make_app(config(), row=0, watch_agent=False)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        for mode, first_key in (("1", "n Next"), ("2", "r Run all"), ("3", "s Start")):
+            await pilot.press(mode)
+            await settle(app, pilot)
+            last = screen_lines(app)[-1].rstrip()
+            assert last.endswith("? Help") and first_key in last, (mode, last)
+            assert len(last) <= size[0]

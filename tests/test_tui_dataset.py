@@ -1,9 +1,9 @@
 """The Dataset screen: rows and bad rows, batch runs and their keys, summary, opening rows.
 
-Everything is real except the model: a ``ScriptedBackend`` answers like a calculator (with the
-``add`` tool) so the sample agent's reward passes or fails by the ground truth. The screen runs
-inside a small stand-in app that records ``open_debugger``/``show_outcome`` calls; the last
-tests run it inside the real ``make_app`` app.
+Everything is real except the model: the workbench app built by ``make_app`` serves the sample
+agent, and a ``ScriptedBackend`` answers like a calculator (with the ``add`` tool) so the
+agent's reward passes or fails by the ground truth. What the screen asks of the app (step a
+row, show a trajectory) is seen in the messages it posts, and in the debugger it opens.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from screen_harness import OwnWorkspaceHarness, ScreenRun, run_screen
-from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import ProgressBar, Static
-from textual.worker import Worker, WorkerState
+from tui_driver import Driver, driving
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
-from osmosis_workbench.engine.workspace import Workspace
+from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.dataset_screen import ConcurrencyPrompt, DatasetScreen
+from osmosis_workbench.tui.messages import RowStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram, reward_bins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,26 +60,33 @@ def write_rows(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-class Run(ScreenRun):
+class Run(Driver):
     """The dataset screen's run: its table's cells."""
 
     @property
     def screen(self) -> DatasetScreen:
         screen = self.app.screen
-        assert isinstance(screen, DatasetScreen)
+        assert isinstance(screen, DatasetScreen), screen
         return screen
 
     def status(self, index: int) -> str:
         return self.screen.table.cell_text(str(index), "status")
 
 
+def dataset_app(model: Any = calculator, **config: Any) -> WorkbenchApp:
+    """The workbench on the sample agent; ``config`` overrides (the dataset, concurrency...)."""
+    config.setdefault("module", AGENT)
+    config.setdefault("search_path", str(ROOT))
+    return make_app(
+        EngineConfig(**config), backend=ScriptedBackend(model, keep_calls=False), watch_agent=False
+    )
+
+
 @asynccontextmanager
-async def running(
-    workspace: Workspace | None, size: tuple[int, int] = (100, 30), **screen_kwargs: Any
-) -> AsyncIterator[Run]:
-    async with run_screen(Run, workspace, DatasetScreen(**screen_kwargs), size) as run:
-        await run.app.workers.wait_for_complete()
-        await run.pilot.pause()
+async def running(app: WorkbenchApp, size: tuple[int, int] = (100, 30)) -> AsyncIterator[Run]:
+    """The app, once open, on its dataset screen (key 2)."""
+    async with driving(app, size, driver_type=Run) as run:
+        await run.press("2")
         yield run
 
 
@@ -87,54 +96,47 @@ def dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def open_workspace(dataset: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await open_workspace(model=calculator, **config)``: an opened Workspace."""
-    opened: list[Workspace] = []
+def app_for(dataset: Path) -> Any:
+    """``app_for(model=calculator, **config)``: the app over the six rows above."""
 
-    async def _open(model: Any = calculator, **config: Any) -> Workspace:
+    def _app(model: Any = calculator, **config: Any) -> WorkbenchApp:
         config.setdefault("dataset", str(dataset))
-        ws = Workspace(
-            EngineConfig(module=AGENT, search_path=str(ROOT), **config),
-            backend=ScriptedBackend(model, keep_calls=False),
-        )
-        await ws.open()
-        opened.append(ws)
-        return ws
+        return dataset_app(model, **config)
 
-    yield _open
-    for ws in opened:
-        await ws.aclose()
+    return _app
 
 
 # ---- rows ---------------------------------------------------------------------------------------
 
 
-async def test_rows_and_bad_rows_are_listed_with_the_error(open_workspace):
-    ws = await open_workspace()
-    async with running(ws) as run:
+async def test_rows_and_bad_rows_are_listed_with_the_error(app_for):
+    async with running(app_for()) as run:
         table = run.screen.table
-        # The screen read the dataset itself (nobody had): good and bad rows, in file order.
+        # Good and bad rows, in file order.
         assert table.keys == ["0", "1", "2", "3", "4", "5"]
         assert run.status(2) == "bad" and run.status(0) == ""
         assert table.cell_text("2", "prompt").startswith("row 2 (line 3): not valid JSON")
         assert table.cell_text("4", "prompt") == "[b]4+4"  # text, never parsed as markup
         info = str(run.screen.query_one("#dataset-info", Static).render())
         assert "5 rows · 1 bad" in info and "concurrency 8" in info
+        await run.press("l")  # read again: the bad rows are counted in a note too
         assert any("1 bad row" in n.message for n in run.notes())
         await run.press("down", "down")
         detail = str(run.screen.query_one("#dataset-detail", Static).render())
         assert "row 2 (line 3) is a bad row" in detail
 
 
-async def test_run_all_fills_rows_counts_summary_and_histogram_then_rows_open(open_workspace):
-    ws = await open_workspace()
-    async with running(ws) as run:
+async def test_run_all_fills_rows_counts_summary_and_histogram_then_rows_open(app_for):
+    async with running(app_for()) as run:
         # Before any run: o has nothing to show, d steps the row in the debugger; x says so.
         await run.press("o", "x")
-        assert run.app.calls == [] and any("has not run yet" in n.message for n in run.notes())
+        assert run.messages(TrajectoryRequested) == []
+        assert any("has not run yet" in n.message for n in run.notes())
         assert any(n.message == "no batch is running" for n in run.notes())
         await run.press("d")
-        assert run.app.calls == [("open_debugger", 0, True)]
+        assert [m.row_index for m in run.messages(RowStepRequested)] == [0]
+        assert run.app.current_mode == "debug" and run.app.debugger.follower.row_index == 0
+        await run.press("2")
 
         await run.press("r")
         assert [run.status(i) for i in (0, 1, 2, 3, 4, 5)] == [
@@ -156,18 +158,21 @@ async def test_run_all_fills_rows_counts_summary_and_histogram_then_rows_open(op
         assert [(b.label, b.count) for b in histogram.bins] == [("0", 1), ("1", 3)]
         assert any(n.title == "Batch done" and "3/5 passed" in n.message for n in run.notes())
 
-        # o (and enter) open a finished row's trajectory; the title says how it went.
+        # o (and enter) open a finished row's trajectory in the debugger; the title says how
+        # it went.
         await run.press("o")
-        kind, outcome, title = run.app.calls[-1]
-        assert kind == "show_outcome" and outcome.ok and outcome.reward == 1.0
-        assert title.startswith("row 0 · attempt 1 · pass")
-        await run.press("down", "enter")
-        kind, outcome, title = run.app.calls[-1]
-        assert outcome.ok and outcome.reward == 0.0 and "fail" in title
+        shown = run.messages(TrajectoryRequested)[-1]
+        assert shown.outcome.ok and shown.outcome.reward == 1.0
+        assert shown.title.startswith("row 0 · attempt 1 · pass")
+        assert run.app.current_mode == "debug" and run.app.debugger.outcome is shown.outcome
+        await run.press("2", "down", "enter")
+        shown = run.messages(TrajectoryRequested)[-1]
+        assert shown.outcome.ok and shown.outcome.reward == 0.0 and "fail" in shown.title
         # The bad row opens nothing and says why.
-        calls = len(run.app.calls)
+        await run.press("2")
+        asked = len(run.messages(TrajectoryRequested)) + len(run.messages(RowStepRequested))
         await run.press("down", "o", "d")
-        assert len(run.app.calls) == calls
+        assert asked == len(run.messages(TrajectoryRequested)) + len(run.messages(RowStepRequested))
         bad = [n.title for n in run.notes() if n.severity == "error"]
         assert bad[-2:] == ["Row 2 is a bad row", "Row 2 is a bad row"]
         # The error row says what went wrong, on the row itself.
@@ -176,9 +181,8 @@ async def test_run_all_fills_rows_counts_summary_and_histogram_then_rows_open(op
         assert "error (llm_error)" in detail and "fell over" in detail
 
 
-async def test_space_marks_rows_and_s_runs_only_those(open_workspace):
-    ws = await open_workspace()
-    async with running(ws) as run:
+async def test_space_marks_rows_and_s_runs_only_those(app_for):
+    async with running(app_for()) as run:
         await run.press("space", "down", "down", "down", "space")  # marks 0, then 4
         assert run.screen.marked == {0, 4}
         assert run.screen.table.cell_text("0", "index").startswith("●")
@@ -192,7 +196,7 @@ async def test_space_marks_rows_and_s_runs_only_those(open_workspace):
         assert len(run.screen.results[1]) == 1 and run.status(1) == "fail"
 
 
-async def test_f_reruns_only_the_rows_that_did_not_pass(open_workspace):
+async def test_f_reruns_only_the_rows_that_did_not_pass(app_for):
     fixed = {"boom": False}
 
     def model(body: dict[str, Any]) -> Any:
@@ -200,8 +204,7 @@ async def test_f_reruns_only_the_rows_that_did_not_pass(open_workspace):
             return {"content": "The answer is 1."}
         return calculator(body)
 
-    ws = await open_workspace(model)
-    async with running(ws) as run:
+    async with running(app_for(model)) as run:
         await run.press("r")
         first = {i: rs[0].outcome.rollout_id for i, rs in run.screen.results.items()}
         fixed["boom"] = True
@@ -212,7 +215,7 @@ async def test_f_reruns_only_the_rows_that_did_not_pass(open_workspace):
         assert run.screen.summary is not None and run.screen.summary.passed == 4  # merged
 
 
-async def test_x_stops_the_batch_and_unstarted_rows_are_skipped(open_workspace):
+async def test_x_stops_the_batch_and_unstarted_rows_are_skipped(app_for):
     started, release = asyncio.Event(), asyncio.Event()
 
     async def held(body: dict[str, Any]) -> Any:
@@ -220,8 +223,7 @@ async def test_x_stops_the_batch_and_unstarted_rows_are_skipped(open_workspace):
         await release.wait()
         return calculator(body)
 
-    ws = await open_workspace(held)
-    async with running(ws) as run:
+    async with running(app_for(held)) as run:
         await run.press("minus", "minus", "minus")  # 8 -> 4 -> 2 -> 1
         assert run.screen.concurrency == 1
         await run.pilot.press("r")
@@ -240,7 +242,7 @@ async def test_x_stops_the_batch_and_unstarted_rows_are_skipped(open_workspace):
         assert any(n.title == "Batch stopped" for n in run.notes())
 
 
-async def test_concurrency_keys_and_prompt_set_the_batch_width(open_workspace):
+async def test_concurrency_keys_and_prompt_set_the_batch_width(app_for):
     flight = {"now": 0, "peak": 0}
 
     async def overlapping(body: dict[str, Any]) -> Any:
@@ -250,8 +252,7 @@ async def test_concurrency_keys_and_prompt_set_the_batch_width(open_workspace):
         flight["now"] -= 1
         return calculator(body)
 
-    ws = await open_workspace(overlapping)
-    async with running(ws) as run:
+    async with running(app_for(overlapping)) as run:
         await run.press("plus")
         assert run.screen.concurrency == 16
         await run.press("minus", "minus")
@@ -263,6 +264,11 @@ async def test_concurrency_keys_and_prompt_set_the_batch_width(open_workspace):
         assert any(n.severity == "error" and "1 to 4096" in n.message for n in run.notes())
         await run.press("escape")
         assert run.screen.concurrency == 4
+        # + doubles and - halves, as the help says, from any number: 3, 6, 3.
+        await run.press("c", "3", "enter", "plus")
+        assert run.screen.concurrency == 6
+        await run.press("minus")
+        assert run.screen.concurrency == 3
         await run.press("c", "2", "enter")
         assert run.screen.concurrency == 2
         assert "concurrency 2" in str(run.screen.query_one("#dataset-info", Static).render())
@@ -270,7 +276,7 @@ async def test_concurrency_keys_and_prompt_set_the_batch_width(open_workspace):
         assert flight["peak"] == 2
 
 
-async def test_attempts_give_pass_at_k(open_workspace):
+async def test_attempts_give_pass_at_k(app_for):
     tries: dict[str, int] = {}
 
     def flaky(body: dict[str, Any]) -> Any:
@@ -281,8 +287,7 @@ async def test_attempts_give_pass_at_k(open_workspace):
                 return {"content": "The answer is 0."}
         return calculator(body)
 
-    ws = await open_workspace(flaky)
-    async with running(ws, concurrency=1) as run:
+    async with running(app_for(flaky, concurrency=1)) as run:
         await run.press("a")
         assert run.screen.attempts == 2
         await run.press("r")
@@ -295,28 +300,46 @@ async def test_attempts_give_pass_at_k(open_workspace):
         assert run.screen.attempts == 1  # 2 -> 4 -> 8 -> 1
 
 
-async def test_a_missing_dataset_is_reported_and_l_reads_it_again(open_workspace, tmp_path):
+async def test_a_missing_dataset_is_reported_and_l_reads_it_again(tmp_path):
     missing = tmp_path / "later.jsonl"
-    ws = await open_workspace(dataset=str(missing))
-    async with running(ws) as run:
+    async with running(dataset_app(dataset=str(missing))) as run:
         assert run.screen.table.row_count == 0
-        assert any(n.title == "Dataset not loaded" and "later.jsonl" in n.message
-                   for n in run.notes())  # fmt: skip
+        assert any(n.title == "Dataset" and "later.jsonl" in n.message
+                   for n in run.notes("error"))  # fmt: skip
+        detail = str(run.screen.query_one("#dataset-detail", Static).render())
+        assert "later.jsonl" in detail and "l reads it again" in detail
         write_rows(missing, ROWS[:2])
         await run.press("l")
         assert run.screen.table.keys == ["0", "1"]
 
 
-async def test_the_screen_waits_for_the_workspace_to_open(open_workspace):
-    ws = await open_workspace()
-    ws.rows, ws.bad_rows = [], []
-    async with running(None) as run:
+#: Opened by the test below: the agent module it writes waits for it while it is imported.
+AGENT_IMPORT_GATE = threading.Event()
+
+GATED_AGENT = """
+import sys
+
+# The workbench imports this module on a thread: the import waits until the test opens the gate.
+assert sys.modules["test_tui_dataset"].AGENT_IMPORT_GATE.wait(10)
+from sample_project.server import agent_loop
+"""
+
+
+async def test_the_screen_waits_for_the_workspace_to_open(dataset, tmp_path, monkeypatch):
+    (tmp_path / "gated_agent.py").write_text(textwrap.dedent(GATED_AGENT))
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.delitem(sys.modules, "gated_agent", raising=False)
+    app = dataset_app(module="gated_agent:agent_loop", search_path=str(tmp_path),
+                      dataset=str(dataset))  # fmt: skip
+    seen: list[Any] = []
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        run = Run(app, pilot, seen)
+        await pilot.press("2")
         assert "opening the workspace" in str(run.screen.query_one("#dataset-info").render())
-        await run.press("r")
-        assert any("still opening" in n.message for n in run.notes())
-        run.app.workspace = ws
-        run.app.workspace_ready_signal.publish(ws)
-        await run.press()
+        await pilot.press("r")
+        assert app.workspace is None and "still opening" in run.notes()[-1].message
+        AGENT_IMPORT_GATE.set()
+        await run.settle()
         assert run.screen.table.row_count == 6
 
 
@@ -327,53 +350,20 @@ def test_reward_bins_group_distinct_values_or_equal_ranges():
     assert bins[0].label == "0.00–0.25" and reward_bins([]) == []
 
 
-# ---- the real app --------------------------------------------------------------------------------
-
-
-async def test_the_dataset_mode_of_the_real_app_runs_a_batch_and_opens_a_row(dataset):
-    from osmosis_workbench.tui.app import make_app
-
-    app = make_app(
-        EngineConfig(module=AGENT, dataset=str(dataset), search_path=str(ROOT)),
-        backend=ScriptedBackend(calculator, keep_calls=False),
-    )
-    seen: list[Message] = []
-    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.press("2")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, DatasetScreen) and screen.table.row_count == 6
-        await pilot.press("r")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert screen.summary is not None and screen.summary.passed == 3
-        await pilot.press("o")
-        await pilot.pause()
-        assert app.current_mode == "debug"  # the trajectory opens in the debugger's view
-        assert not [m for m in seen if isinstance(m, Worker.StateChanged)
-                    and m.state is WorkerState.ERROR]  # fmt: skip
-
-
 # ---- layout snapshots -------------------------------------------------------------------------
 
 
-class SnapshotHarness(OwnWorkspaceHarness):
-    """The screen with the calculator agent, for the layout snapshot."""
+def _on_dataset_screen(pilot: Pilot) -> Any:
+    async def run_before(pilot: Pilot) -> None:
+        run = Run(pilot.app, pilot, [])  # type: ignore[arg-type]
+        await run.settle()
+        await run.press("2")
 
-    def __init__(self) -> None:
-        config = EngineConfig(module=AGENT, dataset="sample_project/test_data.jsonl",
-                                 search_path=str(ROOT))  # fmt: skip
-        super().__init__(Workspace(config, backend=ScriptedBackend(calculator)), DatasetScreen())
-
-
-async def _settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    return run_before(pilot)
 
 
-@pytest.mark.parametrize("size", [(100, 30), (200, 60)])
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 60)])
 def test_dataset_layout_snapshot(snap_compare, monkeypatch, size):
     monkeypatch.chdir(ROOT)  # the dataset path shown is relative
-    assert snap_compare(SnapshotHarness(), terminal_size=size, run_before=_settle)
+    app = dataset_app(dataset="sample_project/test_data.jsonl")
+    assert snap_compare(app, terminal_size=size, run_before=_on_dataset_screen)

@@ -7,17 +7,17 @@ calculator model: it calls ``add(17, 25)``, then states whatever the tool return
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.app import App
 from textual.notifications import Notify
 from textual.widgets import Static, TextArea
-from textual.worker import WorkerState
+from tui_driver import plain, settle
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ModelError, ScriptedBackend
@@ -43,6 +43,35 @@ class CrashingAgent(RolloutAgentLoop):
 
 
 crashing_agent = CrashingAgent()
+
+
+class SlowToolAgent(RolloutAgentLoop):
+    """Asks the model, runs a tool that takes 30 s, asks again, completes with reward 1.0."""
+
+    name = "slowtool"
+
+    def __init__(self) -> None:
+        self.tool_started = False
+        self.tool_cancelled = False
+
+    def get_tools(self, request: RolloutRequest) -> list[dict]:
+        return []
+
+    async def run(self, ctx: RolloutContext) -> RolloutResult:
+        messages = list(ctx.request.messages)
+        messages.append((await ctx.chat(messages)).message)
+        self.tool_started = True
+        try:
+            await asyncio.sleep(30)  # the tool: long enough that nobody waits for it
+        except asyncio.CancelledError:
+            self.tool_cancelled = True
+            raise
+        messages.append({"role": "user", "content": "the tool said 42"})
+        messages.append((await ctx.chat(messages)).message)
+        return ctx.complete(messages, reward=1.0)
+
+
+slow_tool_agent = SlowToolAgent()
 
 
 @pytest.fixture(autouse=True)
@@ -71,16 +100,6 @@ def debugger_app(backend: Any = None, *, row: int | None = 0, **fields: Any) -> 
     )
 
 
-async def settle(app: App, pilot: Any) -> None:
-    """Wait until no worker is pending or running (one may start the next), then a frame."""
-    for _ in range(50):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
-            return
-    raise AssertionError(f"workers never finished: {list(app.workers)}")
-
-
 async def press(app: App, pilot: Any, *keys: str) -> None:
     """Press keys, then let the rollout reach its next stop."""
     await pilot.press(*keys)
@@ -88,9 +107,7 @@ async def press(app: App, pilot: Any, *keys: str) -> None:
 
 
 def text_of(app: WorkbenchApp, selector: str) -> str:
-    console = Console(width=160, file=io.StringIO(), color_system=None)
-    console.print(app.debugger.query_one(selector, Static).content)
-    return console.file.getvalue()
+    return plain(app.debugger.query_one(selector, Static).content)
 
 
 # ---- n, c, q, r -------------------------------------------------------------------------------
@@ -102,6 +119,10 @@ async def test_the_row_pauses_before_the_agent_sees_each_answer_and_n_releases_i
         await settle(app, pilot)
         debugger = app.debugger
         assert debugger.state == "paused" and debugger.current_view == "response-view"
+        # Its rollout id (and a server's trace file) names the dataset, a step and the row.
+        assert re.fullmatch(
+            r"test_data-step-[0-9a-f]{6}-r0-a0-\d+", debugger.session.request["rollout_id"]
+        )
         # The agent has not run the tool: the history ends with the held answer.
         assert [m["role"] for m in debugger.session.messages] == ["system", "user", "assistant"]
         response = text_of(app, "#response-text")
@@ -373,3 +394,100 @@ async def test_while_the_model_answers_the_status_says_so_and_q_still_aborts() -
         assert debugger.state == "finished"
         assert (debugger.outcome.status, debugger.outcome.error) == ("ERROR", "aborted by user")
         assert debugger.outcome.llm_calls == 2
+
+
+async def test_shift_e_with_a_replay_says_at_once_why_and_which_model_can() -> None:
+    # The sample's cassette has answers for the recorded histories only: an edited tool
+    # result would fail after the fact. Say so when E is pressed, and name the way out.
+    seen: list[Any] = []
+    app = make_app(
+        EngineConfig(
+            module="sample_project.server:agent_loop",
+            dataset=DATASET,
+            model=f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}",
+            search_path=str(ROOT),
+        ),
+        row=0,
+    )
+    async with app.run_test(size=(100, 30), message_hook=seen.append) as pilot:
+        await settle(app, pilot)
+        await press(app, pilot, "n")
+        debugger = app.debugger
+        assert debugger.paused.turn == 2 and debugger.check_action("edit_tool_results", ())
+        await press(app, pilot, "E")
+        assert app.screen is debugger and debugger.state == "paused"  # no dialog, no failure
+        [warning] = [m.notification for m in seen if isinstance(m, Notify)
+                     and m.notification.severity == "warning"]  # fmt: skip
+        assert "replay of" in warning.message and "--model human" in warning.message
+        assert "--row 0" in warning.message
+        await press(app, pilot, "c")
+        assert debugger.outcome.ok and debugger.outcome.reward == 1.0
+
+
+async def test_q_while_a_tool_runs_cancels_it_and_the_result_says_aborted() -> None:
+    app = debugger_app(
+        ScriptedBackend(["calling the tool", "The answer is 42."]),
+        module=f"{__name__}:slow_tool_agent",
+        search_path=str(Path(__file__).parent),
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        debugger = app.debugger
+        await pilot.press("n")
+        async with asyncio.timeout(5):
+            while not slow_tool_agent.tool_started:
+                await pilot.pause(0.01)
+            await pilot.press("q")  # the agent is in its tool, not at the gate
+            await settle(app, pilot)  # not 30 s: the tool is cancelled
+        assert slow_tool_agent.tool_cancelled
+        outcome = debugger.outcome
+        assert debugger.state == "finished"
+        assert (outcome.status, outcome.error) == ("ERROR", "aborted by user")
+        # Nothing of a completed rollout: no reward, no finish reason.
+        assert outcome.reward is None and outcome.finish_reason is None
+        result = text_of(app, "#result-text")
+        assert "aborted by user" in result and "Reward         -" in result
+
+
+async def test_time_spent_paused_is_left_out_of_the_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The user looks at each answer for a minute: a stand-in clock moves the trainer's time on
+    # by 60 s at each pause, so nothing waits for real.
+    from osmosis_workbench.engine import trainer
+
+    real_clock, offset = trainer._clock, [0.0]
+    monkeypatch.setattr(trainer, "_clock", lambda: real_clock() + offset[0])
+    app = debugger_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        offset[0] += 60
+        await press(app, pilot, "n")
+        offset[0] += 60
+        await press(app, pilot, "c")
+        outcome = app.debugger.outcome
+        assert outcome.paused_ms >= 120_000 and outcome.working_ms < 10_000
+        result = text_of(app, "#result-text")
+        [duration] = [line for line in result.splitlines() if line.startswith("Duration")]
+        assert (
+            "min" not in duration.split("(")[0] and "(not counting 2 min 0 s of yours" in duration
+        )
+        assert "metrics (your time left out)" in result
+
+
+async def test_answers_show_as_written_and_f_renders_them_as_markdown() -> None:
+    # "#### 42" is what a GSM8K-style reward reads: markdown would show a heading "42".
+    app = debugger_app(ScriptedBackend(["Adding up.\n#### 42 and **bold**"]))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        debugger = app.debugger
+        assert "#### 42 and **bold**" in text_of(app, "#response-text")
+        await press(app, pilot, "f")
+        response = text_of(app, "#response-text")
+        assert "####" not in response and "42 and bold" in response
+        await press(app, pilot, "f", "c")
+        assert "#### 42 and **bold**" in text_of(app, "#result-text")  # the final answer
+        await press(app, pilot, "m")
+        assert "#### 42 and **bold**" in debugger.message_detail.plain_text
+        await press(app, pilot, "f")
+        assert "####" not in debugger.message_detail.plain_text

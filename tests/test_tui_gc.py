@@ -183,3 +183,20 @@ async def test_the_open_workspace_is_frozen_until_the_app_ends() -> None:
         assert app.workspace is not None
         assert gc.get_freeze_count() > 10_000
     assert gc.get_freeze_count() == 0
+
+
+async def test_the_servers_the_workbench_starts_and_stops_leave_its_frozen_objects_alone() -> None:
+    # The SDK's create_app freezes the heap at start-up and thaws it at shutdown: inside the
+    # workbench that would thaw the app's own frozen objects whenever a server stops.
+    app = scripted_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        workspace = app.workspace
+        assert workspace is not None
+        frozen = gc.get_freeze_count()
+        await workspace.start_server(port=0)  # the agent on a real port
+        await workspace.stop_server()
+        await workspace.reload_agent()  # a new embedded server; the old one stops
+        # Still frozen (less what reference counting freed: the replaced agent's objects).
+        assert gc.get_freeze_count() > 0.9 * frozen

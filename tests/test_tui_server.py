@@ -3,7 +3,8 @@ them, reloading the agent, and attaching to a remote server with ``--url``.
 
 The trainer here is real too: a ``LocalTrainer`` listening on a loopback port drives rollouts
 against the served agent over HTTP, exactly as a training cluster would; only its model is a
-``ScriptedBackend``.
+``ScriptedBackend``. The screen runs in the workbench app built by ``make_app``, as the CLI
+builds it.
 """
 
 from __future__ import annotations
@@ -16,22 +17,24 @@ import sys
 import textwrap
 import weakref
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from screen_harness import OwnWorkspaceHarness, ScreenRun, run_screen
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from tui_driver import Driver, driving
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.live import LiveStepSession
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 from osmosis_workbench.engine.workspace import Workspace
+from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.dataset_screen import DatasetScreen
+from osmosis_workbench.tui.messages import SessionStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.server_screen import ServerScreen
 from server_core.http_client import HttpxClient
 
@@ -58,7 +61,7 @@ def request(rollout_id: str, question: str = "2+3", truth: str = "5") -> dict[st
     }
 
 
-class Run(ScreenRun):
+class Run(Driver):
     """The server screen's run: its status line, rollout list and log."""
 
     @property
@@ -66,6 +69,12 @@ class Run(ScreenRun):
         screen = self.app.screen
         assert isinstance(screen, ServerScreen), screen
         return screen
+
+    @property
+    def workspace(self) -> Workspace:
+        workspace = self.app.workspace
+        assert workspace is not None
+        return workspace
 
     def status(self) -> str:
         return str(self.screen.query_one("#server-status", Static).render())
@@ -79,13 +88,27 @@ class Run(ScreenRun):
         return "\n".join(pane.lines)
 
 
-def running(workspace: Workspace | None, screen: Any = None) -> AbstractAsyncContextManager[Run]:
-    return run_screen(Run, workspace, screen or ServerScreen(port=0, watch=False), (100, 30))
+def server_app(*, watch: bool = False, **config: Any) -> WorkbenchApp:
+    """The workbench with the calculator model, its server screen on any free port."""
+    if "urls" not in config:
+        config.setdefault("module", AGENT)
+    config.setdefault("search_path", str(ROOT))
+    return make_app(EngineConfig(**config), backend=ScriptedBackend(calculator), serve_port=0,
+                    watch_agent=watch)  # fmt: skip
+
+
+@asynccontextmanager
+async def running(app: WorkbenchApp | None = None) -> AsyncIterator[Run]:
+    """The app, once open, on its server screen (key 3)."""
+    async with driving(app or server_app(), (100, 30), driver_type=Run) as run:
+        await run.press("3")
+        yield run
 
 
 @pytest.fixture
 async def open_workspace() -> AsyncIterator[Callable[..., Any]]:
-    """``await open_workspace(**config)``: an opened Workspace with the calculator model."""
+    """``await open_workspace(**config)``: an opened Workspace with the calculator model (a
+    rollout server of its own, for the workbench to attach to)."""
     opened: list[Workspace] = []
 
     async def _open(**config: Any) -> Workspace:
@@ -119,11 +142,9 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 # ---- serving on a real port ---------------------------------------------------------------------
 
 
-async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
-    open_workspace, trainer, http
-):
-    ws = await open_workspace()
-    async with running(ws) as run:
+async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(trainer, http):
+    async with running() as run:
+        ws = run.workspace
         assert "stopped" in run.status() and "No rollouts yet" in str(
             run.screen.table.render_line(1).text
         )
@@ -156,25 +177,29 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
         await run.press("P")
         assert not ws.live.pause_all
 
-        # d: the debugger gets a StepSession-like view of it; step it with the same calls.
+        # d: the debugger follows it as a live step session; step it with the same keys.
         await run.press("d")
-        kind, session = run.app.calls[-1]
-        assert kind == "open_session" and isinstance(session, LiveStepSession)
-        paused = await session.wait()
-        assert paused is not None and paused.turn == 1
-        assert paused.message["tool_calls"][0]["function"]["name"] == "add"
-        assert session.next() is True
-        paused = await session.wait()  # d asked for a pause at every answer of this rollout
-        assert paused is not None and paused.turn == 2
-        assert paused.message["content"] == "The answer is 5."
-        assert session.continue_() is True
+        [asked] = run.messages(SessionStepRequested)
+        debugger = run.app.debugger
+        assert isinstance(asked.session, LiveStepSession) and debugger.session is asked.session
+        assert run.app.screen is debugger and debugger.state == "paused"
+        assert debugger.paused.turn == 1
+        assert debugger.paused.message["tool_calls"][0]["function"]["name"] == "add"
+        await run.press("n")
+        await run.until(lambda: debugger.state == "paused")  # a pause at every answer now
+        assert debugger.paused.turn == 2
+        assert debugger.paused.message["content"] == "The answer is 5."
+        await run.pilot.press("c")
         outcome = await rollout
         assert outcome.ok and outcome.reward == 1.0 and not outcome.violations
+        await run.until(lambda: debugger.state == "finished")
+        await run.press("3")
         await run.until(lambda: run.state("trainer-1") == "completed")
         assert run.screen.table.cell_text("trainer-1", "reward") == "1"
         await run.press("o")
-        kind, shown, title = run.app.calls[-1]
-        assert kind == "show_outcome" and shown.reward == 1.0 and title.startswith("trainer-1")
+        shown = run.messages(TrajectoryRequested)[-1]
+        assert shown.outcome.reward == 1.0 and shown.title.startswith("trainer-1")
+        await run.press("3")
 
         await run.press("x")
         assert ws.server is None and run.screen.url is None and "stopped" in run.status()
@@ -182,9 +207,9 @@ async def test_start_serve_a_trainer_pause_and_step_its_rollout_then_stop(
             await http.get(f"{url}/health")  # the port is closed
 
 
-async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspace, trainer, http):
-    ws = await open_workspace()
-    async with running(ws) as run:
+async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(trainer, http):
+    async with running() as run:
+        ws = run.workspace
         await run.press("s")
         assert run.screen.url is not None
         target = ServerTarget(url=run.screen.url, client=HttpxClient(http))  # local mode: no key
@@ -217,13 +242,13 @@ async def test_p_c_and_a_pause_continue_and_abort_a_running_rollout(open_workspa
         assert (await third).ok
 
 
-async def test_a_busy_or_bad_port_is_reported_then_u_k_and_ctrl_l(open_workspace):
-    ws = await open_workspace()
+async def test_a_busy_or_bad_port_is_reported_then_u_k_and_ctrl_l():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        async with running(ws) as run:
+        async with running() as run:
+            ws = run.workspace
             run.screen.query_one("#server-port", Input).value = str(port)
             await run.press("s")
             errors = [n for n in run.notes() if n.severity == "error"]
@@ -276,11 +301,12 @@ agent_loop = Agent()
 """
 
 
-async def test_r_reloads_the_agent_and_saving_a_file_reloads_it_too(open_workspace, tmp_path):
+async def test_r_reloads_the_agent_and_saving_a_file_reloads_it_too(tmp_path):
     module = tmp_path / "reloadable_agent.py"
     module.write_text(AGENT_SOURCE.format(name="first"))
-    ws = await open_workspace(module="reloadable_agent:agent_loop", search_path=str(tmp_path))
-    async with running(ws, ServerScreen(port=0, watch=True)) as run:
+    app = server_app(module="reloadable_agent:agent_loop", search_path=str(tmp_path), watch=True)
+    async with running(app) as run:
+        ws = run.workspace
         assert ws.agent_name == "first" and "(watching)" in run.status()
         module.write_text(AGENT_SOURCE.format(name="second"))
         await run.until(lambda: ws.agent_name == "second")  # saved: reloaded, no key needed
@@ -304,28 +330,26 @@ class _Cycle:
         self.me = self
 
 
-async def test_a_reload_frees_what_was_frozen_and_let_go_since(open_workspace, tmp_path):
+async def test_a_reload_frees_what_was_frozen_and_let_go_since(tmp_path):
     # The app freezes what is alive when it opens (gc_control.freeze_long_lived_objects). A
     # reload lets go of the old module and the old embedded server, reference cycles that a
     # frozen heap would keep until the app ends: the reload thaws and collects.
     module = tmp_path / "freed_agent.py"
     module.write_text(AGENT_SOURCE.format(name="first"))
-    ws = await open_workspace(module="freed_agent:agent_loop", search_path=str(tmp_path))
-    cycle = _Cycle()
-    let_go = weakref.ref(cycle)
-    gc.freeze()
-    del cycle  # frozen garbage from now on
-    try:
-        async with running(ws, ServerScreen(port=0, watch=False)) as run:
-            gc.collect()
-            assert let_go() is not None  # frozen: collections pass it by
-            module.write_text(AGENT_SOURCE.format(name="second"))
-            await run.press("r")
-            assert ws.agent_name == "second"
-            assert let_go() is None
-            assert gc.get_freeze_count() > 0  # and what is alive is frozen again
-    finally:
-        gc.unfreeze()
+    app = server_app(module="freed_agent:agent_loop", search_path=str(tmp_path))
+    async with running(app) as run:
+        ws = run.workspace
+        cycle = _Cycle()
+        let_go = weakref.ref(cycle)
+        gc.freeze()
+        del cycle  # frozen garbage from now on
+        gc.collect()
+        assert let_go() is not None  # frozen: collections pass it by
+        module.write_text(AGENT_SOURCE.format(name="second"))
+        await run.press("r")
+        assert ws.agent_name == "second"
+        assert let_go() is None
+        assert gc.get_freeze_count() > 0  # and what is alive is frozen again
 
 
 # ---- attached to a remote server (--url) ---------------------------------------------------------
@@ -339,48 +363,23 @@ async def test_with_url_the_screens_work_against_the_remote_server(open_workspac
         '{"system_prompt": "calc", "user_prompt": "1+2", "ground_truth": 3}\n'
         '{"system_prompt": "calc", "user_prompt": "5+5", "ground_truth": 10}\n'
     )
-    remote = await open_workspace(urls=(url,), dataset=str(rows))
-    async with running(remote) as run:
+    async with running(server_app(urls=(url,), dataset=str(rows))) as run:
+        remote = run.workspace
         await run.until(lambda: "health healthy" in run.status())
         assert f"attached to {url}" in run.status()
-        assert run.screen.check_action("start_server", ()) is False  # not offered
-        await run.press("s")
-        assert remote.server is None and run.screen.query_one("#server-form").disabled
-        await run.press("r")
-        assert "no agent module" in run.notes()[-1].message
+        # Nothing here offers to serve or reload an agent: there is none in this process.
+        shown = "\n".join(strip.text for strip in run.screen._compositor.render_strips())
+        for offer in ("start the server", "s serves", "s Start", "r Reload", "API key"):
+            assert offer not in shown, offer
+        assert "rollouts that trainers send there" in shown
+        await run.press("s", "r", "g")
+        assert remote.server is None and not run.screen.query_one("#server-form").display
         # A batch from the dataset screen runs on the remote server, the same way.
-        await run.app.push_screen(DatasetScreen())
-        await run.press()
-        await run.press("r")
+        await run.press("2", "r")
         dataset = run.app.screen
         assert isinstance(dataset, DatasetScreen) and dataset.summary is not None
         assert dataset.summary.passed == 2
     assert served.server_health()["completed_rollouts"] == 2  # they ran over there
-
-
-# ---- the real app -------------------------------------------------------------------------------
-
-
-async def test_the_server_mode_of_the_real_app_starts_and_stops_the_server():
-    from osmosis_workbench.tui.app import make_app
-
-    app = make_app(EngineConfig(module=AGENT, search_path=str(ROOT)),
-                   backend=ScriptedBackend(calculator))  # fmt: skip
-    async with app.run_test(size=(100, 30)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.press("3")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, ServerScreen)
-        screen.query_one("#server-port", Input).value = "0"
-        await pilot.press("s")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert app.workspace is not None and app.workspace.server is not None
-        assert screen.url is not None
-        await pilot.press("x")
-        await app.workers.wait_for_complete()
-        assert app.workspace.server is None
 
 
 def test_importing_the_screens_imports_neither_litellm_nor_the_engine():
@@ -401,16 +400,8 @@ def test_importing_the_screens_imports_neither_litellm_nor_the_engine():
 # ---- layout snapshot ----------------------------------------------------------------------------
 
 
-class SnapshotHarness(OwnWorkspaceHarness):
-    """The screen with the calculator agent, for the layout snapshot."""
-
-    def __init__(self) -> None:
-        config = EngineConfig(module=AGENT, search_path=str(ROOT))
-        super().__init__(Workspace(config, backend=ScriptedBackend(calculator)),
-                         ServerScreen(port=9000, watch=False))  # fmt: skip
-
-
 async def _steady(pilot: Pilot) -> None:
+    await Run(pilot.app, pilot, []).press("3")  # type: ignore[arg-type]
     # The loop's lag changes from run to run: show a steady status line for the picture.
     screen = pilot.app.screen
     assert isinstance(screen, ServerScreen)
@@ -420,5 +411,8 @@ async def _steady(pilot: Pilot) -> None:
     await pilot.pause()
 
 
-def test_server_layout_snapshot(snap_compare):
-    assert snap_compare(SnapshotHarness(), terminal_size=(100, 30), run_before=_steady)
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_server_layout_snapshot(snap_compare, size):
+    app = make_app(EngineConfig(module=AGENT, search_path=str(ROOT)),
+                   backend=ScriptedBackend(calculator), watch_agent=False)  # fmt: skip
+    assert snap_compare(app, terminal_size=size, run_before=_steady)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.worker import WorkerState
+from tui_driver import settle
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ScriptedBackend
@@ -43,17 +43,10 @@ def after(*keys: str):
     """A ``run_before`` that waits for the workspace and the rollout, then presses ``keys``."""
 
     async def run_before(pilot: Pilot) -> None:
-        app = pilot.app
-        for key in (None, *keys):
-            if key is not None:
-                await pilot.press(key)
-            for _ in range(50):
-                await app.workers.wait_for_complete()
-                await pilot.pause()
-                if not any(
-                    w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers
-                ):
-                    break
+        await settle(pilot.app, pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot.app, pilot)
 
     return run_before
 
@@ -73,3 +66,15 @@ def test_message_history_at_200x60(snap_compare: Any) -> None:
 
 def test_help_at_100x30(snap_compare: Any) -> None:
     assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after("question_mark"))
+
+
+def test_answer_composer_at_120x40(snap_compare: Any) -> None:
+    """--model human: the composer with a tool call added (tab to the tools, enter)."""
+    config = EngineConfig(
+        module="sample_project.server:agent_loop",
+        model="human",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
+    app = make_app(config, row=0, watch_agent=False)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=after("tab", "enter"))

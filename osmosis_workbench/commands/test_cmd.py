@@ -335,7 +335,7 @@ def _run_info(
 
 
 async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
-    from osmosis_workbench.engine.batch import BatchRunner
+    from osmosis_workbench.engine.batch import BatchRunner, run_tag_for
     from osmosis_workbench.engine.datasets import RowError, count_rows
     from osmosis_workbench.engine.estimate import pilot_config
     from osmosis_workbench.engine.journal import (
@@ -472,7 +472,7 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
                 journal=journal,
                 on_result=on_result,
                 on_bad_row=on_bad_row,
-                run_tag=run_dir.name[-8:],
+                run_tag=run_tag_for(config.dataset),
                 keep_results=False,
                 spent_usd=spent_before,
             )

@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import itertools
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from osmosis_workbench.engine.config import EngineConfig
@@ -32,6 +34,16 @@ from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
 _BUSY_WAIT_LIMIT_S = 300.0
 
 _request_counter = itertools.count()
+
+
+def run_tag_for(dataset: str | None) -> str:
+    """The readable start of a run's rollout ids (and trace file names): the dataset's name.
+
+    ``data/test_data.jsonl`` gives ``test_data``; characters a file name or a log line would
+    trip on become ``_``; at most 24 characters.
+    """
+    stem = Path(dataset).stem if dataset else ""
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", stem)[:24].strip("._") or "rollout"
 
 
 def build_request(row: DatasetRow, attempt: int, config: EngineConfig, run_tag: str) -> dict:
@@ -91,7 +103,10 @@ class BatchRunner:
         self.journal = journal
         self.on_result = on_result
         self.on_bad_row = on_bad_row
-        self.run_tag = f"{run_tag}-{uuid.uuid4().hex[:6]}" if run_tag else uuid.uuid4().hex[:8]
+        # ``test_data-3fa2c1``: the dataset, then a nonce per runner (ids never repeat across
+        # runs, which a server's idempotency records would otherwise answer).
+        tag = run_tag or run_tag_for(config.dataset)
+        self.run_tag = f"{tag}-{uuid.uuid4().hex[:6]}"
         #: Finished results, in finishing order (empty with ``keep_results=False``: a
         #: million-row run keeps its trajectories in the journal, not in memory).
         self.results: list[JournalEntry] = []

@@ -40,8 +40,13 @@ class EmbeddedRolloutServer:
         self.agent = agent
         self.trainer = trainer
         self.callback_client = TrainerClient(local_apps={IN_PROCESS_TRAINER_URL: trainer.app})
+        # freeze_heap=False: the host process (the workbench, osmosis test) decides what is
+        # frozen; the SDK's own freeze would be undone, app-wide, whenever this server stops.
         self.app = create_app(
-            agent, client=self.callback_client, limits=limits or embedded_limits(rollout_timeout)
+            agent,
+            client=self.callback_client,
+            limits=limits or embedded_limits(rollout_timeout),
+            freeze_heap=False,
         )
         self._client = ASGIClient(self.app)
         self.target = ServerTarget(

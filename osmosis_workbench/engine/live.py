@@ -109,20 +109,32 @@ class LiveRollouts:
         self.rollouts: OrderedDict[str, LiveRollout] = OrderedDict()
         self.max_kept = max_kept
         self.pause_requested: set[str] = set()
-        self.pause_all = False
+        #: Rollouts the user let run to their end (``continue_``): not paused by ``pause_all``.
+        self.let_run: set[str] = set()
+        self._pause_all = False
         #: Called after every change with the rollout that changed (the UI refreshes here).
         self.on_change: Callable[[LiveRollout], None] | None = None
         # More listeners besides ``on_change`` (step sessions), so they never displace the UI's.
         self._listeners: list[Callable[[LiveRollout], None]] = []
+        #: The server's own cancel (``rollouts.cancel``), for rollouts not held at the gate.
+        self._cancel: Callable[[str, str], bool] | None = None
 
-    def attach(self, hooks: RolloutHooks) -> Callable[[], None]:
-        """Observe ``hooks`` and install the gate; returns a function that detaches."""
+    def attach(
+        self, hooks: RolloutHooks, cancel: Callable[[str, str], bool] | None = None
+    ) -> Callable[[], None]:
+        """Observe ``hooks`` and install the gate; returns a function that detaches.
+
+        ``cancel(rollout_id, reason)``: the server's way to end a running rollout (its
+        ``app.state.rollouts.cancel``), so ``cancel`` below need not wait for the gate.
+        """
         remove = hooks.add_observer(self)
         hooks.set_gate(self.gate)
+        self._cancel = cancel
 
         def detach() -> None:
             remove()
             hooks.set_gate(None)
+            self._cancel = None
 
         return detach
 
@@ -179,17 +191,32 @@ class LiveRollouts:
                 rollout.reward = completion.reward
                 rollout.messages = completion.final_messages or rollout.messages
             self.pause_requested.discard(rid)
+            self.let_run.discard(rid)
         self._changed(rollout)
 
     # ---- the gate ---------------------------------------------------------------------------
 
+    @property
+    def pause_all(self) -> bool:
+        """Whether every rollout pauses at its next LLM answer (except those let run)."""
+        return self._pause_all
+
+    @pause_all.setter
+    def pause_all(self, on: bool) -> None:
+        # Turned on, it means every rollout again, including those continued before.
+        if on and not self._pause_all:
+            self.let_run.clear()
+        self._pause_all = on
+
     def pause(self, rollout_id: str) -> None:
         """Pause this rollout at its next LLM response."""
+        self.let_run.discard(rollout_id)
         self.pause_requested.add(rollout_id)
 
     async def gate(self, rollout_id: str, body: dict, result: ChatResult) -> ChatResult | None:
         """The hooks gate: holds marked rollouts until released."""
-        if not (self.pause_all or rollout_id in self.pause_requested):
+        asked = rollout_id in self.pause_requested
+        if not asked and (not self._pause_all or rollout_id in self.let_run):
             return None
         rollout = self.rollouts.get(rollout_id)
         if rollout is None:
@@ -241,14 +268,27 @@ class LiveRollouts:
         return self._resolve(rollout_id, replacement)
 
     def continue_(self, rollout_id: str) -> bool:
-        """Stop pausing this rollout and release it."""
+        """Stop pausing this rollout (``pause_all`` included) and release it."""
         self.pause_requested.discard(rollout_id)
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is not None and not rollout.done:
+            self.let_run.add(rollout_id)
         return self._resolve(rollout_id, None)
 
     def abort(self, rollout_id: str, reason: str = "aborted by user") -> bool:
         """End the paused rollout as ERROR (category cancelled)."""
         self.pause_requested.discard(rollout_id)
         return self._resolve(rollout_id, RolloutCancelled(reason))
+
+    def cancel(self, rollout_id: str, reason: str = "aborted by user") -> bool:
+        """End the rollout as ERROR now, held at the gate or not (a running tool is cancelled
+        with it); False when it cannot be (finished, or no server to ask)."""
+        if self.abort(rollout_id, reason):
+            return True
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is None or rollout.done or self._cancel is None:
+            return False
+        return self._cancel(rollout_id, reason)
 
 
 # ---- stepping one live rollout like a dataset row ----------------------------------------------
@@ -339,8 +379,11 @@ class LiveStepSession:
             return None
         return rollout.outcome()
 
-    # Another trainer drives this rollout: its LLM calls and its model are not ours.
-    can_regenerate = False
+    #: Another trainer drives this rollout: its LLM calls and its model are not ours.
+    cannot_regenerate = (
+        "this rollout's model belongs to the trainer that sent it: only that trainer can ask "
+        "it again (e edits the answer instead)"
+    )
 
     @property
     def exchanges(self) -> Sequence[LLMExchange]:
@@ -380,8 +423,9 @@ class LiveStepSession:
         return self.live.continue_(self.rollout_id)
 
     def abort(self, reason: str = "aborted by user") -> bool:
-        """End the rollout as ERROR (``q``); if not held now, at its next LLM answer."""
-        if self.live.abort(self.rollout_id, reason):
+        """End the rollout as ERROR (``q``): now when the server can be asked to cancel it,
+        else at its next LLM answer."""
+        if self.live.cancel(self.rollout_id, reason):
             return True
         if not self.finished:
             self._abort_reason = reason

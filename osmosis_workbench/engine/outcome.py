@@ -109,6 +109,8 @@ class RolloutOutcome:
     violations: list[str] = field(default_factory=list)
     #: Per LLM call: turn, prompt/completion tokens, latency and cost (when known).
     calls: list[LLMCallStats] = field(default_factory=list)
+    #: Of ``duration_ms``, the time its answers were held paused for the user (debugger).
+    paused_ms: float = 0.0
     #: The model backend's error that ended the rollout, if any (systemic ones stop batches).
     #: Known only while the run lives: never journaled.
     model_error: ModelError | None = field(default=None, compare=False)
@@ -119,6 +121,26 @@ class RolloutOutcome:
     def ok(self) -> bool:
         """Whether the rollout completed (reward thresholds are the batch's business)."""
         return self.status is OutcomeStatus.COMPLETED
+
+    @property
+    def working_ms(self) -> float:
+        """How long the rollout took, without the time it was held paused for the user."""
+        return max(0.0, self.duration_ms - self.paused_ms)
+
+    def metrics_without_pauses(self) -> dict[str, Any]:
+        """The server's metrics with the time held paused taken out of its latencies.
+
+        The server's clock ran on while the trainer held an answer: to it, each pause was a
+        slow LLM call inside a slow rollout.
+        """
+        if not self.paused_ms:
+            return dict(self.metrics)
+        metrics = dict(self.metrics)
+        for name in ("llm_latency_ms", "total_latency_ms"):
+            value = metrics.get(name)
+            if isinstance(value, int | float):
+                metrics[name] = max(0.0, value - self.paused_ms)
+        return metrics
 
     @property
     def rollout_completed(self) -> bool:
@@ -157,6 +179,7 @@ class RolloutOutcome:
         rollout_id: str,
         messages_so_far: Sequence[dict[str, Any]],
         duration_ms: float,
+        paused_ms: float = 0.0,
         tokens: int,
         llm_calls: int,
         tools: Sequence[dict[str, Any]] = (),
@@ -189,6 +212,11 @@ class RolloutOutcome:
             error, category = str(model_error), ErrorCategory.LLM_ERROR
         if aborted:
             ok, error, category = False, aborted, ErrorCategory.CANCELLED
+            # Whatever the agent managed to send before the cancel reached it, the rollout
+            # did not complete: no reward, no finish reason, as for any cancelled rollout.
+            completion = completion and completion.model_copy(
+                update={"reward": None, "finish_reason": None}
+            )
         return cls(
             rollout_id=rollout_id,
             status=OutcomeStatus.COMPLETED if ok else OutcomeStatus.ERROR,
@@ -208,6 +236,7 @@ class RolloutOutcome:
                 else {}
             ),
             duration_ms=duration_ms,
+            paused_ms=paused_ms,
             tokens=tokens,
             cost_usd=cost_usd,
             llm_calls=llm_calls,

@@ -7,6 +7,10 @@ then looks at it and decides: ``next()`` releases it (optionally with an edited 
 "aborted by user", ``edit_tool_results()`` has the model answer again from edited tool
 results. It implements ``stepping.SteppedRollout``: the TUI's n/c/e/q keys call exactly these,
 and tests drive them headless.
+
+With ``--model human`` the developer is the model: each LLM call of the rollout stops at the
+``HumanBackend`` (``wait()`` returns its ``AnswerRequest``) and the gate does not pause on
+the answer they just wrote.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from osmosis_workbench.engine.models import AnswerRequest, HumanBackend
 from osmosis_workbench.engine.outcome import RolloutOutcome
-from osmosis_workbench.engine.stepping import PausedAnswer
+from osmosis_workbench.engine.stepping import PausedAnswer, Stop
 from osmosis_workbench.engine.trainer import (
     LLMExchange,
     LocalTrainer,
@@ -143,8 +148,6 @@ class StepGate:
 class StepSession:
     """A dataset row's rollout that pauses after each LLM answer (a ``SteppedRollout``)."""
 
-    can_regenerate = True
-
     def __init__(
         self,
         trainer: LocalTrainer,
@@ -155,6 +158,8 @@ class StepSession:
         stepping: bool = True,
         label: str = "",
         on_exchange: Callable[[LLMExchange], None] | None = None,
+        cannot_regenerate: str | None = None,
+        human: HumanBackend | None = None,
     ) -> None:
         self.trainer = trainer
         self.target = target
@@ -163,8 +168,13 @@ class StepSession:
         self.label = label
         self.gate = StepGate(stepping)
         self.on_exchange = on_exchange
+        #: Why the model cannot answer an edited history (a replay), if it cannot.
+        self.cannot_regenerate = cannot_regenerate
+        #: The developer as the model (``--model human``): its calls are stops too.
+        self.human = human
         self.run: RolloutRun | None = None
         self.task: asyncio.Task[RolloutOutcome] | None = None
+        self._cancelling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Send the init; the rollout then runs until its first pause."""
@@ -216,17 +226,32 @@ class StepSession:
         """The LLM calls so far."""
         return self.run.exchanges if self.run else ()
 
-    async def wait(self) -> PausedAnswer | None:
-        """Wait for the next pause; ``None`` when the rollout finished instead."""
+    @property
+    def rollout_id(self) -> str:
+        """The rollout's id (as sent in its init)."""
+        return str(self.request.get("rollout_id") or "")
+
+    @property
+    def answer_request(self) -> AnswerRequest | None:
+        """The LLM call waiting for the developer's answer now (``--model human``), if any."""
+        return self.human.pending_for(self.rollout_id) if self.human is not None else None
+
+    async def wait(self) -> Stop | None:
+        """Wait for the next stop: a held answer, or a call waiting for the developer's
+        answer; ``None`` when the rollout finished instead."""
         assert self.task is not None, "call start() first"
-        if self.gate.paused is not None:
-            return self.gate.paused
-        pause = asyncio.ensure_future(self.gate.wait_paused())
+        stop = self.gate.paused or self.answer_request
+        if stop is not None:
+            return stop
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.gate.wait_paused())}
+        if self.human is not None:
+            waiters.add(asyncio.ensure_future(self.human.request_for(self.rollout_id)))
         try:
-            await asyncio.wait({pause, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*waiters, self.task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            pause.cancel()
-        return self.gate.paused
+            for waiter in waiters:
+                waiter.cancel()
+        return self.gate.paused or self.answer_request
 
     def next(self, edited: dict[str, Any] | None = None) -> bool:
         """Release the paused answer (``n``), or the edited message in its place."""
@@ -239,7 +264,7 @@ class StepSession:
         and the rollout pauses again on it.
         """
         paused = self.gate.paused
-        if paused is None:
+        if paused is None or self.cannot_regenerate:
             return False
         messages = [
             {**m, "content": contents[m["tool_call_id"]]}
@@ -255,12 +280,25 @@ class StepSession:
         return self.gate.release()
 
     def abort(self, reason: str = "aborted by user") -> bool:
-        """Abort the rollout (``q``); it ends as ERROR with ``reason``."""
+        """Abort the rollout (``q``); it ends as ERROR with ``reason``.
+
+        Held at the gate: the agent's call fails at once. Otherwise the agent is working (a
+        tool, its own code) or the model is answering: the server is asked to cancel the
+        rollout now (a running tool is cancelled with it), and a model answer that still
+        arrives stops at the gate.
+        """
         if self.gate.abort(reason):
             return True
-        if self.run is not None and not self.finished:
-            # Not paused (e.g. the model is still answering): abort at the next gate.
-            self.run.aborted = reason
+        request = self.answer_request
+        if request is not None:
+            # The model call fails; the rollout ends as aborted (below) all the same.
+            request.abort(reason)
+        run = self.run
+        if run is not None and not self.finished and not run.aborted:
+            run.aborted = reason
+            self._cancelling = asyncio.get_running_loop().create_task(
+                self.trainer.cancel_on_server(run, self.target), name=f"cancel:{self.label}"
+            )
         return False
 
     def let_go(self) -> None:

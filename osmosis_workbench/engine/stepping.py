@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.engine.trainer import LLMExchange
 
@@ -54,6 +55,11 @@ class PausedAnswer:
         return self.finish_reason
 
 
+#: Where a stepped rollout stops: an answer held at a gate, or an LLM call waiting for the
+#: developer to write the answer (``--model human``).
+Stop: TypeAlias = "PausedAnswer | AnswerRequest"
+
+
 class SteppedRollout(Protocol):
     """One rollout the debugger steps through, whichever gate holds its answers."""
 
@@ -86,8 +92,9 @@ class SteppedRollout(Protocol):
         ...
 
     @property
-    def can_regenerate(self) -> bool:
-        """Whether ``edit_tool_results`` can have the model answer again (our trainer holds it)."""
+    def cannot_regenerate(self) -> str | None:
+        """Why ``edit_tool_results`` cannot have the model answer again, with what would
+        (``None``: it can: our trainer holds the call and the model answers new input)."""
         ...
 
     @property
@@ -99,8 +106,9 @@ class SteppedRollout(Protocol):
         """Start following the rollout (and start it, if it is ours); a second call does nothing."""
         ...
 
-    async def wait(self) -> PausedAnswer | None:
-        """Wait for the next held answer; ``None`` when the rollout finished instead."""
+    async def wait(self) -> Stop | None:
+        """Wait for the next stop (a held answer, a call for the developer to answer);
+        ``None`` when the rollout finished instead."""
         ...
 
     async def finish(self) -> RolloutOutcome | None:
@@ -122,7 +130,7 @@ class SteppedRollout(Protocol):
     def edit_tool_results(self, contents: dict[str, str]) -> bool:
         """Ask the model again with edited tool results (``tool_call_id -> content``).
 
-        False when nothing is held or the model is not ours to ask (``can_regenerate``).
+        False when nothing is held or the model cannot be asked (``cannot_regenerate``).
         """
         ...
 

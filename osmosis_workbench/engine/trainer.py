@@ -43,6 +43,11 @@ _FINISHED_KEPT = 10_000
 IN_PROCESS_TRAINER_URL = "http://local-trainer.invalid"
 
 
+def _clock() -> float:
+    """Seconds, for durations (one function, so a test can stand in for the passing time)."""
+    return time.perf_counter()
+
+
 def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         pydantic_core.to_json(body), status_code, headers, media_type="application/json"
@@ -77,6 +82,9 @@ class LLMExchange:
     replaced: bool = False
     #: The model's input when the user edited it (a tool result) and asked again.
     model_messages: list[dict[str, Any]] | None = None
+    #: The user's time in this call: the answer held at the gate (looked at in the debugger),
+    #: and writing it (``--model human``). Durations leave it out.
+    paused_ms: float = 0.0
 
     @property
     def message(self) -> dict[str, Any]:
@@ -146,12 +154,17 @@ class RolloutRun:
     aborted: str | None = None
     #: Why the trainer stopped waiting for this rollout's end (its server went away).
     abandoned: str | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=_clock)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once the init's answer has been read (its tools apply to every generation).
     init_answered: asyncio.Event = field(default_factory=asyncio.Event)
     #: Called with each exchange when it starts and when it ends (UIs follow a rollout here).
     on_exchange: Callable[[LLMExchange], None] | None = None
+
+    @property
+    def paused_ms(self) -> float:
+        """How long the rollout's answers were held at the gate, in all."""
+        return sum(x.paused_ms for x in self.exchanges)
 
     @property
     def ended(self) -> bool:
@@ -348,17 +361,21 @@ class LocalTrainer:
                 return _json({"error": {"type": exc.kind, "message": str(exc)}}, 424)
             exchange.completion = reply.completion
             exchange.latency_ms = reply.latency_ms
+            exchange.paused_ms += reply.person_ms
             exchange.cost_usd = reply.cost_usd
             if run.gate is None:
                 break
+            held = _clock()
             try:
                 decision = await run.gate(run, exchange)
             except RolloutAborted as exc:
+                exchange.paused_ms += (_clock() - held) * 1000
                 run.aborted = exc.reason
                 exchange.error = exc.reason
                 if run.on_exchange:
                     run.on_exchange(exchange)
                 return _json({"error": {"type": "aborted", "message": exc.reason}}, 409)
+            exchange.paused_ms += (_clock() - held) * 1000
             if not isinstance(decision, Regenerate):
                 break
             # The user edited the input (a tool result): ask the model again with it. The
@@ -537,7 +554,8 @@ class LocalTrainer:
             run.completion,
             rollout_id=run.rollout_id,
             messages_so_far=run.messages,
-            duration_ms=(time.perf_counter() - run.started) * 1000,
+            duration_ms=(_clock() - run.started) * 1000,
+            paused_ms=run.paused_ms,
             tokens=sum(x.total_tokens for x in run.exchanges),
             llm_calls=len(run.exchanges),
             tools=run.tools,

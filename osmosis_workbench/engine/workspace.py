@@ -17,15 +17,16 @@ import dataclasses
 import importlib
 import logging
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from osmosis_workbench.engine.batch import BatchRunner, build_request
+from osmosis_workbench.engine.batch import BatchRunner, build_request, run_tag_for
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
-from osmosis_workbench.engine.models import ModelBackend
+from osmosis_workbench.engine.models import HumanBackend, ModelBackend, find_human, find_replay
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
 from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
@@ -187,15 +188,43 @@ class Workspace:
     ) -> StepSession:
         """A step session for a dataset row (call ``await session.start()``)."""
         assert self.trainer is not None, "open() the workspace first"
-        request = build_request(self.row(index), 0, self.config, "step")
+        # test_data-step-3fa2c1-r0-a0-7: the dataset, a step, a nonce (other workbenches may
+        # step the same row on the same --url server), the row.
+        tag = f"{run_tag_for(self.config.dataset)}-step-{uuid.uuid4().hex[:6]}"
+        request = build_request(self.row(index), 0, self.config, tag)
+        human = self.human
         return StepSession(
             self.trainer,
             self.target,
             request,
             timeout_s=self.config.rollout_timeout_s,
-            stepping=stepping,
+            # The developer who writes each answer need not be shown it again before release.
+            stepping=stepping and human is None,
             label=f"row {index}",
             on_exchange=on_exchange,
+            cannot_regenerate=self.cannot_regenerate(index),
+            human=human,
+        )
+
+    @property
+    def human(self) -> HumanBackend | None:
+        """The developer as the model (``--model human``), if that is the model."""
+        return find_human(self.engine.backend) if self.engine is not None else None
+
+    def cannot_regenerate(self, row: int) -> str | None:
+        """Why the model cannot answer an edited history of ``row`` (``None``: it can)."""
+        assert self.engine is not None, "open() the workspace first"
+        replay = find_replay(self.engine.backend)
+        if replay is None:
+            return None
+        # A replay keys its answers by the exact history: an edited one was never recorded.
+        server = f"-m {self.config.module}" if self.config.module else f"--url {self.config.url}"
+        dataset = f" -d {self.config.dataset}" if self.config.dataset else ""
+        return (
+            f"the model is a replay of {replay.path}: it has answers only for the histories "
+            "it recorded, and an edited tool result makes a new one. Ask a model that answers "
+            "anything: a live one (--model openai/gpt-4o-mini) or you (--model human), e.g. "
+            f"osmosis-workbench {server}{dataset} --row {row} --model human"
         )
 
     def batch(
@@ -230,8 +259,14 @@ class Workspace:
         if self.agent is None:
             raise RuntimeError("the workbench is attached to a remote server; nothing to serve")
         await self.stop_server()
-        app = create_app(self.agent, api_key=api_key, rollout_timeout=self.config.rollout_timeout_s)
-        self._detach_live = self.live.attach(app.state.hooks)
+        # The workbench manages garbage collection itself (tui/gc_control.py): no SDK freeze.
+        app = create_app(
+            self.agent,
+            api_key=api_key,
+            rollout_timeout=self.config.rollout_timeout_s,
+            freeze_heap=False,
+        )
+        self._detach_live = self.live.attach(app.state.hooks, cancel=app.state.rollouts.cancel)
         server = EmbeddedServer(app, host=host, port=port)
         await server.start()  # raises ServerStartError (port busy) with the port named
         self.server, self.server_app, self.server_api_key = server, app, api_key

@@ -2,29 +2,27 @@
 
 ``make_app`` builds it for the CLI and the tests. The first screen appears before the engine
 is imported (fastapi, pydantic and the agent module cost about 1.5 s here): a worker imports
-and opens the ``Workspace`` afterwards, then tells the screens. Modes, switched with 1/2/3:
-"debug" (the step debugger), "dataset" and "server" (their screens are imported only when
-first shown).
+and opens the ``Workspace`` afterwards, then hands it to every screen (``set_workspace``).
+Modes, switched with 1/2/3: "debug" (the step debugger), "dataset" and "server" (their screens
+are imported only when first shown).
 
-What the other screens use: ``app.workspace`` (``None`` until open; ``workspace_ready_signal``
-publishes it), ``app.open_debugger(row)``, ``app.open_session(session)``,
-``app.show_outcome(outcome, title)`` and ``app.show_crash(title, error)``.
+Screens ask for things with the messages of ``tui/messages.py`` (step a row, step a live
+rollout, show a trajectory, retry, a crash); the app answers them here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.debugger import DebuggerScreen
@@ -36,7 +34,16 @@ from osmosis_workbench.tui.gc_control import (
 )
 from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
 from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
-from osmosis_workbench.tui.widgets import CrashDialog, MessageList
+from osmosis_workbench.tui.loop_watchdog import LoopBlock, LoopWatchdog
+from osmosis_workbench.tui.messages import (
+    CrashReported,
+    RowStepRequested,
+    SessionStepRequested,
+    TrajectoryRequested,
+    WorkspaceRetryRequested,
+)
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
+from osmosis_workbench.tui.widgets import AnswerComposer, CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
 
 if TYPE_CHECKING:
@@ -59,11 +66,6 @@ MODES: dict[str, tuple[str, str]] = {
 }
 #: The footer shows the three mode keys as one entry, so 100 columns hold every key.
 _MODE_GROUP = Binding.Group("Debug/Data/Server", compact=True)
-
-
-def _mode_screen(module: str, class_name: str) -> Screen[Any]:
-    """A mode's screen, imported when first shown (it imports the engine: keep it off startup)."""
-    return getattr(importlib.import_module(module), class_name)()
 
 
 class WorkbenchApp(App[None]):
@@ -101,6 +103,8 @@ class WorkbenchApp(App[None]):
         *,
         row: int | None = None,
         backend: ModelBackend | None = None,
+        serve_port: int = 9000,
+        watch_agent: bool = True,
     ) -> None:
         super().__init__()
         #: What the workspace is built from (import-light: building the app imports no engine).
@@ -109,53 +113,59 @@ class WorkbenchApp(App[None]):
         self.backend = backend
         self.workspace: Workspace | None = None
         self.dataset_error: str | None = None
-        #: Set by ``log_pane.install_log_routing`` (the log pane's handler), if installed.
-        self.log_pane_handler: logging.Handler | None = None
-        #: Published with the ``Workspace`` each time it opens (other screens subscribe).
-        self.workspace_ready_signal: Signal[Any] = Signal(self, "workspace-ready")
-        self._debugger: DebuggerScreen | None = None
+        self._serve_port = serve_port
+        self._watch_agent = watch_agent
+        #: The screens of the modes shown so far (each is told when the workspace opens).
+        self._mode_screens: dict[str, WorkbenchScreen] = {}
+        self._wrote_over_screen = False
+        self.loop_watchdog: LoopWatchdog | None = None
         self._first_frame = asyncio.Event()
         #: Full garbage collections run after a frame, not between a key and its frame.
         self.gc_schedule = AfterFrameCollections(self.call_after_refresh)
-        self.add_mode("debug", lambda: self.debugger)
-        self.add_mode(
-            "dataset",
-            lambda: _mode_screen("osmosis_workbench.tui.dataset_screen", "DatasetScreen"),
-        )
-        self.add_mode(
-            "server",
-            lambda: _mode_screen("osmosis_workbench.tui.server_screen", "ServerScreen"),
-        )
+        for mode in MODES:
+            self.add_mode(mode, functools.partial(self._mode_screen, mode))
 
-    # ---- what the screens read ----------------------------------------------------------------
+    # ---- the screens --------------------------------------------------------------------------
 
     @property
     def debugger(self) -> DebuggerScreen:
         """The step debugger (the "debug" mode's screen)."""
-        # Built on first use and kept: the "debug" mode and the API below share one instance.
-        if self._debugger is None:
-            self._debugger = DebuggerScreen()
-        return self._debugger
+        screen = self._mode_screen("debug")
+        assert isinstance(screen, DebuggerScreen)
+        return screen
 
-    @property
-    def config_summary(self) -> str:
-        """What is being opened, in a few words (the module or the URL)."""
-        return self.config.module or self.config.url or "the workspace"
+    def _mode_screen(self, mode: str) -> WorkbenchScreen:
+        """The screen of ``mode``, built on first use and kept (and given the workspace)."""
+        screen = self._mode_screens.get(mode)
+        if screen is None:
+            screen = self._mode_screens[mode] = self._build_screen(mode)
+            if self.workspace is not None:
+                screen.set_workspace(self.workspace, self.dataset_error)
+        return screen
 
-    @property
-    def has_rows(self) -> bool:
-        """Whether the dataset has rows to pick from."""
-        return self.workspace is not None and bool(self.workspace.rows or self.workspace.bad_rows)
-
-    @property
-    def row_count(self) -> int:
-        """How many good rows the dataset has."""
-        return len(self.workspace.rows) if self.workspace is not None else 0
+    def _build_screen(self, mode: str) -> WorkbenchScreen:
+        if mode == "debug":
+            return DebuggerScreen(opening=self.config.module or self.config.url or "the workspace")
+        # Imported when first shown: they import more of the engine; keep it off start-up.
+        if mode == "dataset":
+            dataset = importlib.import_module("osmosis_workbench.tui.dataset_screen")
+            return dataset.DatasetScreen(
+                concurrency=self.config.concurrency, attempts=self.config.attempts
+            )
+        server = importlib.import_module("osmosis_workbench.tui.server_screen")
+        return server.ServerScreen(port=self._serve_port, watch=self._watch_agent)
 
     # ---- start and stop -----------------------------------------------------------------------
 
     def on_mount(self) -> None:
         install_log_routing(self)
+        # Agent code that blocks the shared loop freezes everything: notice it and say where.
+        self.loop_watchdog = LoopWatchdog(
+            asyncio.get_running_loop(),
+            on_blocked=self._loop_was_blocked,
+            on_still_blocked=self._loop_is_blocked,
+        )
+        self.loop_watchdog.start()
         if self.gc_schedule.install():
             self.set_interval(0.1, self.gc_schedule.tick, name="garbage collection")
         # The worker starts now (so tests can wait for it) but imports the engine only after
@@ -208,11 +218,11 @@ class WorkbenchApp(App[None]):
             refreeze_long_lived_objects()
         else:
             freeze_long_lived_objects(full_collection=False)
-        self.debugger.workspace_opened()
+        for screen in self._mode_screens.values():
+            screen.set_workspace(workspace, self.dataset_error)
         if self.start_row is not None:
             row, self.start_row = self.start_row, None
             self.open_debugger(row)
-        self.workspace_ready_signal.publish(workspace)
 
     def _workspace_failed(self, exc: Exception) -> None:
         from server_core.loader import ImportFromStringError
@@ -241,6 +251,8 @@ class WorkbenchApp(App[None]):
 
     async def on_unmount(self) -> None:
         # Other ways out (a test's end, a crash) close the workspace here.
+        if self.loop_watchdog is not None:
+            self.loop_watchdog.stop()
         self.gc_schedule.uninstall()
         await self._close_workspace()
         thaw_long_lived_objects()
@@ -248,13 +260,94 @@ class WorkbenchApp(App[None]):
 
     async def _close_workspace(self) -> None:
         # A rollout held at its gate would keep the server's shutdown waiting: end it first.
-        if self._debugger is not None:
-            self._debugger.detach("the workbench is closing")
+        debugger = self._mode_screens.get("debug")
+        if isinstance(debugger, DebuggerScreen):
+            debugger.detach("the workbench is closing")
         workspace, self.workspace = self.workspace, None
         if workspace is not None and (problem := await _close_quietly(workspace)):
             append_crash_log(f"== closing the workspace failed\n{problem}")
 
-    # ---- the API of the screens ---------------------------------------------------------------
+    # ---- a blocked event loop -----------------------------------------------------------------
+
+    def _rollout_label(self, rollout_id: str | None, *, with_id: bool = True) -> str:
+        """``row 3 (rollout <id>)`` for a dataset row's rollout, else the rollout id."""
+        if rollout_id is None:
+            return "the agent"
+        workspace = self.workspace
+        trainer = workspace.trainer if workspace is not None else None
+        if trainer is not None:
+            run = trainer.runs.get(rollout_id) or trainer.finished.get(rollout_id)
+            if run is not None and run.label:
+                return f"{run.label} (rollout {rollout_id})" if with_id else run.label
+        return f"rollout {rollout_id}"
+
+    def _loop_is_blocked(self, block: LoopBlock) -> None:
+        """On the watchdog's thread, while the loop is held: one line on the terminal itself.
+
+        Nothing on the loop can draw now; the driver's writer thread still writes. The app
+        redraws over it once the loop is free.
+        """
+        driver = self._driver
+        if driver is None or self.is_headless or not (block.rollout_id or block.in_user_code):
+            return
+        width, height = self.size
+        who = self._rollout_label(block.rollout_id, with_id=False)
+        text = (
+            f" ⚠ frozen {block.seconds:.0f} s: {who} runs blocking code at {block.where};"
+            " the workbench resumes when it returns "
+        )
+        text = text[:width].ljust(width)
+        self._wrote_over_screen = True
+        # Save the cursor, draw the bottom line in black on yellow, restore the cursor.
+        driver.write(f"\x1b7\x1b[{height};1H\x1b[0;30;43m{text}\x1b[0m\x1b8")
+        driver.flush()
+
+    def _loop_was_blocked(self, block: LoopBlock) -> None:
+        """On the loop, once it is free again: say who held it, where, and what to do."""
+        if self._wrote_over_screen:
+            self._wrote_over_screen = False
+            self.refresh(repaint=True)
+            self.screen.refresh()
+        who = self._rollout_label(block.rollout_id)
+        if not (block.rollout_id or block.in_user_code):
+            # Not the user's code: ours or a library's; the log keeps it for a bug report.
+            logger.warning("the event loop was held %.1f s at %s", block.seconds, block.where)
+            return
+        message = (
+            f"{who} held the event loop for {block.seconds:.1f} s at {block.where}: the whole "
+            "workbench (screen, servers, other rollouts) waited. Blocking code in an agent "
+            "must not run on the loop: await asyncio.to_thread(fn, ...) or use an async library."
+        )
+        logger.warning("%s", message)
+        self.notify(
+            message,
+            title="Agent code blocked the event loop",
+            severity="warning",
+            timeout=15,
+            markup=False,
+        )
+
+    # ---- what the screens ask for -------------------------------------------------------------
+
+    @on(RowStepRequested)
+    def _step_row(self, message: RowStepRequested) -> None:
+        self.open_debugger(message.row_index, stepping=message.stepping)
+
+    @on(SessionStepRequested)
+    def _step_session(self, message: SessionStepRequested) -> None:
+        self.open_session(message.session, label=message.label)
+
+    @on(TrajectoryRequested)
+    def _show_trajectory(self, message: TrajectoryRequested) -> None:
+        self.show_outcome(message.outcome, message.title)
+
+    @on(WorkspaceRetryRequested)
+    def _retry_workspace(self) -> None:
+        self.reopen_workspace()
+
+    @on(CrashReported)
+    def _crash_reported(self, message: CrashReported) -> None:
+        self.show_crash(message.title, message.error)
 
     def open_debugger(self, row_index: int, stepping: bool = True) -> None:
         """Switch to the debugger and step through dataset row ``row_index``."""
@@ -303,6 +396,10 @@ class WorkbenchApp(App[None]):
             sections.append(("Step debugger", binding_rows(self, DebuggerScreen.BINDINGS)))
             sections.append(("Message list (m)", binding_rows(self, MessageList.BINDINGS)))
             sections.append(("Edit dialog (e)", binding_rows(self, EditResponseDialog.BINDINGS)))
+            if self.workspace is not None and self.workspace.human is not None:
+                sections.append(
+                    ("Your answer (--model human)", binding_rows(self, AnswerComposer.BINDINGS))
+                )
         else:
             sections.append(
                 (
@@ -343,6 +440,19 @@ def make_app(
     *,
     row: int | None = None,
     backend: ModelBackend | None = None,
+    serve_port: int = 9000,
+    watch_agent: bool = True,
 ) -> WorkbenchApp:
-    """Build the workbench app (the CLI and the tests use this one factory)."""
-    return WorkbenchApp(workspace_config, row=row, backend=backend)
+    """Build the workbench app: the CLI and the tests use this one factory.
+
+    ``row``: step this dataset row at once. ``backend``: a model backend instead of the
+    config's model (tests). ``serve_port``: the server screen's port (0: any free one).
+    ``watch_agent``: reload the agent when a file next to it is saved.
+    """
+    return WorkbenchApp(
+        workspace_config,
+        row=row,
+        backend=backend,
+        serve_port=serve_port,
+        watch_agent=watch_agent,
+    )

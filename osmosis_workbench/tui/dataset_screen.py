@@ -24,13 +24,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.screen import ModalScreen
-from textual.signal import Signal
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label, ProgressBar, Static
-from textual.worker import Worker
+from textual.widgets import Input, Label, ProgressBar, Static
 
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
-from osmosis_workbench.tui.log_pane import report_worker_failure
+from osmosis_workbench.tui.messages import RowStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
@@ -66,8 +64,8 @@ _STATUS_STYLES = {
 #: Batches of this many rollouts or more freeze the objects alive at their start (see _begin).
 _FREEZE_GC_FROM = 200
 
-#: Concurrency steps for ``+`` and ``-``.
-_CONCURRENCY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: The most concurrent rollouts the screen sets (``c`` and ``+``).
+_MAX_CONCURRENCY = 4096
 #: Attempts per row that ``a`` cycles through (pass@k needs k > 1).
 _ATTEMPT_STEPS = (1, 2, 4, 8)
 
@@ -125,7 +123,7 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="concurrency-dialog"):
-            yield Label("Concurrent rollouts (1-4096):")
+            yield Label(f"Concurrent rollouts (1-{_MAX_CONCURRENCY}):")
             yield Input(str(self.current), type="integer", id="concurrency-input")
             yield Label("[dim]enter: set · escape: cancel[/]")
 
@@ -135,8 +133,8 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
             value = int(event.value)
         except ValueError:
             value = 0
-        if not 1 <= value <= 4096:
-            self.notify("give a whole number from 1 to 4096", severity="error")
+        if not 1 <= value <= _MAX_CONCURRENCY:
+            self.notify(f"give a whole number from 1 to {_MAX_CONCURRENCY}", severity="error")
             return
         self.dismiss(value)
 
@@ -176,8 +174,8 @@ class DatasetScreen(WorkbenchScreen):
         Binding("l", "reload_dataset", "Reload", show=False, tooltip="Read the dataset again"),
     ]  # fmt: skip
 
-    def __init__(self, *, concurrency: int = 8, attempts: int = 1, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, concurrency: int = 8, attempts: int = 1) -> None:
+        super().__init__()
         self.concurrency = concurrency
         self.attempts = attempts
         self.progress = BatchProgress()
@@ -196,8 +194,7 @@ class DatasetScreen(WorkbenchScreen):
 
     # ---- composition and typed access -------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         yield Static(id="dataset-info")
         yield RowTable(
             _COLUMNS,
@@ -216,7 +213,6 @@ class DatasetScreen(WorkbenchScreen):
                 id="dataset-summary-text",
             )
             yield RewardHistogram(bins=4, id="dataset-histogram")
-        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> RowTable:
@@ -224,23 +220,33 @@ class DatasetScreen(WorkbenchScreen):
         return self.query_one("#dataset-table", RowTable)
 
     @property
+    def progress_bar(self) -> ProgressBar:
+        """The batch's progress."""
+        return self.query_one("#dataset-progress", ProgressBar)
+
+    @property
+    def counts_line(self) -> Static:
+        """The batch's counters, beside the progress bar."""
+        return self.query_one("#dataset-counts", Static)
+
+    @property
+    def summary_pane(self) -> Horizontal:
+        """The last batch's summary and histogram (dimmed while a new batch runs)."""
+        return self.query_one("#dataset-summary", Horizontal)
+
+    @property
     def running(self) -> bool:
         """Whether a batch is running."""
         return self._runner is not None
 
     def on_mount(self) -> None:
-        """Fill the table from the workspace (loading the dataset first if needed)."""
-        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
-        if ready is not None:
-            ready.subscribe(self, self.workspace_opened)
-        if self.workspace is not None:
-            self.workspace_opened(self.workspace)
-        else:
+        """Until the workspace is open, say so (then ``workspace_opened`` fills the table)."""
+        if self.workspace is None:
             self._show_info()
 
     def workspace_opened(self, workspace: Workspace) -> None:
         """Show the rows of a (re)opened workspace, reading its dataset if nobody has."""
-        problem = getattr(self.app, "dataset_error", None)
+        problem = self.dataset_error
         # The app reads the dataset when it opens the workspace; read it here only if it did
         # not try (a failed read would only fail again: l retries once the file is fixed).
         if not problem and not (workspace.rows or workspace.bad_rows) and workspace.config.dataset:
@@ -250,18 +256,10 @@ class DatasetScreen(WorkbenchScreen):
         self.marked.clear()
         self._fill_table()
         self._show_info()
-        if problem:  # the app could not read the file: say why here too
-            self.query_one("#dataset-detail", Static).update(
-                Text(f"{problem}\nFix the file, then l reads it again.", style="red"), layout=False
-            )
 
     def on_screen_resume(self) -> None:
         """The workspace may have opened (or reloaded) since: refresh the header line."""
         self._show_info()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed unexpectedly: the app's crash dialog, the log pane."""
-        report_worker_failure(self, event)
 
     # ---- the dataset -------------------------------------------------------------------------
 
@@ -274,8 +272,11 @@ class DatasetScreen(WorkbenchScreen):
         try:
             await ws.load_dataset()
         except Exception as exc:  # a missing or unreadable file: say so, keep the app
+            self.dataset_error = f"Could not read the dataset {ws.config.dataset}: {exc}"
             self.notify(str(exc), title="Dataset not loaded", severity="error")
+            self._show_detail()
             return
+        self.dataset_error = None
         self.results.clear()
         self.marked.clear()
         self._fill_table()
@@ -411,7 +412,14 @@ class DatasetScreen(WorkbenchScreen):
         index = self.cursor_index()
         detail = self.query_one("#dataset-detail", Static)
         if index is None:
-            detail.update("the dataset has no rows", layout=False)
+            problem = self.dataset_error
+            # The app could not read the file: say why here too.
+            text = (
+                Text(f"{problem}\nFix the file, then l reads it again.", style="red")
+                if problem
+                else Text("the dataset has no rows")
+            )
+            detail.update(text, layout=False)
             return
         detail.update(self.describe_row(index), layout=False)
 
@@ -460,14 +468,12 @@ class DatasetScreen(WorkbenchScreen):
         self.table.action_cursor_down()
 
     def action_more_concurrency(self) -> None:
-        """Double the number of concurrent rollouts (for the next batch)."""
-        bigger = [n for n in _CONCURRENCY_STEPS if n > self.concurrency]
-        self._set_concurrency(bigger[0] if bigger else self.concurrency)
+        """Double the number of concurrent rollouts (for the next batch): 3 becomes 6."""
+        self._set_concurrency(min(_MAX_CONCURRENCY, self.concurrency * 2))
 
     def action_less_concurrency(self) -> None:
-        """Halve the number of concurrent rollouts (for the next batch)."""
-        smaller = [n for n in _CONCURRENCY_STEPS if n < self.concurrency]
-        self._set_concurrency(smaller[-1] if smaller else self.concurrency)
+        """Halve the number of concurrent rollouts (for the next batch): 6 becomes 3."""
+        self._set_concurrency(max(1, self.concurrency // 2))
 
     def action_set_concurrency(self) -> None:
         """Ask for an exact number of concurrent rollouts."""
@@ -516,14 +522,14 @@ class DatasetScreen(WorkbenchScreen):
             f"row {index} · attempt {shown.attempt + 1} · {self.row_status(index)} · "
             f"reward {reward}"
         )
-        self.app.show_outcome(shown.outcome, title)  # type: ignore[attr-defined]
+        self.post_message(TrajectoryRequested(shown.outcome, title))
 
     def action_debug_row(self) -> None:
         """Step the highlighted row in the debugger, one LLM call at a time."""
         index = self._runnable_cursor_index()
         if index is None:
             return
-        self.app.open_debugger(index, stepping=True)  # type: ignore[attr-defined]
+        self.post_message(RowStepRequested(index))
 
     # ---- batches -----------------------------------------------------------------------------
 
@@ -577,6 +583,17 @@ class DatasetScreen(WorkbenchScreen):
         if not ws.config.dataset:
             self.notify("no dataset: start the workbench with --dataset FILE", severity="error")
             return False
+        if ws.human is not None:
+            # Every row would wait for an answer nobody is shown: one row at a time instead.
+            self.notify(
+                "with --model human you answer one rollout at a time: d steps the highlighted "
+                "row in the debugger (or record a cassette with --record, then run the batch "
+                "with --model replay:FILE)",
+                title="Batch not started",
+                severity="warning",
+                timeout=10,
+            )
+            return False
         # With rows=None the runner streams the whole file itself; the list here only sizes the
         # progress bar and marks the rows queued.
         selected = rows if rows is not None else sorted(self._rows)
@@ -608,10 +625,8 @@ class DatasetScreen(WorkbenchScreen):
         self.progress = BatchProgress(total=len(rows) * self.attempts, started=time.perf_counter())
         self.summary = None
         # The last summary stays, dimmed, until this batch's is ready.
-        self.query_one("#dataset-summary").add_class("-stale")
-        self.query_one("#dataset-progress", ProgressBar).update(
-            total=self.progress.total, progress=0
-        )
+        self.summary_pane.add_class("-stale")
+        self.progress_bar.update(total=self.progress.total, progress=0)
         self.table.touch_all()  # every selected row is "queued" now
         self._ticker = self.set_interval(
             self.PROGRESS_INTERVAL_S, self._flush, name="dataset-progress"
@@ -690,10 +705,8 @@ class DatasetScreen(WorkbenchScreen):
             self._update_row(index)
         if changed and self.cursor_index() in changed:
             self._show_detail()
-        self.query_one("#dataset-progress", ProgressBar).update(progress=progress.done)
-        self.query_one("#dataset-counts", Static).update(
-            progress.describe(len(running)), layout=False
-        )
+        self.progress_bar.update(progress=progress.done)
+        self.counts_line.update(progress.describe(len(running)), layout=False)
 
     def _finish(self, runner: BatchRunner) -> None:
         """Rows never started are shown as skipped; the summary and histogram appear."""
@@ -705,7 +718,7 @@ class DatasetScreen(WorkbenchScreen):
         self.summary = self.summarize(runner.stopped_early)
         self._show_summary(self.summary)
         progress = self.progress
-        self.query_one("#dataset-counts", Static).update(progress.describe(0), layout=False)
+        self.counts_line.update(progress.describe(0), layout=False)
         if runner.stopped_early:
             self.notify(runner.stopped_early, title="Batch stopped", severity="warning")
         else:
@@ -753,4 +766,4 @@ class DatasetScreen(WorkbenchScreen):
         self.query_one("#dataset-histogram", RewardHistogram).set_rewards(
             [x for x in rewards if x is not None]
         )
-        self.query_one("#dataset-summary").remove_class("-stale")
+        self.summary_pane.remove_class("-stale")

@@ -6,6 +6,9 @@ rollout to its next stop and posts what it found (``RolloutPaused``, ``RolloutFi
 the keys call the session's methods, and releasing starts the next worker. No worker lives
 across a pause, so ``app.workers.wait_for_complete()`` returns while the rollout waits for
 the user.
+
+With ``--model human`` the developer is the model: each LLM call stops at an answer composer
+(``AnswerRequested``) instead, and the answer they send goes to the agent as the model's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -22,16 +25,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Header, LoadingIndicator, OptionList, Static
+from textual.widgets import ContentSwitcher, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
+from osmosis_workbench.tui.messages import WorkspaceRetryRequested
+from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets import (
+    AnswerComposer,
     EditResponseDialog,
     EditToolResultsDialog,
-    KeyBar,
     MessageDetail,
     MessageList,
     answer_tokens,
@@ -42,10 +46,11 @@ from osmosis_workbench.tui.widgets import (
 )
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
     from osmosis_workbench.engine.stepping import PausedAnswer, SteppedRollout
     from osmosis_workbench.engine.trainer import LLMExchange
-    from osmosis_workbench.tui.app import WorkbenchApp
+    from osmosis_workbench.engine.workspace import Workspace
 
 #: The debugger's lifecycle; each state has a main view (see ``_MAIN_VIEW``).
 State = str
@@ -56,10 +61,11 @@ _MAIN_VIEW: dict[State, str] = {
     "starting": "response-view",
     "running": "response-view",
     "paused": "response-view",
+    "answering": "answer-view",
     "finished": "result-view",
     "viewing": "result-view",
 }
-_ACTIVE = ("starting", "running", "paused")
+_ACTIVE = ("starting", "running", "paused", "answering")
 
 logger = logging.getLogger("osmosis_workbench.tui.debugger")
 
@@ -81,6 +87,15 @@ class RolloutPaused(Message):
         super().__init__()
         self.follower = follower
         self.paused = paused
+
+
+class AnswerRequested(Message):
+    """The followed rollout's LLM call waits for the developer's answer (``--model human``)."""
+
+    def __init__(self, follower: Follower, request: AnswerRequest) -> None:
+        super().__init__()
+        self.follower = follower
+        self.request = request
 
 
 class RolloutFinished(Message):
@@ -108,9 +123,10 @@ class ExchangeUpdated(Message):
 _FREEZE_GC_FROM = 2_000
 
 
-class DebuggerScreen(Screen[None]):
+class DebuggerScreen(WorkbenchScreen):
     """Step through one rollout: the paused answer, the history, the tools, the result."""
 
+    # The most used first: a narrow key bar leaves out keys from the end (? lists them all).
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "n",
@@ -137,6 +153,12 @@ class DebuggerScreen(Screen[None]):
             tooltip="Edit the tool results this answer replies to, and ask the model again",
         ),
         Binding(
+            "q",
+            "abort",
+            "Abort",
+            tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
+        ),
+        Binding(
             "m",
             "toggle_view('messages-view')",
             "Messages",
@@ -153,10 +175,11 @@ class DebuggerScreen(Screen[None]):
             "r", "retry_open", "Retry", tooltip="After a failed start: open the workspace again"
         ),
         Binding(
-            "q",
-            "abort",
-            "Abort",
-            tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
+            "f",
+            "toggle_markdown",
+            "Markdown",
+            tooltip="Show message text as markdown, or as written (the default); again to go back",
+            show=False,
         ),
         Binding(
             "p",
@@ -177,10 +200,17 @@ class DebuggerScreen(Screen[None]):
     # init=False: the watcher updates widgets that do not exist before the first compose.
     state: reactive[State] = reactive("loading", init=False)
 
-    def __init__(self) -> None:
+    def __init__(self, *, opening: str = "the workspace") -> None:
         super().__init__()
+        #: What the workspace opens (the module or the URL), for the loading view.
+        self.opening = opening
+        #: Message text as markdown (f), or as written: the default, since markdown hides
+        #: what a reward may read (``#### 42`` would show as a heading "42").
+        self.markdown = False
         self.follower: Follower | None = None
         self.paused: PausedAnswer | None = None
+        #: The LLM call waiting for the developer's answer (``--model human``), if any.
+        self.answer_request: AnswerRequest | None = None
         self.outcome: RolloutOutcome | None = None
         self.outcome_title = ""
         self._pending_row: tuple[int, bool] | None = None
@@ -190,10 +220,9 @@ class DebuggerScreen(Screen[None]):
 
     # ---- layout -------------------------------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
+    def compose_body(self) -> ComposeResult:
         # Set before the children exist: toggled later, it restyles every widget (~20 ms).
         self._set_narrow(self.app.size.width)
-        yield Header()
         yield Static(id="status")
         with ContentSwitcher(id="views", initial="loading-view"):
             with Vertical(id="loading-view"):
@@ -205,6 +234,8 @@ class DebuggerScreen(Screen[None]):
                 yield OptionList(id="row-picker")
             with VerticalScroll(id="response-view", classes="pane"):
                 yield Static(id="response-text")
+            with VerticalScroll(id="answer-view", classes="pane"):
+                yield AnswerComposer(id="answer-composer")
             with Horizontal(id="messages-view"):
                 yield MessageList(id="message-list", classes="pane")
                 yield MessageDetail(id="message-detail", classes="pane")
@@ -212,12 +243,6 @@ class DebuggerScreen(Screen[None]):
                 yield Static("Loading the tools…", id="tools-text")
             with VerticalScroll(id="result-view", classes="pane"):
                 yield Static(id="result-text")
-        yield KeyBar()
-
-    @property
-    def workbench(self) -> WorkbenchApp:
-        """The app, typed."""
-        return cast("WorkbenchApp", self.app)
 
     @property
     def views(self) -> ContentSwitcher:
@@ -233,6 +258,21 @@ class DebuggerScreen(Screen[None]):
     def message_detail(self) -> MessageDetail:
         """The selected message, whole."""
         return self.query_one(MessageDetail)
+
+    @property
+    def response_view(self) -> VerticalScroll:
+        """The held answer's pane."""
+        return self.query_one("#response-view", VerticalScroll)
+
+    @property
+    def response_text(self) -> Static:
+        """The held answer, rendered."""
+        return self.query_one("#response-text", Static)
+
+    @property
+    def composer(self) -> AnswerComposer:
+        """Where the developer writes the model's answer (``--model human``)."""
+        return self.query_one(AnswerComposer)
 
     @property
     def row_picker(self) -> OptionList:
@@ -252,7 +292,7 @@ class DebuggerScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#loading-text", Static).update(self._loading_text())
         self.query_one("#picker-view").border_title = "Pick a row to step through"
-        self.query_one("#response-view").border_title = "Answer"
+        self.response_view.border_title = "Answer"
         self.message_list.border_title = "Messages"
         self.message_detail.border_title = "Message"
         self.message_list.link_detail(self.message_detail)
@@ -269,8 +309,7 @@ class DebuggerScreen(Screen[None]):
         self.set_class(width < 140, "-narrow")
 
     def _loading_text(self) -> Text:
-        config = self.workbench.config_summary
-        return Text(f"Loading {config}…\n(importing the engine and the agent module)")
+        return Text(f"Loading {self.opening}…\n(importing the engine and the agent module)")
 
     # ---- state and views ----------------------------------------------------------------------
 
@@ -287,6 +326,8 @@ class DebuggerScreen(Screen[None]):
             self.message_list.focus()
         elif view == "picker-view":
             self.row_picker.focus()
+        elif view == "answer-view":
+            self.composer.content_box.focus()
         elif view in ("response-view", "tools-view", "result-view", "failure-view"):
             self.query_one(f"#{view}").focus()
         if view == "tools-view":
@@ -303,15 +344,10 @@ class DebuggerScreen(Screen[None]):
         if action in ("next", "continue", "edit"):
             return state == "paused"
         if action == "edit_tool_results":
-            # Only our own trainer can ask the model again, and only when tools were answered.
-            session, paused = self.session, self.paused
-            return (
-                state == "paused"
-                and session is not None
-                and session.can_regenerate
-                and paused is not None
-                and bool(paused.tool_results)
-            )
+            # Offered when tools were answered; a model that cannot answer again (a replay)
+            # is explained when pressed, not hidden.
+            paused = self.paused
+            return state == "paused" and paused is not None and bool(paused.tool_results)
         if action == "abort":
             return state in _ACTIVE
         if action == "rerun":
@@ -329,26 +365,30 @@ class DebuggerScreen(Screen[None]):
             if view == "tools-view":
                 return state not in ("loading", "failed")
             if view == "picker-view":
-                return state not in ("loading", "failed") and self.workbench.has_rows
+                ws = self.workspace
+                return state not in ("loading", "failed") and bool(
+                    ws is not None and (ws.rows or ws.bad_rows)
+                )
         return True
 
     def _update_status(self) -> None:
         status = self.query_one("#status", Static)
         state = self.state
-        text = Text()
+        # One line: what does not fit ends in "…" rather than being cut mid-word.
+        text = Text(no_wrap=True, overflow="ellipsis")
         label = self.follower.label if self.follower else self.outcome_title
         if label:
             text.append(f" {label} ", style="bold reverse")
             text.append("  ")
         if state == "loading":
-            text.append(f"Loading {self.workbench.config_summary}…", style="italic")
+            text.append(f"Loading {self.opening}…", style="italic")
         elif state == "failed":
             text.append(
                 "Could not open the workspace: fix the cause, then press r to retry",
                 style="bold red",
             )
         elif state == "idle":
-            rows = self.workbench.row_count
+            rows = len(self.workspace.rows) if self.workspace is not None else 0
             text.append(f"{rows} rows. Pick one with enter to step through it", style="dim")
         elif state in ("starting", "running"):
             text.append("▶ running", style="bold green")
@@ -359,6 +399,10 @@ class DebuggerScreen(Screen[None]):
                 text.append(f"  · waiting for the model (LLM call {len(exchanges)})")
             else:
                 text.append("  · the agent is working (tools, then its next LLM call)")
+        elif state == "answering" and self.answer_request is not None:
+            call = self.answer_request.turn + 1
+            text.append(f"✎ LLM call {call} waits for your answer", style="bold magenta")
+            text.append("  · you are the model", style="dim")
         elif state == "paused" and self.paused is not None:
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
             text.append("  · the agent has not seen this answer yet", style="dim")
@@ -390,7 +434,7 @@ class DebuggerScreen(Screen[None]):
 
     # ---- the workspace ------------------------------------------------------------------------
 
-    def workspace_opened(self) -> None:
+    def workspace_opened(self, workspace: Workspace) -> None:
         """The app's workspace is ready: list the rows, open a requested row."""
         self._fill_row_picker()
         if self._pending_row is not None:
@@ -419,7 +463,7 @@ class DebuggerScreen(Screen[None]):
     def _fill_row_picker(self) -> None:
         picker = self.row_picker
         picker.clear_options()
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             return
         options: list[Option] = []
@@ -448,7 +492,7 @@ class DebuggerScreen(Screen[None]):
         picker.add_options(options)
         if options:
             picker.highlighted = 0  # enter works at once
-        error = self.workbench.dataset_error
+        error = self.dataset_error
         if error:
             picker.add_option(Option(Text(error, style="bold red"), disabled=True))
         elif not options:
@@ -472,7 +516,7 @@ class DebuggerScreen(Screen[None]):
 
     def start_row(self, row_index: int, *, stepping: bool = True) -> None:
         """Start a step session on dataset row ``row_index`` (once the workspace is open)."""
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             self._pending_row = (row_index, stepping)
             return
@@ -510,7 +554,7 @@ class DebuggerScreen(Screen[None]):
         self.paused = None
         self.outcome = outcome
         self.outcome_title = title
-        self.query_one("#result-text", Static).update(render_outcome(outcome, title=title))
+        self._show_result()
         self._messages_stale = True
         self.state = "viewing"
         self.show_view("messages-view")
@@ -546,11 +590,12 @@ class DebuggerScreen(Screen[None]):
         )
         self.follower = follower
         self.paused = None
+        self.answer_request = None
         self.outcome = None
         self.outcome_title = ""
         self._messages_stale = True
-        self.query_one("#response-view").border_title = "Answer"
-        self.query_one("#response-text", Static).update(
+        self.response_view.border_title = "Answer"
+        self.response_text.update(
             Text("Sending the rollout request to the server…", style="italic")
         )
         self.state = "starting"
@@ -558,24 +603,29 @@ class DebuggerScreen(Screen[None]):
         self.show_main_view()
         self._advance_worker = self._advance(follower)
 
-    @work(group="rollouts", exit_on_error=False, description="run the rollout")
+    @work(group="rollouts", exit_on_error=False, description="the rollout")
     async def _advance(self, follower: Follower) -> None:
         """Run the rollout to its next stop: a pause, or its end."""
         session = follower.session
         if not follower.started:
             follower.started = True
             await session.start()
-        paused = await session.wait()
-        if paused is not None:
-            self.post_message(RolloutPaused(follower, paused))
+        # Imported here: the debugger is on the first screen, which imports no engine.
+        from osmosis_workbench.engine.stepping import PausedAnswer
+
+        stop = await session.wait()
+        if isinstance(stop, PausedAnswer):
+            self.post_message(RolloutPaused(follower, stop))
+            return
+        if stop is not None:
+            self.post_message(AnswerRequested(follower, stop))
             return
         outcome = await session.finish()
         self.post_message(RolloutFinished(follower, outcome or session.outcome))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A rollout worker that raised is a crash: show it, let go of the session, keep the app."""
+        """A rollout worker that raised: let go of the session (the base shows the crash)."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.workbench.show_crash("The rollout crashed", event.worker.error)
             if event.worker is self._advance_worker and self.state in _ACTIVE:
                 # The session is in an unknown state: stop following it.
                 self.follower = None
@@ -588,20 +638,10 @@ class DebuggerScreen(Screen[None]):
             return
         paused = message.paused
         self.paused = paused
-        self.query_one(
-            "#response-view"
-        ).border_title = f"Answer of turn {paused.turn}: held before the agent sees it"
-        self.query_one("#response-text", Static).update(
-            render_response(
-                turn=paused.turn,
-                message=paused.message,
-                finish_reason=paused.finish_reason,
-                usage=paused.usage,
-                latency_ms=paused.latency_ms,
-                replaced=paused.replaced,
-                request_messages=paused.request_messages,
-            )
+        self.response_view.border_title = (
+            f"Answer of turn {paused.turn}: held before the agent sees it"
         )
+        self._show_paused()
         self._messages_stale = True
         self.state = "paused"
         # Stay in the view the user chose: stepping with the history open keeps it open.
@@ -609,6 +649,39 @@ class DebuggerScreen(Screen[None]):
             self._refresh_messages()
         elif self.current_view not in ("tools-view",):
             self.show_main_view()
+
+    def on_answer_requested(self, message: AnswerRequested) -> None:
+        if message.follower is not self.follower:
+            return
+        request = self.answer_request = message.request
+        self.query_one("#answer-view").border_title = (
+            f"Your answer to LLM call {request.turn + 1} ({message.follower.label}): "
+            "the agent gets it as the model's"
+        )
+        self.composer.load(request)
+        self._messages_stale = True
+        self.state = "answering"
+        if self.current_view == "messages-view":
+            self._refresh_messages()
+        elif self.current_view != "tools-view":
+            self.show_main_view()
+
+    @on(AnswerComposer.SendRequested)
+    def _send_answer(self, message: AnswerComposer.SendRequested) -> None:
+        """Release the developer's answer to the agent, or show why it cannot go yet."""
+        from osmosis_workbench.engine.models import AnswerRejected
+
+        request = self.answer_request
+        if request is None or request.done:
+            self.notify("This LLM call is no longer waiting for an answer.", severity="warning")
+            return
+        try:
+            request.answer(message.content, message.tool_calls)
+        except AnswerRejected as exc:  # the call keeps waiting: fix and send again
+            self.composer.show_problems(exc.problems, refused=True)
+            return
+        self._release()
+        self.notify(f"Your answer to LLM call {request.turn + 1} went to the agent.", timeout=3)
 
     def on_rollout_finished(self, message: RolloutFinished) -> None:
         if message.follower is not self.follower:
@@ -624,13 +697,38 @@ class DebuggerScreen(Screen[None]):
             return
         self.paused = None
         self.outcome = message.outcome
-        self.query_one("#result-text", Static).update(render_outcome(message.outcome))
+        self._show_result()
         self._messages_stale = True
         self.state = "finished"
         if self.current_view == "messages-view":
             self._refresh_messages()
         else:
             self.show_main_view()
+
+    def _show_paused(self) -> None:
+        """Draw the held answer (text as written, or as markdown)."""
+        paused = self.paused
+        if paused is None:
+            return
+        self.response_text.update(
+            render_response(
+                turn=paused.turn,
+                message=paused.message,
+                finish_reason=paused.finish_reason,
+                usage=paused.usage,
+                latency_ms=paused.latency_ms,
+                replaced=paused.replaced,
+                request_messages=paused.request_messages,
+                markdown=self.markdown,
+            )
+        )
+
+    def _show_result(self) -> None:
+        """Draw the finished rollout's result."""
+        if self.outcome is not None:
+            self.query_one("#result-text", Static).update(
+                render_outcome(self.outcome, title=self.outcome_title, markdown=self.markdown)
+            )
 
     def on_exchange_updated(self, message: ExchangeUpdated) -> None:
         if message.follower is not self.follower:
@@ -679,7 +777,7 @@ class DebuggerScreen(Screen[None]):
         if self.outcome is not None and self.outcome.tools:
             text.update(render_tools(self.outcome.tools, source="of this rollout"))
             return
-        workspace = self.workbench.workspace
+        workspace = self.workspace
         if workspace is None:
             text.update("The workspace is not open yet.")
             return
@@ -694,6 +792,7 @@ class DebuggerScreen(Screen[None]):
 
     def _release(self) -> None:
         self.paused = None
+        self.answer_request = None
         self.state = "running"
         worker = self._advance_worker
         # While running (abort between pauses) a worker already waits for the next stop.
@@ -725,7 +824,7 @@ class DebuggerScreen(Screen[None]):
 
     def action_retry_open(self) -> None:
         """Try to open the workspace again (after fixing the agent or the options)."""
-        self.workbench.reopen_workspace()
+        self.post_message(WorkspaceRetryRequested())
 
     def action_edit(self) -> None:
         """Edit the paused answer as JSON, then release the edited one."""
@@ -754,6 +853,14 @@ class DebuggerScreen(Screen[None]):
         results = paused.tool_results
         if not results:
             return
+        if follower.session.cannot_regenerate:
+            self.notify(
+                follower.session.cannot_regenerate,
+                title="E cannot ask this model again",
+                severity="warning",
+                timeout=20,
+            )
+            return
 
         def ask_again(contents: dict[str, str] | None) -> None:
             if contents is None:
@@ -768,6 +875,16 @@ class DebuggerScreen(Screen[None]):
                 )
 
         self.app.push_screen(EditToolResultsDialog(results, turn=paused.turn), ask_again)
+
+    def action_toggle_markdown(self) -> None:
+        """Render message text as markdown, or as written (the default)."""
+        self.markdown = not self.markdown
+        self._show_paused()
+        self._show_result()
+        self.message_detail.set_markdown(self.markdown)
+        self.notify(
+            "message text as markdown" if self.markdown else "message text as written", timeout=2
+        )
 
     def action_toggle_view(self, view: str) -> None:
         """Show ``view``; pressed again, back to the main view."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -25,7 +25,8 @@ INTRO = (
     "a rollout request sent to the rollout server, and the agent's LLM calls come back to the "
     "workbench's local trainer. In the step debugger the rollout pauses after every model "
     "answer, before the agent sees it: look at it, edit it, release it (n), or let the "
-    "rollout run to the end (c). Aborting (q) ends that rollout as ERROR; the app stays."
+    "rollout run to the end (c). Aborting (q) ends that rollout as ERROR; the app stays. "
+    "With --model human you are the model: each LLM call waits for the answer you write."
 )
 
 #: A help section: its heading and (key, what it does) pairs.
@@ -72,7 +73,7 @@ class HelpScreen(ModalScreen[None]):
         self.sections = list(sections)
 
     def compose(self) -> ComposeResult:
-        tables = []
+        tables: list[RenderableType] = []
         for heading, rows in self.sections:
             table = Table(
                 title=heading,

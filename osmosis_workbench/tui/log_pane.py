@@ -22,11 +22,9 @@ from rich.highlighter import Highlighter
 from rich.text import Text
 from textual import events
 from textual.widgets import Log
-from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
     from textual.app import App
-    from textual.dom import DOMNode
     from textual.message import Message
 
 #: Loggers whose terminal handlers are removed; their records propagate to the router on root.
@@ -216,8 +214,6 @@ def install_log_routing(app: App, *, max_lines: int = 5000) -> LogRouter:
         router = LogRouter(max_lines)
         router.install(app)
         _routers[app] = router
-        if hasattr(app, "log_pane_handler"):  # the workbench app keeps a reference to it
-            app.log_pane_handler = router  # type: ignore[attr-defined]
     return router
 
 
@@ -231,24 +227,6 @@ def uninstall_log_routing(app: App) -> None:
 def log_router(app: App) -> LogRouter | None:
     """The router installed for ``app``, if any."""
     return _routers.get(app)
-
-
-def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
-    """Report a worker that raised: the app's crash dialog when it has one, else a notification;
-    the traceback goes to the log pane either way, never to the terminal."""
-    worker = event.worker
-    if event.state is not WorkerState.ERROR or worker.error is None:
-        return
-    error = worker.error
-    title = f"Unexpected error in {worker.description or worker.name or 'a task'}"
-    show_crash = getattr(node.app, "show_crash", None)
-    if show_crash is not None:
-        show_crash(title, error)  # logs the traceback itself
-        return
-    logging.getLogger("osmosis_workbench.tui").error(
-        "%s", title, exc_info=(type(error), error, error.__traceback__)
-    )
-    node.notify(f"{type(error).__name__}: {error}", title=title, severity="error", markup=False)
 
 
 class LogLineHighlighter(Highlighter):

@@ -24,13 +24,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.signal import Signal
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label, Static
-from textual.worker import Worker, WorkerCancelled, WorkerFailed
+from textual.widgets import Input, Label, Static
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from osmosis_workbench.tui.gc_control import refreeze_long_lived_objects
-from osmosis_workbench.tui.log_pane import LogPane, report_worker_failure
+from osmosis_workbench.tui.log_pane import LogPane
+from osmosis_workbench.tui.messages import SessionStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 
@@ -55,6 +55,12 @@ _STATE_STYLES = {
     "error": "bold red",
     "cancelled": "magenta",
 }
+
+
+#: What only an agent served in this process can do (not offered with --url).
+_SERVING_ACTIONS = frozenset(
+    {"start_server", "stop_server", "reload_agent", "toggle_watch", "new_key", "copy_key"}
+)
 
 
 def new_api_key() -> str:
@@ -148,9 +154,8 @@ class ServerScreen(WorkbenchScreen):
         port: int = 9000,
         api_key: str | None = None,
         watch: bool = True,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__()
         self.default_host, self.default_port, self.default_key = host, port, api_key or ""
         self.watch_enabled = watch
         self.lag = LoopLagMeter()
@@ -169,8 +174,7 @@ class ServerScreen(WorkbenchScreen):
 
     # ---- composition and typed access -------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Header()
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="server-form"):
             yield Label("host")
             yield Input(self.default_host, id="server-host", compact=True)
@@ -191,7 +195,6 @@ class ServerScreen(WorkbenchScreen):
             id="server-rollouts",
         )
         yield LogPane(id="server-log")
-        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def table(self) -> RowTable:
@@ -202,6 +205,11 @@ class ServerScreen(WorkbenchScreen):
     def log_pane(self) -> LogPane:
         """The log pane (uvicorn, litellm, the agent, prints)."""
         return self.query_one("#server-log", LogPane)
+
+    @property
+    def key_input(self) -> Input:
+        """The API key field of the form (empty: local mode)."""
+        return self.query_one("#server-key", Input)
 
     @property
     def remote(self) -> bool:
@@ -219,12 +227,7 @@ class ServerScreen(WorkbenchScreen):
         """Start the lag meter and the status ticker; follow the workspace once it is open."""
         self.lag.start()
         self._ticker = self.set_interval(self.STATUS_INTERVAL_S, self._tick, name="server-status")
-        ready: Signal[Any] | None = getattr(self.app, "workspace_ready_signal", None)
-        if ready is not None:
-            ready.subscribe(self, self.workspace_opened)
-        if self.workspace is not None:
-            self.workspace_opened(self.workspace)
-        else:
+        if self.workspace is None:
             self._show_status()
 
     def workspace_opened(self, workspace: Workspace) -> None:
@@ -238,8 +241,17 @@ class ServerScreen(WorkbenchScreen):
         self._dirty = set(live.rollouts)
         self._flush_rollouts()
         self.url = workspace.server.url if workspace.server is not None else None
-        self.query_one("#server-form").disabled = workspace.remote is not None
-        if self.watch_enabled:
+        remote = workspace.remote
+        # Attached to a remote server (--url): nothing here can be served or reloaded.
+        self.query_one("#server-form").display = remote is None
+        if remote is not None:
+            self.table.empty_text = (
+                f"The rollouts that trainers send there ({remote.url}) are not listed here: "
+                "a remote server is seen only through its /health."
+            )
+            self.table.refresh()
+        self.refresh_bindings()
+        if self.watch_enabled and remote is None:
             self.watch_agent()
         self._show_status()
 
@@ -255,18 +267,19 @@ class ServerScreen(WorkbenchScreen):
         self._stop_watching()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The footer offers Start or Stop, and the rollout keys once there are rollouts."""
+        """The footer offers Start or Stop, and the rollout keys once there are rollouts.
+
+        Attached to a remote server, nothing that serves or reloads an agent is offered.
+        """
+        if action in _SERVING_ACTIONS and self.remote:
+            return False
         if action == "start_server":
-            return not self.serving and not self.remote
+            return not self.serving
         if action == "stop_server":
             return self.serving
         if action in ("toggle_pause", "step_rollout", "continue_rollout", "abort_rollout"):
             return self.is_mounted and self.table.row_count > 0
         return True
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed unexpectedly: say so, and log the traceback to the log pane."""
-        report_worker_failure(self, event)
 
     # ---- status --------------------------------------------------------------------------------
 
@@ -336,8 +349,9 @@ class ServerScreen(WorkbenchScreen):
         second.append(*lag_text)
         if ws.live.pause_all:
             second.append(" · pausing every rollout", "bold cyan")
-        watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
-        second.append(f" · agent {ws.agent_name} ({watched})")
+        if not self.remote:
+            watched = "watching" if self.watch_enabled and ws.agent_folder() else "not watching"
+            second.append(f" · agent {ws.agent_name} ({watched})")
         return first, second
 
     def _show_status(self) -> None:
@@ -475,7 +489,7 @@ class ServerScreen(WorkbenchScreen):
         # Ask for the pause now, not when the debugger gets to it: the rollout keeps running
         # meanwhile and could pass its next answer. (The debugger's own start() is harmless.)
         await session.start()
-        self.app.open_session(session)  # type: ignore[attr-defined]
+        self.post_message(SessionStepRequested(session))
 
     def action_open_rollout(self) -> None:
         """Show the trajectory of the highlighted rollout (finished or as far as it got)."""
@@ -484,7 +498,7 @@ class ServerScreen(WorkbenchScreen):
             return
         reward = "—" if rollout.reward is None else f"{rollout.reward:.3g}"
         title = f"{rollout.rollout_id} · {rollout.state} · reward {reward}"
-        self.app.show_outcome(rollout.outcome(), title)  # type: ignore[attr-defined]
+        self.post_message(TrajectoryRequested(rollout.outcome(), title))
 
     @on(RowTable.RowSelected, "#server-rollouts")
     async def _row_selected(self) -> None:
@@ -502,13 +516,8 @@ class ServerScreen(WorkbenchScreen):
         ws = self.workspace
         if rollout is None or rollout.done or ws is None:
             return
-        if ws.live.abort(rollout.rollout_id, "aborted from the workbench"):
-            return
-        # Not held at the gate (waiting for the model, or queued): the server cancels it.
-        app = ws.server_app
-        if app is None or not app.state.rollouts.cancel(
-            rollout.rollout_id, "cancelled from the workbench"
-        ):
+        # Held at the gate or not (waiting for the model, in a tool, queued): it ends now.
+        if not ws.live.cancel(rollout.rollout_id, "aborted from the workbench"):
             self.notify(f"{rollout.rollout_id} could not be cancelled", severity="warning")
 
     def action_focus_rollouts(self) -> None:
@@ -531,7 +540,7 @@ class ServerScreen(WorkbenchScreen):
                 severity="error",
             )
             return None
-        key = self.query_one("#server-key", Input).value.strip() or None
+        key = self.key_input.value.strip() or None
         return host, port, key
 
     @on(Input.Submitted)
@@ -611,7 +620,7 @@ class ServerScreen(WorkbenchScreen):
 
     def action_new_key(self) -> None:
         """Put a new random API key in the form (used at the next start)."""
-        self.query_one("#server-key", Input).value = new_api_key()
+        self.key_input.value = new_api_key()
         note = ": restart the server (x, s) to use it" if self.serving else ""
         self.notify(f"new API key{note}", timeout=3)
 

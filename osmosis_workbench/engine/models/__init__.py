@@ -26,6 +26,7 @@ from osmosis_workbench.engine.models.cassette import (
     RecordingBackend,
     ReplayBackend,
     canonical_request,
+    find_replay,
     read_cassette,
     request_key,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "canonical_request",
     "create_backend",
     "find_human",
+    "find_replay",
     "load_answer_script",
     "read_cassette",
     "request_key",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 #: The failure kinds a backend reports; the trainer and the UI switch on these.
 ErrorKind = Literal[
@@ -100,6 +100,9 @@ class ModelReply:
     completion: dict[str, Any]
     cost_usd: float | None = None
     latency_ms: float = 0.0
+    #: Of ``latency_ms``, the time a person took to write the answer (``--model human``):
+    #: theirs, not the rollout's (the debugger leaves it out of durations, as a pause).
+    person_ms: float = 0.0
 
 
 @runtime_checkable
@@ -170,3 +173,15 @@ def read_user_file(
         raise error(f"{what} {path} is not UTF-8 text: {exc}") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc}") from None
+
+
+_Found = TypeVar("_Found")
+
+
+def find_backend(backend: Any, kind: type[_Found]) -> _Found | None:
+    """The backend of type ``kind`` that ``backend`` is, or wraps (a recorder's ``inner``)."""
+    while backend is not None:
+        if isinstance(backend, kind):
+            return backend
+        backend = getattr(backend, "inner", None)
+    return None

@@ -25,6 +25,7 @@ from osmosis_workbench.engine.models.base import (
     ModelBackend,
     ModelError,
     ModelReply,
+    find_backend,
     read_user_file,
 )
 
@@ -229,6 +230,11 @@ class RecordingBackend:
                 f, self._file = self._file, None
                 await asyncio.to_thread(f.close)
         await self.inner.aclose()
+
+
+def find_replay(backend: ModelBackend | None) -> ReplayBackend | None:
+    """The ``ReplayBackend`` in ``backend`` or wrapped by it (a recorder), if any."""
+    return find_backend(backend, ReplayBackend)
 
 
 class ReplayBackend:

@@ -14,7 +14,8 @@ How a UI drives it (the whole interface)::
         # request.abort("reason") ends the rollout's call with an error instead.
 
 ``check(...)`` gives the same problems without releasing, for validating as the user types.
-``on_request`` (optional) is called as each request arrives, to post a UI message. Answers are
+``on_request`` (optional) is called as each request arrives, to post a UI message; a UI that
+follows one rollout waits with ``await backend.request_for(rollout_id)`` instead. Answers are
 expanded into full OpenAI completions with ids derived from the request, so with ``--record``
 the cassette replays exactly (``--model replay:FILE``). ``ScriptedHuman`` is a headless driver
 that answers from a list, for tests.
@@ -29,7 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from osmosis_workbench.engine.models.base import ModelBackend, ModelError, ModelReply
+from osmosis_workbench.engine.models.base import (
+    ModelBackend,
+    ModelError,
+    ModelReply,
+    find_backend,
+)
 from osmosis_workbench.engine.models.scripted import build_completion
 
 #: How the model is named in completions and cassette headers.
@@ -94,7 +100,8 @@ class AnswerRequest:
         problems: list[str] = []
         schemas = {_tool_name(t): _parameters(t) for t in self.tools}
         offered = ", ".join(self.tool_names) or "none"
-        for i, call in enumerate(tool_calls or ()):
+        # Numbered from 1, as the screen numbers the calls a person writes.
+        for i, call in enumerate(tool_calls or (), 1):
             name = call.get("name")
             if name not in schemas:
                 problems.append(f"tool call {i}: unknown tool {name!r} (offered: {offered})")
@@ -143,11 +150,26 @@ class HumanBackend:
         self.on_request = on_request
         self._waiting: asyncio.Queue[AnswerRequest] = asyncio.Queue()
         self._open: list[AnswerRequest] = []
+        #: Set (and replaced) each time a request arrives: ``request_for`` waits on it.
+        self._arrived = asyncio.Event()
 
     @property
     def pending(self) -> list[AnswerRequest]:
         """The calls waiting for an answer now, oldest first."""
         return [r for r in self._open if not r.done]
+
+    def pending_for(self, rollout_id: str) -> AnswerRequest | None:
+        """The call of ``rollout_id`` waiting for an answer now, if any."""
+        return next((r for r in self.pending if r.rollout_id == rollout_id), None)
+
+    async def request_for(self, rollout_id: str) -> AnswerRequest:
+        """The next call of ``rollout_id`` waiting for an answer (waits for one to arrive)."""
+        while True:
+            arrived = self._arrived  # before looking: an arrival after the look sets it
+            request = self.pending_for(rollout_id)
+            if request is not None:
+                return request
+            await arrived.wait()
 
     async def next_request(self) -> AnswerRequest:
         """The next call waiting for an answer (waits for one to arrive)."""
@@ -163,6 +185,8 @@ class HumanBackend:
         request = AnswerRequest(body, turn, asyncio.get_running_loop().create_future())
         self._open.append(request)
         self._waiting.put_nowait(request)
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
         if self.on_request is not None:
             self.on_request(request)
         try:
@@ -170,9 +194,8 @@ class HumanBackend:
         finally:
             self._open.remove(request)
         completion = build_completion(reply, body, model=HUMAN_MODEL)
-        return ModelReply(
-            completion, cost_usd=0.0, latency_ms=(time.perf_counter() - started) * 1000
-        )
+        waited_ms = (time.perf_counter() - started) * 1000
+        return ModelReply(completion, cost_usd=0.0, latency_ms=waited_ms, person_ms=waited_ms)
 
     async def aclose(self) -> None:
         """Abort every call still waiting, so no rollout hangs on a closed backend."""
@@ -182,11 +205,7 @@ class HumanBackend:
 
 def find_human(backend: ModelBackend | None) -> HumanBackend | None:
     """The ``HumanBackend`` in ``backend`` or wrapped by it (a recorder), if any."""
-    while backend is not None:
-        if isinstance(backend, HumanBackend):
-            return backend
-        backend = getattr(backend, "inner", None)
-    return None
+    return find_backend(backend, HumanBackend)
 
 
 #: What ``ScriptedHuman`` answers: ``{"content": ...}`` and/or ``{"tool_calls": [...]}``, or

@@ -1,5 +1,6 @@
 """Reusable widgets and views of the workbench: the message index, detail, dialogs, renderers."""
 
+from osmosis_workbench.tui.widgets.answer_composer import AnswerComposer
 from osmosis_workbench.tui.widgets.dialogs import (
     CrashDialog,
     EditResponseDialog,
@@ -22,6 +23,7 @@ from osmosis_workbench.tui.widgets.rollout_views import (
 )
 
 __all__ = [
+    "AnswerComposer",
     "CrashDialog",
     "EditResponseDialog",
     "EditToolResultsDialog",

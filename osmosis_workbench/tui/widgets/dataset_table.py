@@ -12,7 +12,7 @@ The header stays on the first line; the cursor selects whole rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -116,7 +116,7 @@ class RowTable(ScrollView, can_focus=True):
     def __init__(
         self,
         columns: list[Column],
-        cells: Callable[[str], list[Cell]],
+        cells: Callable[[str], Sequence[Cell]],
         *,
         empty_text: str = "",
         name: str | None = None,
@@ -300,7 +300,7 @@ class RowTable(ScrollView, can_focus=True):
             self._widths = [c.width or max(c.min_width, share) for c in self.columns]
         return self._widths
 
-    def _line_text(self, cells: list[Cell], widths: list[int]) -> Text:
+    def _line_text(self, cells: Sequence[Cell], widths: list[int]) -> Text:
         line = Text(no_wrap=True, end="")
         for index, (column, cell, width) in enumerate(
             zip(self.columns, cells, widths, strict=True)

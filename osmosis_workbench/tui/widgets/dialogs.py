@@ -159,7 +159,7 @@ class EditToolResultsDialog(JsonEditDialog):
             content = item.get("content")
             if not isinstance(content, str):
                 raise ValueError(f"the content of {expected!r} must be a string")
-            contents[expected] = content
+            contents[str(expected)] = content
         return contents
 
 

@@ -14,6 +14,9 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
+#: The help action: its key is shown whatever else must be left out for room.
+HELP_ACTION = "help"
+
 
 class KeyBar(Static):
     """One line: each key the focused widget, the screen and the app bind, with what it does."""
@@ -48,9 +51,17 @@ class KeyBar(Static):
         self.update(self.keys_content())
 
     def keys_content(self) -> Content:
-        """The key line: ``n Next  c Continue …``; disabled keys are dimmed."""
+        """The key line: ``n Next  c Continue …``; disabled keys are dimmed.
+
+        When the line is wider than the bar, keys are left out rather than cut off at the
+        edge: first the app's own (quit), then the grouped mode keys, then the screen's from
+        its last binding back. The help key always stays, at the end, after a ``…`` that
+        says some keys are only in the help.
+        """
         app = self.app
-        parts: list[Content] = []
+        own: list[Content] = []  # the focused widget's and the screen's, in binding order
+        app_keys: list[Content] = []
+        pinned: list[Content] = []
         seen_actions: set[str] = set()
         grouped: dict[Binding.Group, list[tuple[str, str]]] = {}
         for node, binding, enabled, _tooltip in self.screen.active_bindings.values():
@@ -69,13 +80,33 @@ class KeyBar(Static):
                 # Grouped keys share one description ("123 Debug/Data/Server"): it saves room.
                 grouped.setdefault(binding.group, []).append((key, action))
                 continue
-            parts.append(self._entry([(key, action)], binding.description, enabled))
-        for group, keys in grouped.items():
-            parts.append(self._entry(keys, group.description, True))
-        line = Content("  ").join(parts)
-        if line.cell_length > self.content_region.width > 0:
-            line = Content(" ").join(parts)  # tighter, so narrow terminals show every key
-        return line
+            entry = self._entry([(key, action)], binding.description, enabled)
+            if binding.action == HELP_ACTION:
+                pinned.append(entry)
+            elif isinstance(node, App):
+                app_keys.append(entry)
+            else:
+                own.append(entry)
+        groups = [self._entry(keys, group.description, True) for group, keys in grouped.items()]
+        # Left out first when the line is too wide: the app's keys, the groups, then own keys
+        # from the last one back (screens bind their most used keys first).
+        droppable = [*own, *groups, *app_keys]
+        drop_order = [*reversed(app_keys), *reversed(groups), *reversed(own)]
+        width = self.content_region.width
+        for separator in ("  ", " "):
+            line = Content(separator).join([*droppable, *pinned])
+            if width <= 0 or line.cell_length <= width:
+                return line
+        # Tight spacing does not fit either: leave keys out until it does.
+        dropped: set[int] = set()
+        more = Content.styled("…", "$footer-description-foreground")
+        for entry in drop_order:
+            dropped.add(id(entry))
+            kept = [e for e in droppable if id(e) not in dropped]
+            line = Content(" ").join([*kept, more, *pinned])
+            if line.cell_length <= width:
+                return line
+        return Content(" ").join([more, *pinned])
 
     @staticmethod
     def _entry(keys: list[tuple[str, str]], description: str, enabled: bool) -> Content:

@@ -237,3 +237,65 @@ def format_reward(reward: float | None) -> str:
         return "-"
     text = f"{reward:.4f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
+
+
+# ---- writing an answer (--model human) ----------------------------------------------------------
+
+#: A placeholder per JSON Schema type, for a new tool call's arguments.
+_PLACEHOLDERS: dict[str, Any] = {
+    "string": "",
+    "number": 0,
+    "integer": 0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+    "null": None,
+}
+
+
+def tool_function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``function`` part of an OpenAI tool (or the tool itself, if it has none)."""
+    function = tool.get("function")
+    return function if isinstance(function, Mapping) else tool
+
+
+def _parameters(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    schema = tool_function(tool).get("parameters")
+    return schema if isinstance(schema, Mapping) else {}
+
+
+def argument_skeleton(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments to start a new call from: each required parameter with a placeholder.
+
+    The default or first enum value when the schema gives one, else an empty value of its
+    type; with no required parameters, every parameter.
+    """
+    schema = _parameters(tool)
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    required = [name for name in schema.get("required") or () if name in properties]
+    skeleton: dict[str, Any] = {}
+    for name in required or list(properties):
+        spec = properties[name] if isinstance(properties[name], Mapping) else {}
+        if "default" in spec:
+            skeleton[name] = spec["default"]
+        elif isinstance(spec.get("enum"), list) and spec["enum"]:
+            skeleton[name] = spec["enum"][0]
+        else:
+            kind = spec.get("type")
+            skeleton[name] = _PLACEHOLDERS.get(kind if isinstance(kind, str) else "", None)
+    return skeleton
+
+
+def tool_signature(tool: Mapping[str, Any]) -> str:
+    """``add(a: number*, b: number*)``: a tool's parameters on one line, ``*`` = required."""
+    schema = _parameters(tool)
+    properties = schema.get("properties")
+    required = set(schema.get("required") or ())
+    params = []
+    for name, spec in properties.items() if isinstance(properties, Mapping) else ():
+        kind = spec.get("type", "any") if isinstance(spec, Mapping) else "any"
+        kind = "|".join(kind) if isinstance(kind, list) else str(kind)
+        params.append(f"{name}: {kind}{'*' if name in required else ''}")
+    return f"{tool_function(tool).get('name') or '?'}({', '.join(params)})"

@@ -265,8 +265,10 @@ class MessageList(ScrollView, can_focus=True):
             return Strip([*strip, track[y in self._pass_thumb]], width + 1)
         # Cached with the position column's track cell: a frame reuses the rows as they are.
         key = (index, width, track is not None)
-        strip = self._line_cache.get(key)
-        if strip is None:
+        cached = self._line_cache.get(key)
+        if cached is not None:
+            strip = cached
+        else:
             strip = self._render_message_line(index, width, self._pass_row)
             if track is not None:
                 strip = Strip([*strip, track[0]], width + 1)
@@ -421,6 +423,10 @@ class MessageDetail(ScrollView, can_focus=True):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.index: int | None = None
+        #: Whether message text is rendered as markdown (else as written).
+        self.markdown = False
+        #: What ``show`` was last given, to draw it again (markdown on or off).
+        self._shown: tuple[Mapping[str, Any], int, str, str, bool] | None = None
         self._renderable: RenderableType = Text("Select a message to see it whole.")
         self._strips: list[Strip] = []
         self._rendered_width = -1
@@ -444,15 +450,33 @@ class MessageDetail(ScrollView, can_focus=True):
         # The pane's title stays "Message": the first line names the message, and a new
         # title would redraw the whole pane, where only the rows that differ are drawn again.
         self.index = index
+        self._shown = (message, index, tool_name, tokens, pending)
+        self._draw_shown()
+
+    def set_markdown(self, markdown: bool) -> None:
+        """Render message text as markdown, or as written; the shown message follows."""
+        self.markdown = markdown
+        self._draw_shown()
+
+    def _draw_shown(self) -> None:
+        if self._shown is None:
+            return
+        message, index, tool_name, tokens, pending = self._shown
         self._set_renderable(
             render_message(
-                message, index=index, tool_name=tool_name, tokens=tokens, pending=pending
+                message,
+                index=index,
+                tool_name=tool_name,
+                tokens=tokens,
+                pending=pending,
+                markdown=self.markdown,
             )
         )
 
     def clear(self, text: str = "No messages yet.") -> None:
         """Show a hint instead of a message."""
         self.index = None
+        self._shown = None
         self._set_renderable(Text(text))
 
     def _set_renderable(self, renderable: RenderableType) -> None:

@@ -26,6 +26,7 @@ from osmosis_workbench.tui.widgets.message_format import (
     content_text,
     format_ms,
     format_reward,
+    tool_function,
     tool_label,
     tool_names_by_call_id,
 )
@@ -82,8 +83,12 @@ def _facts(rows: Sequence[tuple[str, RenderableType | str]]) -> Table:
 _MARKDOWN_SYNTAX = re.compile(r"[*_`\[|]|^\s{0,3}(?:#|>|[-+] |\d+[.)] )", re.MULTILINE)
 
 
-def render_text_content(text: str, *, markdown: bool = True) -> RenderableType:
-    """Message text: JSON pretty-printed when it is JSON, else markdown (or plain)."""
+def render_text_content(text: str, *, markdown: bool = False) -> RenderableType:
+    """Message text: JSON pretty-printed when it is JSON, else as written (or as markdown).
+
+    As written by default: markdown hides what a reward may read (``#### 42`` becomes a
+    heading "42", ``**`` and backticks vanish).
+    """
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and len(stripped) <= _PRETTY_JSON_LIMIT:
         try:
@@ -125,8 +130,9 @@ def render_message(
     tool_name: str = "",
     tokens: str = "",
     pending: bool = False,
+    markdown: bool = False,
 ) -> RenderableType:
-    """One message whole, for the detail pane."""
+    """One message whole, for the detail pane (``markdown``: its text rendered as such)."""
     role = str(message.get("role") or "?")
     head = Text.assemble((f"#{index} ", "dim"), (role, _ROLE_STYLES.get(role, "bold")))
     if role == "tool":
@@ -143,7 +149,8 @@ def render_message(
     content = message.get("content")
     calls = message.get("tool_calls") or []
     if content is not None or not calls:
-        parts.append(render_text_content(content_text(content), markdown=role != "tool"))
+        text = content_text(content)
+        parts.append(render_text_content(text, markdown=markdown and role != "tool"))
     if calls:
         parts.append(Rule(f"tool calls ({len(calls)})", style="dim", align="left"))
         parts.extend(render_tool_calls(calls))
@@ -189,6 +196,7 @@ def render_response(
     latency_ms: float | None,
     replaced: bool = False,
     request_messages: Sequence[Mapping[str, Any]] = (),
+    markdown: bool = False,
 ) -> RenderableType:
     """The answer held at the gate: facts, content, each tool call, then what it answers."""
     total = usage.get("total_tokens")
@@ -210,7 +218,7 @@ def render_response(
     parts.append(Rule("content", style="dim", align="left"))
     content = content_text(message.get("content"))
     if content.strip():
-        parts.append(render_text_content(content))
+        parts.append(render_text_content(content, markdown=markdown))
     else:
         parts.append(Text("(no content)", style="dim italic"))
     calls = message.get("tool_calls") or []
@@ -229,7 +237,7 @@ def render_response(
 
 
 def _tool_card(tool: Mapping[str, Any]) -> Panel:
-    function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+    function = tool_function(tool)
     parameters = function.get("parameters") or {}
     body = Group(
         Text(str(function.get("description") or "(no description)"), style="italic"),
@@ -262,15 +270,24 @@ def _metric(name: Any, value: Any) -> str:
     return value if isinstance(value, str) else compact_json(value)
 
 
-def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableType:
+def render_outcome(
+    outcome: RolloutOutcome, *, title: str = "", markdown: bool = False
+) -> RenderableType:
     """A finished rollout: status, reward, finish reason, duration, tokens, calls, errors."""
     ok = outcome.ok
     reward = format_reward(outcome.reward)
+    # Time spent paused in the debugger is the user's, not the rollout's: left out.
+    duration = Text(format_ms(outcome.working_ms))
+    if outcome.paused_ms >= 1:
+        duration.append(
+            f"  (not counting {format_ms(outcome.paused_ms)} of yours: paused, answering)",
+            style="dim",
+        )
     rows: list[tuple[str, RenderableType | str]] = [
         ("Status", Text(outcome.status, style="bold green" if ok else "bold red")),
         ("Reward", Text(reward, style="bold")),
         ("Finish reason", str(outcome.finish_reason or "-")),
-        ("Duration", format_ms(outcome.duration_ms)),
+        ("Duration", duration),
         ("Tokens", str(outcome.tokens)),
         ("LLM calls", str(outcome.llm_calls)),
         ("Messages", str(len(outcome.final_messages))),
@@ -284,9 +301,11 @@ def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableTyp
     if title:
         parts.append(Text(title, style="bold"))
     parts.append(_facts(rows))
-    if outcome.metrics:
-        parts.append(Rule("metrics", style="dim", align="left"))
-        parts.append(_facts([(str(k), _metric(k, v)) for k, v in outcome.metrics.items()]))
+    metrics = outcome.metrics_without_pauses()
+    if metrics:
+        title = "metrics (your time left out)" if outcome.paused_ms >= 1 else "metrics"
+        parts.append(Rule(title, style="dim", align="left"))
+        parts.append(_facts([(str(k), _metric(k, v)) for k, v in metrics.items()]))
     if outcome.violations:
         parts.append(Rule("protocol violations", style="yellow", align="left"))
         parts.extend(Text(f"• {v}", style="yellow") for v in outcome.violations)
@@ -304,5 +323,5 @@ def render_outcome(outcome: RolloutOutcome, *, title: str = "") -> RenderableTyp
     )
     if final is not None:
         parts.append(Rule("final answer", style="dim", align="left"))
-        parts.append(render_text_content(content_text(final.get("content"))))
+        parts.append(render_text_content(content_text(final.get("content")), markdown=markdown))
     return Group(*parts)
