@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "test" and args.interactive:
+            return open_workbench(args)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
@@ -64,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def workbench_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``osmosis-workbench``: the Textual app."""
+    from osmosis_workbench.commands.workbench_cmd import build_workbench_parser
+
+    return open_workbench(build_workbench_parser().parse_args(argv))
+
+
+def open_workbench(args: argparse.Namespace) -> int:
+    """Open the Textual app with parsed arguments (``osmosis-workbench``, ``osmosis test
+    --interactive``); without the ``[workbench]`` extra, say what to install."""
     from osmosis_workbench.extras import MissingExtraError, require
 
     try:
@@ -71,10 +81,9 @@ def workbench_main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    from osmosis_workbench.commands.workbench_cmd import build_workbench_parser, run_workbench
+    from osmosis_workbench.tui.launch import run_workbench
 
-    parser = build_workbench_parser()
-    return int(run_workbench(parser.parse_args(argv)) or 0)
+    return int(run_workbench(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

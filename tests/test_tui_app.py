@@ -20,18 +20,14 @@ from textual.notifications import Notify
 from textual.widgets import Static
 from tui_driver import plain, settle
 
-from osmosis_workbench.cli import build_parser
-from osmosis_workbench.commands.workbench_cmd import (
-    build_workbench_parser,
-    run_app,
-    run_workbench,
-    workbench_config,
-)
+from osmosis_workbench.cli import build_parser, main
+from osmosis_workbench.commands.workbench_cmd import build_workbench_parser, workbench_config
 from osmosis_workbench.engine.config import ConfigError, EngineConfig
 from osmosis_workbench.engine.outcome import RolloutOutcome
 from osmosis_workbench.tui.app import CRASH_LOG, WorkbenchApp, make_app
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.help import HelpScreen
+from osmosis_workbench.tui.launch import run_app, run_workbench
 from osmosis_workbench.tui.widgets import CrashDialog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,10 +410,8 @@ def test_usage_errors_are_one_clear_line_and_exit_2(
 def test_osmosis_test_interactive_with_two_urls_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = build_parser().parse_args(
-        ["test", "--url", "http://a", "--url", "http://b", "-d", DATASET, "--interactive"]
-    )
-    assert args.handler(args) == 2
+    argv = ["test", "--url", "http://a", "--url", "http://b", "-d", DATASET, "--interactive"]
+    assert main(argv) == 2
     assert capsys.readouterr().err == (
         "osmosis test: error: the workbench runs against one server: give a single --url\n"
     )

@@ -151,11 +151,7 @@ class _RunState:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    """Run a batch (or open the workbench with --interactive)."""
-    if args.interactive:
-        from osmosis_workbench.commands.workbench_cmd import run_workbench
-
-        return run_workbench(args)
+    """Run a batch (``--interactive`` opens the workbench instead: see ``cli.main``)."""
     from osmosis_workbench.engine.datasets import DatasetError
     from server_core import ImportFromStringError
 
