@@ -47,7 +47,7 @@ class OneCallAgent(RolloutAgentLoop):
     async def run(self, ctx: RolloutContext) -> Any:
         messages = list(ctx.request.messages)
         answer = await ctx.chat(messages)
-        return ctx.complete(messages + [answer.message], reward=1.0)
+        return ctx.complete([*messages, answer.message], reward=1.0)
 
 
 def write_dataset(path: Path, rows: int) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _benchkit as kit  # noqa: E402
+import _benchkit as kit
 
 CLIENT_CPU = 0
 TRAINER_CPU = 1
@@ -72,7 +72,7 @@ def make_poster(lib: str, pool: int) -> tuple[Any, Any]:
             gate = asyncio.Semaphore(pool)
             ungated = post
 
-            async def post(url: str) -> int:  # noqa: F811
+            async def post(url: str) -> int:
                 async with gate:
                     return await ungated(url)
 
@@ -191,9 +191,11 @@ async def per_request_run(args: argparse.Namespace) -> dict[str, Any]:
             await response.read()
 
     async def aiohttp_new() -> None:
-        async with aiohttp.ClientSession() as own:
-            async with own.post(url, data=kit.CHAT_BODY, headers=HEADERS) as response:
-                await response.read()
+        async with (
+            aiohttp.ClientSession() as own,
+            own.post(url, data=kit.CHAT_BODY, headers=HEADERS) as response,
+        ):
+            await response.read()
 
     await timed("httpx, one shared client", httpx_shared, n)
     await timed("httpx, new client per request (0.2.x)", httpx_new, max(10, n // 10))

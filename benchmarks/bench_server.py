@@ -22,6 +22,7 @@ ours's client library, to isolate server_core's own overhead).
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -77,7 +78,7 @@ def build_ours(max_concurrent: int | None, pool: int | None, client: str = "defa
         async def run(self, ctx: Any) -> Any:
             messages = list(ctx.request.messages)
             answer = await ctx.chat(messages)
-            return ctx.complete(messages + [answer.message])
+            return ctx.complete([*messages, answer.message])
 
     kwargs: dict[str, Any] = {}
     if max_concurrent is not None:
@@ -165,7 +166,7 @@ def build_baseline(pool: int, client_kind: str = "httpx") -> Any:
                 {
                     "rollout_id": req["rollout_id"],
                     "status": "COMPLETED",
-                    "final_messages": messages + [answer],
+                    "final_messages": [*messages, answer],
                     "finish_reason": "stop",
                     "metrics": {},
                 },
@@ -441,10 +442,8 @@ async def probe_health(port: int, stop: asyncio.Event, samples: list, period: fl
             latency = time.monotonic() - sent
             active = None
             if status == 200:
-                try:
+                with contextlib.suppress(ValueError):
                     active = json.loads(body).get("active_rollouts")
-                except ValueError:
-                    pass
             samples.append((sent, latency, active, status))
         except kit.HTTPError:
             samples.append((sent, time.monotonic() - sent, None, 0))
@@ -483,7 +482,7 @@ async def run_case(
     """One server process + one load process; returns the load process's figures + /health."""
     sport, tport = kit.free_port(), kit.free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    server_log = open(logdir / f"server-{kind}-{mode}-{inflight or total}.log", "wb")
+    server_log = open(logdir / f"server-{kind}-{mode}-{inflight or total}.log", "wb")  # noqa: SIM115 - the server process writes it until it ends
     server_args = [
         "--role",
         "server",
@@ -541,7 +540,7 @@ async def run_case(
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=open(load_log, "wb"),
+        stderr=open(load_log, "wb"),  # noqa: SIM115 - the load process writes it until it ends
     )
     samples: list = []
     stop = asyncio.Event()

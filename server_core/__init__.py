@@ -130,7 +130,7 @@ from server_core.validate import (
     validate_agent_loop,
 )
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped: the 0.2 API first, then ours
     # ---- the osmosis-ai 0.2 API (85 names) ----
     "AgentLoopNotFoundError",
     "AgentLoopRegistry",

@@ -27,7 +27,7 @@ class HTTPReply:
     Also what the trainer client's aiohttp transport returns, so callers see one shape.
     """
 
-    __slots__ = ("status_code", "headers", "content")
+    __slots__ = ("content", "headers", "status_code")
 
     def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
         self.status_code = status_code
@@ -71,7 +71,7 @@ class HTTPClient(ABC):
         url: str,
         *,
         content: bytes | str | None = None,
-        json: Any = None,  # noqa: A002 - httpx's keyword
+        json: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> HTTPReply:

@@ -66,7 +66,7 @@ def _fetch(
     url: str, timeout: float, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> str:
     request = urllib.request.Request(url, headers=headers or {}, method=method)
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed URLs
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         raw: bytes = response.read(256)
         return raw.decode("ascii", "replace").strip()
 

@@ -293,7 +293,7 @@ def validate_tool(tool: Any) -> list[str]:
         problems.append(f"tool type must be 'function', got {tool.get('type')!r}")
     function = tool.get("function")
     if not isinstance(function, dict):
-        return problems + ["a tool needs a 'function' object"]
+        return [*problems, "a tool needs a 'function' object"]
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.append("a tool's 'function' needs a non-empty 'name'")

@@ -141,7 +141,7 @@ class TraceWriter:
         if handle is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             # backslashreplace: a lone surrogate is written as a \udXXX escape, still valid JSON.
-            handle = files[rollout_id] = open(
+            handle = files[rollout_id] = open(  # noqa: SIM115 - kept open until the rollout ends
                 self.path_for(rollout_id), "a", encoding="utf-8", errors="backslashreplace"
             )
         try:

@@ -128,7 +128,7 @@ class LoopbackOpenAI:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     status = Status(404, {"error": {"message": f"no route {self.path}"}})

@@ -174,7 +174,7 @@ async def test_recording_appends_to_an_existing_cassette(tmp_path):
     path = tmp_path / "c.jsonl"
     await record(path)
     await record(path)
-    header, entries = read_cassette(path)
+    _header, entries = read_cassette(path)
     assert len(entries) == 4
     assert sum(1 for line in path.read_text().splitlines() if "osmosis_cassette" in line) == 1
 
@@ -183,7 +183,7 @@ async def test_recording_refuses_a_file_that_is_not_a_cassette(tmp_path):
     path = tmp_path / "notes.jsonl"
     path.write_text('{"hello": 1}\n')
     recorder = RecordingBackend(ScriptedBackend(["x"]), path)
-    with pytest.raises(CassetteError, match="notes.jsonl line 1 is not a cassette header"):
+    with pytest.raises(CassetteError, match=r"notes.jsonl line 1 is not a cassette header"):
         await recorder.complete(chat([USER]))
     assert path.read_text() == '{"hello": 1}\n'
 

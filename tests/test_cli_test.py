@@ -449,8 +449,11 @@ def start_server(project: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "ECHO_DELAY": "0.05", "PYTHONPATH": f"{project}:{ROOT}"}
     env.pop("OSMOSIS_ROLLOUT_API_KEY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "osmosis_workbench.cli", "serve", "-m", "echo_agent:agent_loop"]
-        + ["--local", "-H", "127.0.0.1", "-p", str(port), "--no-validate"],
+        [
+            *(sys.executable, "-m", "osmosis_workbench.cli", "serve"),
+            *("-m", "echo_agent:agent_loop", "--local", "-H", "127.0.0.1"),
+            *("-p", str(port), "--no-validate"),
+        ],
         cwd=project,
         env=env,
         stdout=subprocess.DEVNULL,

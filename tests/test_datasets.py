@@ -450,7 +450,7 @@ def test_selection_on_parquet_across_row_groups_and_batches(
 def test_selection_on_jsonl_csv_and_json(tmp_path: Path) -> None:
     total = 50
     objects = [{**GOOD, "ground_truth": i} for i in range(total)]
-    jsonl = write_jsonl(tmp_path / "d.jsonl", objects[:10] + [""] + objects[10:])
+    jsonl = write_jsonl(tmp_path / "d.jsonl", [*objects[:10], "", *objects[10:]])
     array = tmp_path / "d.json"
     array.write_text(json.dumps(objects), encoding="utf-8")
     table = write_csv(

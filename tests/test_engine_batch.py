@@ -50,7 +50,7 @@ async def run_batch(backend: Any, config: EngineConfig, agent: Any = calculator,
 async def test_sample_dataset_replays_and_every_row_passes(tmp_path: Path):
     backend = ReplayBackend(SAMPLE / "cassette.jsonl")
     journal = JournalWriter(tmp_path / "journal.jsonl")
-    runner, results = await run_batch(
+    _runner, results = await run_batch(
         backend,
         EngineConfig(dataset=str(SAMPLE / "test_data.jsonl"), concurrency=4),
         journal=journal,
@@ -88,7 +88,7 @@ async def test_bad_rows_are_reported_and_the_others_run(tmp_path: Path):
         ],
     )
     bad: list[Any] = []
-    runner, results = await run_batch(
+    _runner, results = await run_batch(
         ScriptedBackend(adder), EngineConfig(dataset=str(data)), on_bad_row=bad.append
     )
     assert sorted(r.row for r in results) == [0, 3]
@@ -112,7 +112,7 @@ async def test_pass_at_k_over_several_attempts(tmp_path: Path):
         calls["n"] += 1
         return {"content": "It is 4." if calls["n"] % 2 else "It is 5."}
 
-    runner, results = await run_batch(
+    _runner, results = await run_batch(
         ScriptedBackend(sometimes_wrong), EngineConfig(dataset=str(data), attempts=4, concurrency=1)
     )
     assert len(results) == 8
@@ -128,7 +128,7 @@ async def test_reward_function_overrides_the_agents_reward(tmp_path: Path):
     def by_messages(messages, ground_truth, metadata):
         return 0.25 if messages[-1]["role"] == "assistant" else 0
 
-    runner, results = await run_batch(
+    _runner, results = await run_batch(
         ScriptedBackend(adder),
         EngineConfig(dataset=str(data), pass_threshold=0.2),
         reward_fn=by_messages,
@@ -151,7 +151,7 @@ async def test_a_systemic_model_error_stops_the_batch_early(tmp_path: Path):
 
 async def test_a_busy_server_429_is_retried_until_every_row_ran(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", [question(i, 1) for i in range(12)])
-    runner, results = await run_batch(
+    _runner, results = await run_batch(
         ScriptedBackend(adder, latency_s=0.01),
         EngineConfig(dataset=str(data), concurrency=6),
         server={"limits": ServerLimits(max_concurrent=1, max_queued=1)},

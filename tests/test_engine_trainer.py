@@ -167,7 +167,7 @@ class ChattyAgent(RolloutAgentLoop):
     async def run(self, ctx: RolloutContext):
         first = await ctx.chat(list(ctx.request.messages))
         await ctx.chat([{"role": "user", "content": "start over"}])
-        return ctx.complete(list(ctx.request.messages) + [first.message])
+        return ctx.complete([*list(ctx.request.messages), first.message])
 
 
 async def test_protocol_violations_of_the_server_are_reported():
@@ -218,7 +218,7 @@ async def test_completion_params_reach_the_model(field: str):
 
         async def run(self, ctx):
             answer = await ctx.chat(list(ctx.request.messages))
-            return ctx.complete(list(ctx.request.messages) + [answer.message])
+            return ctx.complete([*list(ctx.request.messages), answer.message])
 
     async with EmbeddedRolloutServer(OneShot(), trainer) as server:
         body = request(completion_params={field: 7})

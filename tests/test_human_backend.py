@@ -92,7 +92,7 @@ async def test_abort_ends_the_rollout_with_the_reason():
         request.abort("not today")
         return {}
 
-    driver, [result] = await run_row_0(HumanBackend(), [abort])
+    _driver, [result] = await run_row_0(HumanBackend(), [abort])
     assert not result.passed and "human: not today" in (result.outcome.error or "")
 
 

@@ -18,12 +18,12 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from osmosis_workbench.engine.models import LiteLLMBackend, ModelError  # noqa: E402
-from osmosis_workbench.engine.models.litellm_backend import (  # noqa: E402
+from osmosis_workbench.engine.models import LiteLLMBackend, ModelError
+from osmosis_workbench.engine.models.litellm_backend import (
     _import_litellm,
     load_litellm,
 )
-from osmosis_workbench.engine.models.providers import (  # noqa: E402
+from osmosis_workbench.engine.models.providers import (
     MAX_RETRY_AFTER_S,
     RetryPolicy,
 )
@@ -279,7 +279,7 @@ async def test_authentication_error_with_an_explicit_key_and_another_provider(
     with pytest.raises(ModelError, match="the key passed with --model-api-key was rejected"):
         await b.complete(chat())
     b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
-    with pytest.raises(ModelError, match="set ANTHROPIC_API_KEY .* or pass --model-api-key"):
+    with pytest.raises(ModelError, match=r"set ANTHROPIC_API_KEY .* or pass --model-api-key"):
         await b.complete(chat())
 
 
@@ -390,6 +390,6 @@ async def test_missing_credentials_reported_as_a_500_is_final_and_names_the_vari
 async def test_a_missing_key_fails_before_importing_or_calling(scripted_litellm, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     b, _ = backend(model="anthropic/claude-3-5-haiku-latest")
-    with pytest.raises(ModelError, match="^ANTHROPIC_API_KEY is not set: export ANTHROPIC"):
+    with pytest.raises(ModelError, match=r"^ANTHROPIC_API_KEY is not set: export ANTHROPIC"):
         await b.complete(chat())
     assert scripted_litellm["attempts"] == 0

@@ -142,7 +142,7 @@ async def test_the_pane_keeps_at_most_max_lines_and_a_burst_costs_one_write():
         writes: list[int] = []
         original = pane.write_lines
 
-        def counting(lines, scroll_end=None):  # noqa: ANN001
+        def counting(lines, scroll_end=None):
             lines = list(lines)
             writes.append(len(lines))
             return original(lines, scroll_end)

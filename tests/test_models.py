@@ -262,7 +262,7 @@ def test_a_hosted_provider_without_its_key_fails_at_creation(monkeypatch):
 def test_create_backend_errors_name_the_input_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match="empty model spec"):
         create_backend("  ")
-    with pytest.raises(ValueError, match="needs a file path, e.g. replay:"):
+    with pytest.raises(ValueError, match=r"needs a file path, e.g. replay:"):
         create_backend("replay:")
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(FileNotFoundError, match=f"cassette {missing} not found.*--record"):

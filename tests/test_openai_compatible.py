@@ -200,7 +200,7 @@ async def test_a_server_that_is_not_openai_compatible_is_named(no_openai_env):
     with LoopbackOpenAI(lambda body: Status(200, {"hello": "world"})) as server:
         b, _ = backend(server)
         try:
-            with pytest.raises(ModelError, match="without a 'choices' list.*ends in /v1"):
+            with pytest.raises(ModelError, match=r"without a 'choices' list.*ends in /v1"):
                 await b.complete(chat())
         finally:
             await b.aclose()

@@ -292,7 +292,7 @@ def test_platform_url_is_read_at_call_time_and_normalised(monkeypatch: pytest.Mo
     monkeypatch.setenv("OSMOSIS_PLATFORM_URL", "http://staging.example:8080/")
     assert platform.platform_url() == "http://staging.example:8080"
     monkeypatch.setenv("OSMOSIS_PLATFORM_URL", "platform.example")
-    with pytest.raises(PlatformError, match="OSMOSIS_PLATFORM_URL='platform.example'"):
+    with pytest.raises(PlatformError, match=r"OSMOSIS_PLATFORM_URL='platform.example'"):
         platform.platform_url()
 
 
@@ -514,9 +514,11 @@ async def test_login_falls_back_to_the_next_port_when_8976_is_busy(fake_platform
 
 
 async def test_login_reports_when_every_callback_port_is_busy():
-    with occupied(platform_login.LOGIN_PORTS):
-        with pytest.raises(PlatformError, match="No free port for the login callback"):
-            await platform_login.login(open_browser=False, on_url=Browser().on_url, timeout_s=5)
+    with (
+        occupied(platform_login.LOGIN_PORTS),
+        pytest.raises(PlatformError, match="No free port for the login callback"),
+    ):
+        await platform_login.login(open_browser=False, on_url=Browser().on_url, timeout_s=5)
 
 
 async def test_login_without_force_keeps_a_valid_login(fake_platform: FakePlatform):

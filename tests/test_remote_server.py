@@ -74,9 +74,11 @@ def remote_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     log_path = workdir / "serve.out"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "osmosis_workbench.cli", "serve"]
-            + ["-m", "sample_project.server:agent_loop", "--local", "-H", "127.0.0.1"]
-            + ["-p", str(port)],
+            [
+                *(sys.executable, "-m", "osmosis_workbench.cli", "serve"),
+                *("-m", "sample_project.server:agent_loop", "--local", "-H", "127.0.0.1"),
+                *("-p", str(port)),
+            ],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -15,6 +15,7 @@ so comparing two 100,000-rollout runs keeps only the changed rows and a few numb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -98,10 +99,8 @@ def _comparable(message: dict[str, Any]) -> dict[str, Any]:
         function = (call.get("function") if isinstance(call, dict) else None) or {}
         arguments = function.get("arguments")
         if isinstance(arguments, str):
-            try:
+            with contextlib.suppress(ValueError):  # not JSON: compared as the text it is
                 arguments = json.loads(arguments)
-            except ValueError:
-                pass  # compared as the text it is
         calls.append((function.get("name"), arguments))
     return {
         "role": message.get("role"),

@@ -489,7 +489,7 @@ def _replaced_atomically(output: str | Path, *, binary: bool) -> Iterator[IO[Any
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        handle: IO[Any] = open(fd, "wb") if binary else open(fd, "w", encoding="utf-8")
+        handle: IO[Any] = open(fd, "wb") if binary else open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed by the with below
         with handle:
             yield handle
         os.replace(temporary, target)

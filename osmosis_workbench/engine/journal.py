@@ -156,7 +156,7 @@ def repair_torn_tail(path: Path) -> int:
     the journal, so a resume runs it again).
     """
     try:
-        handle = open(path, "r+b")
+        handle = open(path, "r+b")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         return 0
     with handle:
@@ -207,7 +207,7 @@ class JournalWriter:
 
     def _loop(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle: IO[str] = open(self.path, "a", encoding="utf-8")
+        handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - the writer thread holds it until close()
         try:
             while True:
                 item = self._queue.get()

@@ -9,6 +9,7 @@ only needs ``server_core.platform`` (reading the credentials, registering).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import os
@@ -337,10 +338,8 @@ def _open_browser(url: str) -> None:
     """
 
     def _open() -> None:
-        try:
+        with contextlib.suppress(Exception):  # the printed URL is the fallback
             webbrowser.open(url)
-        except Exception:  # the printed URL is the fallback
-            pass
 
     threading.Thread(target=_open, name="osmosis-login-browser", daemon=True).start()
 

@@ -57,7 +57,7 @@ def _names(model: str) -> list[str]:
     """The names a model may have in the price map, most specific first."""
     model = model.removeprefix("litellm:")
     names = [model]
-    provider, slash, name = model.partition("/")
+    _provider, slash, name = model.partition("/")
     if slash:
         names.append(name)  # openai/gpt-4o-mini is priced as gpt-4o-mini
     return names

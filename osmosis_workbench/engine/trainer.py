@@ -512,12 +512,10 @@ class LocalTrainer:
 
     async def cancel_on_server(self, run: RolloutRun, target: ServerTarget) -> None:
         """Ask ``target`` to cancel ``run`` (it then ends as ERROR, category cancelled)."""
-        try:
+        with contextlib.suppress(HTTPError):  # a server without the (optional) cancel endpoint
             await target.client.post(
                 f"{target.url}/v1/rollout/{run.rollout_id}/cancel", headers=target.headers()
             )
-        except HTTPError:
-            pass  # a server without the (optional) cancel endpoint
 
     async def drive(
         self, run: RolloutRun, target: ServerTarget, timeout_s: float

@@ -625,13 +625,17 @@ class DebuggerScreen(WorkbenchScreen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A rollout worker that raised: let go of the session (the base shows the crash)."""
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            if event.worker is self._advance_worker and self.state in _ACTIVE:
-                # The session is in an unknown state: stop following it.
-                self.follower = None
-                self.paused = None
-                self.state = "idle" if self.outcome is None else "finished"
-                self.show_main_view()
+        if (
+            event.state == WorkerState.ERROR
+            and event.worker.error is not None
+            and event.worker is self._advance_worker
+            and self.state in _ACTIVE
+        ):
+            # The session is in an unknown state: stop following it.
+            self.follower = None
+            self.paused = None
+            self.state = "idle" if self.outcome is None else "finished"
+            self.show_main_view()
 
     def on_rollout_paused(self, message: RolloutPaused) -> None:
         if message.follower is not self.follower:

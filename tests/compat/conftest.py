@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compat_support import LoopbackTrainer  # noqa: E402
+from compat_support import LoopbackTrainer
 
 
 @pytest.fixture(scope="session")

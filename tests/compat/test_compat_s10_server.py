@@ -613,7 +613,7 @@ def test_serve_validates_before_serving(no_uvicorn):
 
 def test_validate_and_report_valid(capsys):
     result = validate_and_report(CompatAgent(tools=MODEL_TOOLS))
-    out, err = capsys.readouterr()
+    out, _err = capsys.readouterr()
     assert isinstance(result, ValidationResult) and result.valid
     assert "Agent loop 'compat-agent' validated successfully." in out
     assert "  - Tools: 1" in out

@@ -7,7 +7,7 @@ Issue 9 changes ``osmosis_reward`` on purpose: it accepts int or float returns a
 from __future__ import annotations
 
 import inspect
-from typing import Any  # noqa: UP035
+from typing import Any
 
 import pytest
 

@@ -81,7 +81,7 @@ def _chat(client, messages, rollout_id="r-1", **extra):
 
 
 def test_mock_trainer_is_a_titled_fastapi_app(mock):
-    app, client, _ = mock
+    app, _client, _ = mock
     assert isinstance(app, FastAPI)
     assert app.title == "Mock Trainer Server"
     assert create_mock_trainer_app().title == "Mock Trainer Server"  # tracker optional

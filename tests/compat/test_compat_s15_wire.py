@@ -254,7 +254,7 @@ CATEGORIES = {"timeout", "llm_error", "agent_error", "tool_error", "cancelled", 
 
 def test_raising_run_reports_the_partial_trajectory_and_category(lb_trainer):
     lb_trainer.chat_default = answer("partial answer")
-    rid, _, completion = _serve_one(lb_trainer, LoopAgent(turns=1, fail_after_chat=True))
+    _rid, _, completion = _serve_one(lb_trainer, LoopAgent(turns=1, fail_after_chat=True))
     assert completion["status"] == "ERROR"
     assert completion["finish_reason"] == "error"
     assert "agent exploded after the chat" in completion["error_message"]
@@ -271,7 +271,7 @@ def test_ctx_error_without_messages_sends_the_partial_trajectory(lb_trainer):
     the wire."""
     lb_trainer.chat_default = answer("half way")
     agent = LoopAgent(turns=1, error_after_chat=True)
-    rid, _, completion = _serve_one(lb_trainer, agent)
+    _rid, _, completion = _serve_one(lb_trainer, agent)
     (returned,) = agent.results
     assert returned.final_messages == []
     assert completion["status"] == "ERROR"
@@ -285,7 +285,7 @@ def test_llm_failure_is_categorised(lb_trainer):
     from compat_support import Reply
 
     lb_trainer.chat_default = Reply(400, json={"detail": "bad request"})
-    rid, _, completion = _serve_one(lb_trainer, LoopAgent(turns=1))
+    _rid, _, completion = _serve_one(lb_trainer, LoopAgent(turns=1))
     assert completion["status"] == "ERROR"
     assert completion["extra_fields"]["error_category"] in CATEGORIES
     assert isinstance(completion["extra_fields"]["traceback"], str)

@@ -52,7 +52,7 @@ def test_the_documented_sed_line_ports_a_0_2_agent(tmp_path: Path) -> None:
         path.write_text(source.replace(first.group(0), original, 1), encoding="utf-8")
         assert original in path.read_text(encoding="utf-8")
 
-    subprocess.run(documented_command(), shell=True, cwd=project, check=True)  # noqa: S602
+    subprocess.run(documented_command(), shell=True, cwd=project, check=True)
 
     for path in [*project.glob("*.py"), *project.glob("tests/*.py")]:
         imports = re.findall(

@@ -118,7 +118,7 @@ class Picker:
     """A selection resolved to a closed window of row indexes, so readers can skip cheaply and
     stop as soon as the last wanted row is passed."""
 
-    __slots__ = ("first", "last", "rows", "row_set")
+    __slots__ = ("first", "last", "row_set", "rows")
 
     def __init__(self, selection: RowSelection) -> None:
         self.rows: list[int] | None = None

@@ -82,7 +82,7 @@ class RewardHistogram(Widget):
         # A fixed height needs no layout pass (which would repaint the whole screen).
         self.refresh(layout=self.styles.height is None or self.styles.height.is_auto)
 
-    def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
+    def get_content_height(self, container, viewport, width: int) -> int:
         """One line per bin (one for the 'no rewards' note)."""
         return max(1, len(self.bins))
 

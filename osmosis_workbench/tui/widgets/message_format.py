@@ -284,7 +284,7 @@ def argument_skeleton(tool: Mapping[str, Any]) -> dict[str, Any]:
             skeleton[name] = spec["enum"][0]
         else:
             kind = spec.get("type")
-            skeleton[name] = _PLACEHOLDERS.get(kind if isinstance(kind, str) else "", None)
+            skeleton[name] = _PLACEHOLDERS.get(kind if isinstance(kind, str) else "")
     return skeleton
 
 

@@ -9,6 +9,7 @@ or from the repository root as ``tests.compat.agent02.server:agent_loop``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, Dict, List  # noqa: UP035
@@ -41,7 +42,7 @@ def get_last_assistant_content(messages: List[Dict[str, Any]]) -> str | None:  #
 
 def compute_reward_from_messages(
     messages: list[dict[str, Any]],
-    ground_truth: str | None,  # noqa: UP006
+    ground_truth: str | None,
 ) -> float | None:
     """Reward from the final answer, or None without a ground truth."""
     if not ground_truth:
@@ -90,10 +91,8 @@ class StringToolsAgentLoop(RolloutAgentLoop):
             )
 
             usage = result.usage or {}
-            try:
+            with contextlib.suppress(Exception):
                 total_completion_tokens += int(usage.get("completion_tokens") or 0)
-            except Exception:
-                pass
 
             if total_completion_tokens >= ctx.request.max_tokens_total:
                 finish_reason = "max_tokens"
