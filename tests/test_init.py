@@ -172,7 +172,7 @@ def test_the_server_only_install_serves_the_sample_agent(tmp_path, thin_install)
         tmp_path,
     )  # fmt: skip
     assert missing.stdout.strip() == "[]", missing.stdout + missing.stderr
-    app = run([str(bin_dir / "osmosis-workbench"), "--help"], tmp_path)
+    app = run([str(bin_dir / "osmosis-workbench"), "-m", "server:agent_loop"], tmp_path)
     assert app.returncode == 2 and "osmosis-workbench[workbench]" in app.stderr
 
     shutil.copytree(ROOT / "sample_project", tmp_path / "sample_project")
