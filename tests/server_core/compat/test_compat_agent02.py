@@ -1,4 +1,4 @@
-"""The 0.2-style agent project in tests/compat/agent02 (string tools), ported by imports only.
+"""The 0.2-style agent project in tests/server_core/compat/agent02 (string tools), ported by imports only.
 
 It must pass ``osmosis validate``, run through ``osmosis test`` offline (a cassette recorded here
 from a scripted model, then replayed by the CLI), serve a round trip the way a 0.2 user's test
@@ -35,14 +35,14 @@ from server_core import (
     patch_httpx_for_mock_trainer,
     validate_agent_loop,
 )
-from tests.compat.agent02 import server as agent_server
-from tests.compat.agent02.rewards import compute_reward
-from tests.compat.agent02.tools import STRING_TOOL_SCHEMAS, execute_string_calls
+from tests.server_core.compat.agent02 import server as agent_server
+from tests.server_core.compat.agent02.rewards import compute_reward
+from tests.server_core.compat.agent02.tools import STRING_TOOL_SCHEMAS, execute_string_calls
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "agent02" / "data.jsonl"
-MODULE = "tests.compat.agent02.server:agent_loop"
+MODULE = "tests.server_core.compat.agent02.server:agent_loop"
 ROWS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
 
 #: Per question: the tool calls of each turn (several in one turn run in parallel), then the

@@ -31,7 +31,7 @@ from osmosis_workbench.tui.dataset_screen import ConcurrencyPrompt, DatasetScree
 from osmosis_workbench.tui.messages import RowStepRequested, TrajectoryRequested
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram, reward_bins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AGENT = "sample_project.server:agent_loop"
 
 ROWS: list[Any] = [

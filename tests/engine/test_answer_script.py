@@ -11,7 +11,7 @@ import pytest
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.models import ScriptError, load_answer_script
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ["-m", "sample_project.server:agent_loop", "-d", "sample_project/test_data.jsonl"]
 
 #: The sample's rows 0 ("What is 17 + 25?") and 1 ("What is 144 divided by 12?").

@@ -841,7 +841,7 @@ async def test_osmosis_serve_registers_itself_with_the_key_it_enforces(
     fake_platform.tokens["tok-acme"] = verify_answer(org="acme")
     port = closed_port()
     api_key = generate_api_key()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "OSMOSIS_PLATFORM_URL": fake_platform.url,

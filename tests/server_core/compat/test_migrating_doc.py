@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AGENT = Path(__file__).resolve().parent / "agent02"
 
 #: The import forms 0.2 code uses, each rewritten by the doc's one line.

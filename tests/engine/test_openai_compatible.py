@@ -19,7 +19,7 @@ from osmosis_workbench.cli import main
 from osmosis_workbench.engine.models import ModelError, OpenAICompatibleBackend
 from osmosis_workbench.engine.models.providers import RetryPolicy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ["-m", "sample_project.server:agent_loop", "-d", "sample_project/test_data.jsonl"]
 TOOLS = [
     {

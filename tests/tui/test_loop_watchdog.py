@@ -19,7 +19,7 @@ from osmosis_workbench.tui.app import make_app
 from osmosis_workbench.tui.loop_watchdog import LoopBlock, LoopWatchdog
 from server_core import RolloutAgentLoop, RolloutContext, RolloutRequest, RolloutResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve()
 
 

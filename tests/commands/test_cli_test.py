@@ -21,7 +21,7 @@ import pytest
 from osmosis_workbench.cli import main
 from osmosis_workbench.engine.journal import JOURNAL_FILE, read_journal
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = str(ROOT / "sample_project" / "test_data.jsonl")
 SAMPLE_AGENT = "sample_project.server:agent_loop"
 

@@ -26,7 +26,7 @@ from server_core.validate import (
     validate_reference,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = "sample_project.server:agent_loop"
 
 # ---- helpers -----------------------------------------------------------------------------------

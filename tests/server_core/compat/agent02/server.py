@@ -4,7 +4,7 @@ Ported to server_core by changing the import lines only
 (``from osmosis_ai.rollout import ...`` -> ``from server_core import ...``).
 
 Run it from this folder with ``uvicorn server:app`` or ``osmosis serve -m server:agent_loop``,
-or from the repository root as ``tests.compat.agent02.server:agent_loop``.
+or from the repository root as ``tests.server_core.compat.agent02.server:agent_loop``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from server_core import (
     create_app,
 )
 
-try:  # imported as a package module (tests.compat.agent02.server)
+try:  # imported as a package module (tests.server_core.compat.agent02.server)
     from .rewards import compute_reward
     from .tools import STRING_TOOL_SCHEMAS, timed_execute
 except ImportError:  # run from this folder, as the 0.2 template is (server:app)

@@ -17,7 +17,7 @@ from osmosis_workbench.engine.trainer import LocalTrainer
 from sample_project.server import agent_loop as calculator
 from server_core import ServerLimits
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_project"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_project"
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

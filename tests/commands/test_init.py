@@ -19,7 +19,7 @@ import pytest
 
 from osmosis_workbench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = {
     ".gitignore",
     "README.md",

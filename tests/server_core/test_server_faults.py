@@ -147,7 +147,7 @@ def _hanging(trainer_class: type) -> Any:
 
 
 async def _loopback(app: Any) -> EmbeddedServer:
-    server = EmbeddedServer(app, host="127.0.0.1", port=0, log_level="critical")
+    server = EmbeddedServer(app, host="127.0.0.1", port=0)
     await server.start()
     return server
 

@@ -18,7 +18,7 @@ from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.gc_control import AfterFrameCollections
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     sys.implementation.name != "cpython" or sys.version_info >= (3, 14),

@@ -25,7 +25,7 @@ from osmosis_workbench.engine.models import (
 from osmosis_workbench.engine.trainer import LocalTrainer
 from sample_project.server import agent_loop
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "sample_project" / "test_data.jsonl"
 
 ADD = {"name": "add", "arguments": {"a": 17, "b": 25}}

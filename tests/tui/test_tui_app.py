@@ -30,7 +30,7 @@ from osmosis_workbench.tui.help import HelpScreen
 from osmosis_workbench.tui.launch import run_app, run_workbench
 from osmosis_workbench.tui.widgets import CrashDialog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = str(ROOT / "sample_project" / "test_data.jsonl")
 CASSETTE = f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}"
 AGENT = "sample_project.server:agent_loop"

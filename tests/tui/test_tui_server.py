@@ -38,7 +38,7 @@ from osmosis_workbench.tui.messages import SessionStepRequested, TrajectoryReque
 from osmosis_workbench.tui.server_screen import ServerScreen
 from server_core.http_client import HttpxClient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AGENT = "sample_project.server:agent_loop"
 
 

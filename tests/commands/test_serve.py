@@ -33,7 +33,7 @@ from osmosis_workbench.commands.serve_cmd import listen_host
 from server_core.serve import EmbeddedServer
 from server_core.trace import safe_file_stem
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OSMOSIS = [sys.executable, "-m", "osmosis_workbench.cli"]
 SAMPLE = "sample_project.server:agent_loop"
 KEY = "osm_rollout_test-serve-key"

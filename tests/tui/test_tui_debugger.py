@@ -25,7 +25,7 @@ from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.widgets import EditResponseDialog, EditToolResultsDialog
 from server_core import RolloutAgentLoop, RolloutContext, RolloutRequest, RolloutResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = str(ROOT / "sample_project" / "test_data.jsonl")
 
 

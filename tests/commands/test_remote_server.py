@@ -34,7 +34,7 @@ from osmosis_workbench.cli import main
 from server_core import create_app
 from server_core.serve import EmbeddedServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "sample_project" / "test_data.jsonl"
 MODEL = f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}"
 ROWS = 12

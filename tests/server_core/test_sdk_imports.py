@@ -8,7 +8,7 @@ from pathlib import Path
 
 import server_core
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 HEAVY = ("textual", "litellm", "pandas")
 

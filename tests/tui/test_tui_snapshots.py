@@ -18,7 +18,7 @@ from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def calculator_model(body: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from osmosis_workbench.cli import main
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AGENT = "sample_project.server:agent_loop"
 DATASET = str(ROOT / "sample_project" / "test_data.jsonl")
 

@@ -28,7 +28,7 @@ from osmosis_workbench.engine.models.providers import (
     RetryPolicy,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "openai/gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 TOOLS = [
