@@ -1,4 +1,4 @@
-"""Helpers for the 0.2 compatibility suite (tests/server_core/compat): a trainer on a real loopback socket,
+"""Helpers for the 0.2 compatibility suite: a trainer on a real loopback socket,
 a fake LLM client as 0.2 users write one, and request/answer builders.
 
 Everything here is written from ../shared/SDK-0.2-API.md and PROTOCOL.md, not from server_core's

@@ -1,4 +1,4 @@
-"""The 0.2-style agent project in tests/server_core/compat/agent02 (string tools), ported by imports only.
+"""The 0.2-style agent project in ./agent02 (string tools), ported by its imports only.
 
 It must pass ``osmosis validate``, run through ``osmosis test`` offline (a cassette recorded here
 from a scripted model, then replayed by the CLI), serve a round trip the way a 0.2 user's test
