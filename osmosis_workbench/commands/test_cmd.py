@@ -310,24 +310,9 @@ def _run_info(
     args: argparse.Namespace, config: EngineConfig, definition: dict[str, Any]
 ) -> dict[str, Any]:
     """What ``run.json`` records of a run: its options, and what defines it."""
-    assert config.dataset is not None
-    return {
-        "definition": definition,
-        "module": config.module,
-        "url": list(config.urls),
-        "dataset": str(Path(config.dataset).resolve()),
-        "model": config.model,
-        "limit": args.limit,
-        "offset": args.offset,
-        "rows": args.rows,
-        "attempts": config.attempts,
-        "max_turns": config.max_turns,
-        "temperature": config.temperature,
-        "max_tokens": config.max_tokens,
-        "reward": config.reward,
-        "pass_threshold": config.pass_threshold,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    from osmosis_workbench.engine.runs import run_record
+
+    return run_record(config, definition, limit=args.limit, offset=args.offset, rows=args.rows)
 
 
 async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets.selection import format_row_spec
-from osmosis_workbench.engine.journal import JOURNAL_FILE
+from osmosis_workbench.engine.journal import JOURNAL_FILE, JournalEntry, index_journal
 
 RUN_FILE = "run.json"
 #: Where run directories go unless ``--runs-dir`` says otherwise.
@@ -199,6 +199,61 @@ class RunDefinition:
             else:
                 found.append(f"{item.name}: {_shown(mine)} -> {_shown(theirs)}")
         return found
+
+
+def run_record(
+    config: EngineConfig, definition: dict[str, Any], **selection: Any
+) -> dict[str, Any]:
+    """What ``run.json`` records of a run: its options, what defines it, and ``selection``
+    (the rows as they were asked for: ``limit``, ``offset``, ``rows``)."""
+    assert config.dataset is not None
+    return {
+        "definition": definition,
+        "module": config.module,
+        "url": list(config.urls),
+        "dataset": str(Path(config.dataset).resolve()),
+        "model": config.model,
+        **selection,
+        "attempts": config.attempts,
+        "max_turns": config.max_turns,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "reward": config.reward,
+        "pass_threshold": config.pass_threshold,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def start_run(config: EngineConfig, root: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    """A new run directory for a run of ``config``, with its ``run.json`` (blocking).
+
+    What the workbench's dataset screen journals each batch into, as ``osmosis test`` does.
+    """
+    assert config.dataset is not None
+    definition = RunDefinition.of(config, dataset_digest(config.dataset)).to_json()
+    run_dir = new_run_dir(root, Path(config.dataset).stem)
+    write_run_file(run_dir, run_record(config, definition, rows=definition["rows"]))
+    return run_dir
+
+
+def read_rollout(run_dir: str | Path, row: int, attempt: int) -> JournalEntry | None:
+    """The latest entry of (``row``, ``attempt``) in a run's journal, whole (blocking).
+
+    Only the journal's keys are read to find it: opening one rollout of a 100,000-rollout
+    run (the runs screen's side-by-side view) does not parse the others.
+    """
+    path = Path(run_dir) / JOURNAL_FILE
+    if not path.exists():
+        return None
+    offset = index_journal(path).get((row, attempt))
+    if offset is None:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        try:
+            return JournalEntry.from_json(json.loads(handle.readline()))
+        except ValueError:  # an unreadable line: as if the rollout were not there
+            return None
 
 
 def _shown(value: Any) -> str:

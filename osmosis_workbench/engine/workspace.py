@@ -26,7 +26,13 @@ from osmosis_workbench.engine.batch import BatchRunner, build_request, run_tag_f
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
 from osmosis_workbench.engine.live import LiveRollouts
-from osmosis_workbench.engine.models import HumanBackend, ModelBackend, find_human, find_replay
+from osmosis_workbench.engine.models import (
+    HumanBackend,
+    LiveBackend,
+    ModelBackend,
+    find_human,
+    find_replay,
+)
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
 from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
@@ -85,6 +91,12 @@ class Workspace:
         """The model in use, for display."""
         backend = self.engine.backend if self.engine is not None else self._given_backend
         return (backend.name if backend is not None else None) or self.config.model or "(none)"
+
+    @property
+    def live_model(self) -> bool:
+        """Whether the model is reached over the network (it costs: estimate a run first)."""
+        model = self.engine.model_backend if self.engine is not None else self._given_backend
+        return isinstance(model, LiveBackend)
 
     @property
     def target(self) -> ServerTarget:
