@@ -36,12 +36,6 @@ CASSETTE = f"replay:{ROOT / 'sample_project' / 'cassette.jsonl'}"
 AGENT = "sample_project.server:agent_loop"
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run in a scratch folder: crash logs and other files land there, not in the repo."""
-    monkeypatch.chdir(tmp_path)
-
-
 def config(**fields: Any) -> EngineConfig:
     """The sample project, replayed from its cassette (override any field)."""
     values: dict[str, Any] = {

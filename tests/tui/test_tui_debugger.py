@@ -74,11 +74,6 @@ class SlowToolAgent(RolloutAgentLoop):
 slow_tool_agent = SlowToolAgent()
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-
-
 def calculator_model(body: dict[str, Any]) -> dict[str, Any]:
     """Calls add(17, 25) first; once a tool answered, states its result as the answer."""
     last = body["messages"][-1]

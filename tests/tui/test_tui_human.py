@@ -25,11 +25,6 @@ AGENT = "sample_project.server:agent_loop"
 DATASET = str(ROOT / "sample_project" / "test_data.jsonl")
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-
-
 def text_of(node: Any, selector: str) -> str:
     return plain(node.query_one(selector, Static).content)
 

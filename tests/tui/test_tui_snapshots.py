@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.pilot import Pilot
 from tui_driver import settle
 
@@ -49,11 +48,6 @@ def after(*keys: str):
             await settle(pilot.app, pilot)
 
     return run_before
-
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
 
 
 def test_paused_answer_at_100x30(snap_compare: Any) -> None:
