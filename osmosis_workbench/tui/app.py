@@ -3,28 +3,37 @@
 ``make_app`` builds it for the CLI and the tests. The first screen appears before the engine
 is imported (fastapi, pydantic and the agent module cost about 1.5 s here): a worker imports
 and opens the ``Workspace`` afterwards, then hands it to every screen (``set_workspace``).
-Modes, switched with 1/2/3: "debug" (the step debugger), "dataset" and "server" (their screens
-are imported only when first shown).
+Modes, switched with 1/2/3/4: "debug" (the step debugger), "dataset", "server" and "runs"
+(their screens are imported only when first shown).
 
 Screens ask for things with the messages of ``tui/messages.py`` (step a row, step a live
-rollout, show a trajectory, retry, a crash); the app answers them here.
+rollout, show a trajectory, copy, switch the model, retry, a crash); the app answers them
+here. The app also owns what lasts across runs: the theme and the key overrides of the
+settings file (``tui/settings.py``), and the command palette's app-wide commands
+(``tui/commands.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import logging
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
+from osmosis_workbench.tui.clipboard import CopyResult, copy_with_tool, send_osc52
+from osmosis_workbench.tui.commands import WorkbenchCommands
 from osmosis_workbench.tui.debugger import DebuggerScreen
 from osmosis_workbench.tui.gc_control import (
     AfterFrameCollections,
@@ -36,20 +45,33 @@ from osmosis_workbench.tui.help import HelpScreen, Section, binding_rows
 from osmosis_workbench.tui.log_pane import install_log_routing, uninstall_log_routing
 from osmosis_workbench.tui.loop_watchdog import LoopBlock, LoopWatchdog
 from osmosis_workbench.tui.messages import (
+    CopyRequested,
     CrashReported,
+    ModelSwitchRequested,
     RowStepRequested,
+    RunsRequested,
     SessionStepRequested,
     TrajectoryRequested,
     WorkspaceRetryRequested,
 )
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
+from osmosis_workbench.tui.settings import (
+    DEFAULT_THEME,
+    Settings,
+    load_settings,
+    save_theme,
+    settings_path,
+)
 from osmosis_workbench.tui.widgets import AnswerComposer, CrashDialog, MessageList
 from osmosis_workbench.tui.widgets.dialogs import EditResponseDialog
+from osmosis_workbench.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
     from osmosis_workbench.engine.config import EngineConfig
+    from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.models import ModelBackend
     from osmosis_workbench.engine.outcome import RolloutOutcome
+    from osmosis_workbench.engine.runs import RunInfo
     from osmosis_workbench.engine.stepping import SteppedRollout
     from osmosis_workbench.engine.workspace import Workspace
 
@@ -63,9 +85,19 @@ MODES: dict[str, tuple[str, str]] = {
     "debug": ("1", "Debugger"),
     "dataset": ("2", "Dataset"),
     "server": ("3", "Server"),
+    "runs": ("4", "Runs"),
 }
-#: The footer shows the three mode keys as one entry, so 100 columns hold every key.
-_MODE_GROUP = Binding.Group("Debug/Data/Server", compact=True)
+#: The footer shows the mode keys as one entry, so 100 columns hold every key.
+_MODE_GROUP = Binding.Group("Debug/Data/Server/Runs", compact=True)
+#: Each theme's counterpart of the other brightness, for "Toggle dark/light theme".
+THEME_PAIRS = {
+    "textual-dark": "textual-light",
+    "catppuccin-mocha": "catppuccin-latte",
+    "solarized-dark": "solarized-light",
+    "rose-pine": "rose-pine-dawn",
+    "atom-one-dark": "atom-one-light",
+    "ansi-dark": "ansi-light",
+}
 
 
 class WorkbenchApp(App[None]):
@@ -74,6 +106,8 @@ class WorkbenchApp(App[None]):
     CSS_PATH = "workbench.tcss"
     TITLE = "Osmosis workbench"
     DEFAULT_MODE = "debug"
+
+    COMMANDS: ClassVar[set] = {*App.COMMANDS, WorkbenchCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
@@ -84,16 +118,29 @@ class WorkbenchApp(App[None]):
                 key_display=key,
                 tooltip=f"The {label.lower()} screen",
                 group=_MODE_GROUP,
+                id=f"app.{mode}",
             )
             for mode, (key, label) in MODES.items()
         ),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="This help"),
+        Binding(
+            "question_mark", "help", "Help", key_display="?", tooltip="This help", id="app.help"
+        ),
+        # Declared here (Textual adds a hidden one otherwise): the key bar always shows it.
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Palette",
+            priority=True,
+            tooltip="Every command of this screen and the workbench, with its key",
+            id="app.palette",
+        ),
         Binding(
             "ctrl+q",
             "quit",
             "Quit",
             priority=True,
             tooltip="Abort a running rollout and leave the workbench",
+            id="app.quit",
         ),
     ]
 
@@ -105,10 +152,19 @@ class WorkbenchApp(App[None]):
         backend: ModelBackend | None = None,
         serve_port: int = 9000,
         watch_agent: bool = True,
+        settings: Settings | None = None,
+        settings_file: Path | None = None,
     ) -> None:
         super().__init__()
         #: What the workspace is built from (import-light: building the app imports no engine).
         self.config = config
+        #: The settings file (theme, keymap) and what it said when the app was built.
+        self.settings_file = settings_file
+        self.settings = settings or Settings()
+        #: The key overrides in force (binding id -> keys), shown by the help too.
+        self.keymap: dict[str, str] = dict(self.settings.keymap)
+        #: The config to go back to if a model switch fails to open.
+        self._config_before_switch: EngineConfig | None = None
         self.start_row = row
         self.backend = backend
         self.workspace: Workspace | None = None
@@ -152,12 +208,16 @@ class WorkbenchApp(App[None]):
             return dataset.DatasetScreen(
                 concurrency=self.config.concurrency, attempts=self.config.attempts
             )
+        if mode == "runs":
+            runs = importlib.import_module("osmosis_workbench.tui.runs_screen")
+            return runs.RunsScreen()
         server = importlib.import_module("osmosis_workbench.tui.server_screen")
         return server.ServerScreen(port=self._serve_port, watch=self._watch_agent)
 
     # ---- start and stop -----------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        self._apply_settings()
         install_log_routing(self)
         # Agent code that blocks the shared loop freezes everything: notice it and say where.
         self.loop_watchdog = LoopWatchdog(
@@ -173,6 +233,66 @@ class WorkbenchApp(App[None]):
         self._first_frame = asyncio.Event()
         self.call_after_refresh(self._first_frame.set)
         self._open_workspace()
+
+    # ---- settings: theme and keys --------------------------------------------------------------
+
+    def _apply_settings(self) -> None:
+        """The file's theme and key overrides; what it got wrong, said once."""
+        settings = self.settings
+        theme = settings.theme or DEFAULT_THEME
+        problems = list(settings.problems)
+        if theme not in self.available_themes:
+            problems.append(
+                f"{self.settings_file}: there is no theme {theme!r}; pick one with ctrl+p, "
+                f"Theme (it is saved there)"
+            )
+            theme = DEFAULT_THEME
+        self.theme = theme
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        for problem in problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=10, markup=False)
+        # From now on a theme the user picks is remembered (set above: not a choice).
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if self.settings_file is not None and theme.name != self.settings.theme:
+            self.settings.theme = theme.name
+            self._save_theme(self.settings_file, theme.name)
+
+    @work(thread=True, group="settings", exit_on_error=False, description="save the theme")
+    def _save_theme(self, path: Path, theme: str) -> None:
+        try:
+            save_theme(path, theme)
+        except OSError as exc:
+            self.call_from_thread(
+                self.notify,
+                f"Could not remember the theme in {path}: {exc}",
+                title="Settings",
+                severity="warning",
+                markup=False,
+            )
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the theme's dark and light versions (remembered)."""
+        pairs = {**THEME_PAIRS, **{light: dark for dark, light in THEME_PAIRS.items()}}
+        fallback = "textual-light" if self.current_theme.dark else "textual-dark"
+        self.theme = pairs.get(self.theme, fallback)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's palette commands the workbench keeps: theme, screenshot (not its key
+        panel: ``?`` is the help here; not quit: it is a key of the workbench's own)."""
+        yield SystemCommand(
+            "Theme", "Pick a theme (remembered across runs)", self.action_change_theme
+        )
+        yield SystemCommand(
+            "Toggle dark/light theme",
+            "The current theme's dark or light version (remembered)",
+            self.action_toggle_theme,
+        )
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                yield command
 
     def reopen_workspace(self) -> None:
         """Open the workspace again (after a failure, once the cause is fixed)."""
@@ -200,6 +320,7 @@ class WorkbenchApp(App[None]):
             self._workspace_failed(exc)
             return
         self.workspace = workspace
+        self._config_before_switch = None
         self.dataset_error = None
         try:
             await workspace.load_dataset()
@@ -226,6 +347,20 @@ class WorkbenchApp(App[None]):
 
     def _workspace_failed(self, exc: Exception) -> None:
         from server_core.loader import ImportFromStringError
+
+        previous, self._config_before_switch = self._config_before_switch, None
+        if previous is not None:
+            # A model the user switched to does not open: say why, and go back to the last.
+            self.notify(
+                f"{exc}. Back on {previous.model}.",
+                title=f"Could not switch to --model {self.config.model}",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+            self.config = previous
+            self.reopen_workspace()
+            return
 
         # Errors a user causes (a wrong -m, a missing model, a busy port) need their message,
         # not a traceback; anything else is a bug and gets the traceback too.
@@ -339,7 +474,22 @@ class WorkbenchApp(App[None]):
 
     @on(TrajectoryRequested)
     def _show_trajectory(self, message: TrajectoryRequested) -> None:
-        self.show_outcome(message.outcome, message.title)
+        self.show_outcome(message.outcome, message.title, entry=message.entry, run=message.run)
+
+    @on(CopyRequested)
+    def _copy_requested(self, message: CopyRequested) -> None:
+        self.copy_text(message.text, message.what)
+
+    @on(ModelSwitchRequested)
+    def _model_switch_requested(self, message: ModelSwitchRequested) -> None:
+        self.switch_model(message.spec)
+
+    @on(RunsRequested)
+    def _runs_requested(self, message: RunsRequested) -> None:
+        self.switch_mode("runs")
+        screen = self._mode_screen("runs")
+        if message.run_b is not None:
+            screen.choose_runs(message.run_a, message.run_b)  # type: ignore[attr-defined]
 
     @on(WorkspaceRetryRequested)
     def _retry_workspace(self) -> None:
@@ -355,15 +505,68 @@ class WorkbenchApp(App[None]):
         self.switch_mode("debug")
         self.debugger.start_row(row_index, stepping=stepping)
 
+    def show_dataset_row(self, row_index: int) -> None:
+        """Switch to the dataset screen with its cursor on row ``row_index``."""
+        self.switch_mode("dataset")
+        self._mode_screen("dataset").show_row(row_index)  # type: ignore[attr-defined]
+
     def open_session(self, session: SteppedRollout, label: str | None = None) -> None:
         """Switch to the debugger and follow ``session``."""
         self.switch_mode("debug")
         self.debugger.open_session(session, label=label)
 
-    def show_outcome(self, outcome: RolloutOutcome, title: str) -> None:
+    def show_outcome(
+        self,
+        outcome: RolloutOutcome,
+        title: str,
+        *,
+        entry: JournalEntry | None = None,
+        run: RunInfo | None = None,
+    ) -> None:
         """Switch to the debugger and show a finished trajectory, read-only."""
         self.switch_mode("debug")
-        self.debugger.show_outcome(outcome, title)
+        self.debugger.show_outcome(outcome, title, entry=entry, run=run)
+
+    def switch_model(self, spec: str) -> None:
+        """Open the workspace again with ``--model spec`` (back to this one if it fails)."""
+        spec = spec.strip()
+        if not spec or (spec == self.config.model and self.backend is None):
+            self.notify(f"The model is already {self.config.model}.", timeout=3)
+            return
+        self._config_before_switch = self.config
+        self.config = dataclasses.replace(self.config, model=spec)
+        self.backend = None  # a backend given to the app (tests) is the old model
+        self.notify(f"Opening the workspace with --model {spec}…", title="Model", timeout=3)
+        self.reopen_workspace()
+
+    # ---- copying ------------------------------------------------------------------------------
+
+    def copy_to_clipboard(self, text: str) -> None:
+        """Textual's copy (ctrl+c in inputs, the server's URL): OSC 52, in tmux's form there."""
+        self._clipboard = text
+        if self._driver is not None:
+            send_osc52(text, self._driver.write, CopyResult())
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy ``text`` every way there is, and say which worked (``what`` names it)."""
+        self._clipboard = text
+        result = CopyResult()
+        if self._driver is not None:
+            send_osc52(text, self._driver.write, result)
+        self._copy_with_tool(text, what, result)
+
+    @work(thread=True, group="clipboard", exit_on_error=False, description="copy")
+    def _copy_with_tool(self, text: str, what: str, result: CopyResult) -> None:
+        copy_with_tool(text, result)
+        message, failed = result.describe(what, len(text))
+        self.call_from_thread(
+            self.notify,
+            message,
+            title="Copy failed" if failed else "Copied",
+            severity="error" if failed else "information",
+            timeout=6,
+            markup=False,
+        )
 
     def show_crash(self, title: str, error: BaseException) -> None:
         """An unexpected error: a modal with its traceback (also saved to the crash log)."""
@@ -390,23 +593,25 @@ class WorkbenchApp(App[None]):
 
     def help_sections(self) -> list[Section]:
         """The help screen's key tables: everywhere, this screen, the message list, dialogs."""
-        sections: list[Section] = [("Anywhere", binding_rows(self, self.BINDINGS))]
+        rows = functools.partial(binding_rows, self, keymap=self.keymap)
+        sections: list[Section] = [("Anywhere", rows(self.BINDINGS))]
         screen = self.screen
         if isinstance(screen, DebuggerScreen):
-            sections.append(("Step debugger", binding_rows(self, DebuggerScreen.BINDINGS)))
-            sections.append(("Message list (m)", binding_rows(self, MessageList.BINDINGS)))
-            sections.append(("Edit dialog (e)", binding_rows(self, EditResponseDialog.BINDINGS)))
+            sections.append(("Step debugger", rows(DebuggerScreen.BINDINGS)))
+            sections.append(("Message list (m)", rows(MessageList.BINDINGS)))
+            sections.append(("Search bar (/)", rows(SearchBar.BINDINGS)))
+            sections.append(("Edit dialog (e)", rows(EditResponseDialog.BINDINGS)))
             if self.workspace is not None and self.workspace.human is not None:
-                sections.append(
-                    ("Your answer (--model human)", binding_rows(self, AnswerComposer.BINDINGS))
-                )
+                sections.append(("Your answer (--model human)", rows(AnswerComposer.BINDINGS)))
         else:
             sections.append(
                 (
                     screen.__class__.__name__.removesuffix("Screen") or "This screen",
-                    binding_rows(self, screen.BINDINGS),
+                    rows(screen.BINDINGS),
                 )
             )
+            if any(isinstance(bar, SearchBar) for bar in screen.query(SearchBar)):
+                sections.append(("Filter bar (/)", rows(SearchBar.BINDINGS)))
         return sections
 
     def action_help(self) -> None:
@@ -442,17 +647,23 @@ def make_app(
     backend: ModelBackend | None = None,
     serve_port: int = 9000,
     watch_agent: bool = True,
+    settings_file: Path | None = None,
 ) -> WorkbenchApp:
     """Build the workbench app: the CLI and the tests use this one factory.
 
     ``row``: step this dataset row at once. ``backend``: a model backend instead of the
     config's model (tests). ``serve_port``: the server screen's port (0: any free one).
-    ``watch_agent``: reload the agent when a file next to it is saved.
+    ``watch_agent``: reload the agent when a file next to it is saved. ``settings_file``:
+    the theme and keymap file (default: ``$XDG_CONFIG_HOME/osmosis/workbench.toml``); it is
+    read here, before the app's event loop runs.
     """
+    path = settings_file or settings_path()
     return WorkbenchApp(
         workspace_config,
         row=row,
         backend=backend,
         serve_port=serve_port,
         watch_agent=watch_agent,
+        settings=load_settings(path),
+        settings_file=path,
     )

@@ -8,14 +8,25 @@ table (a line-API ``RowTable`` that redraws only changed, visible rows), the cou
 progress bar, so a thousand zero-latency rollouts cost five small repaints a second, never one
 per result, and never a layout pass. When the batch ends the summary under the table (pass
 rate, reward mean, pass@k, latency) and its reward histogram are filled in.
+
+Each batch is journaled in a run directory under ``.osmosis/runs``, as ``osmosis test``
+does, so the runs screen (``C``, or ``4``) can compare it with another. With a live model,
+``r`` first runs a few pilot rows and shows what the whole run would cost
+(``engine.estimate``) before it runs the rest. ``/`` filters the rows by text, status and
+reward.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -27,15 +38,21 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Input, Label, ProgressBar, Static
 
+from osmosis_workbench.tui.commands import PaletteCommand, ScreenCommands
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
-from osmosis_workbench.tui.messages import RowStepRequested, TrajectoryRequested
+from osmosis_workbench.tui.messages import RowStepRequested, RunsRequested, TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
+from osmosis_workbench.tui.text_search import compile_query
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.histogram import RewardHistogram
+from osmosis_workbench.tui.widgets.key_bar import KeyBar
+from osmosis_workbench.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
     from osmosis_workbench.engine.batch import BatchRunner
+    from osmosis_workbench.engine.config import EngineConfig
     from osmosis_workbench.engine.datasets import DatasetRow, RowError
+    from osmosis_workbench.engine.estimate import RunEstimate
     from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.summary import BatchSummary
     from osmosis_workbench.engine.workspace import Workspace
@@ -68,6 +85,53 @@ _FREEZE_GC_FROM = 200
 _MAX_CONCURRENCY = 4096
 #: Attempts per row that ``a`` cycles through (pass@k needs k > 1).
 _ATTEMPT_STEPS = (1, 2, 4, 8)
+
+
+#: Pilot rows a live model runs before ``r`` runs the rest (as ``osmosis test --estimate``).
+PILOT_ROWS = 3
+
+_STATUS_TERM = re.compile(r"(?:^|\s)status:(\S+)", re.IGNORECASE)
+_REWARD_TERM = re.compile(
+    r"(?:^|\s)reward\s*(<=|>=|!=|==|<|>|=)\s*(-?\d+(?:\.\d*)?)", re.IGNORECASE
+)
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "=": lambda a, b: a == b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """What ``/`` keeps: rows whose text matches, whose status is one of ``statuses``
+    (``status:fail,error``), whose mean reward passes ``reward`` (``reward<1``)."""
+
+    pattern: re.Pattern[str] | None = None
+    statuses: tuple[str, ...] = ()
+    reward: tuple[str, float] | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, regex: bool = False) -> RowFilter:
+        """The filter ``text`` describes; ``ValueError`` says what is wrong with it."""
+        statuses: list[str] = []
+        for found in _STATUS_TERM.finditer(text):
+            statuses += [s for s in found[1].lower().split(",") if s]
+        text = _STATUS_TERM.sub(" ", text)
+        reward = None
+        term = _REWARD_TERM.search(text)
+        if term:
+            reward = (term[1], float(term[2]))
+            text = _REWARD_TERM.sub(" ", text)
+        return cls(compile_query(text.strip(), regex=regex), tuple(statuses), reward)
+
+    @property
+    def empty(self) -> bool:
+        """Whether it keeps every row."""
+        return self.pattern is None and not self.statuses and self.reward is None
 
 
 def _one_line(value: Any) -> str:
@@ -143,36 +207,182 @@ class ConcurrencyPrompt(ModalScreen[int | None]):
         self.dismiss(None)
 
 
+class EstimateDialog(ModalScreen[bool]):
+    """What the whole run would cost, from its pilot rows: run the rest (enter) or stop (esc)."""
+
+    BINDINGS: ClassVar = [
+        Binding("enter", "run", "Run the rest", id="estimate.run"),
+        Binding("escape", "stop", "Stop here", id="estimate.stop"),
+    ]
+
+    def __init__(self, estimate: RunEstimate, rest: int) -> None:
+        super().__init__()
+        self.estimate = estimate
+        self.rest = rest
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="estimate-dialog", classes="dialog"):
+            yield Label("Before the whole run: its estimate", classes="dialog-title")
+            yield Static(Text("\n".join(self.estimate.lines())), id="estimate-text")
+            yield Static(
+                f"enter: run the other {self.rest} rows · esc: stop after the pilots "
+                "(r runs everything again later)",
+                classes="dialog-help",
+            )
+        yield KeyBar()
+
+    def action_run(self) -> None:
+        """Run the rows the pilots left."""
+        self.dismiss(True)
+
+    def action_stop(self) -> None:
+        """Keep the pilots' results; run nothing more."""
+        self.dismiss(False)
+
+
+class DatasetCommands(ScreenCommands):
+    """The dataset screen's palette: its keys, and the filters people use most."""
+
+    #: (name, filter): what each preset types into the filter bar.
+    PRESETS: ClassVar = [
+        ("Filter: rows that did not pass", "status:fail,error"),
+        ("Filter: rows that errored", "status:error"),
+        ("Filter: rows that passed", "status:pass"),
+        ("Filter: rows with a reward below 1", "reward<1"),
+        ("Filter: bad rows", "status:bad"),
+    ]
+
+    def screen_commands(self) -> list[PaletteCommand]:
+        screen = self.screen
+        if not isinstance(screen, DatasetScreen):
+            return []
+        found = [
+            PaletteCommand(name, f"/ {query}", functools.partial(screen.set_filter, query))
+            for name, query in self.PRESETS
+        ]
+        if not screen.row_filter.empty:
+            found.append(PaletteCommand("Clear the filter", "Every row again", screen.clear_filter))
+        return found
+
+
 class DatasetScreen(WorkbenchScreen):
     """Dataset rows, batch runs and their summary (the app's "dataset" mode)."""
 
     TITLE = "Dataset"
+    COMMANDS: ClassVar[set] = {DatasetCommands}
     #: How often the table and counters take in new results (each tick costs a repaint).
     PROGRESS_INTERVAL_S = 0.2
 
     BINDINGS = [
-        Binding("r", "run_all", "Run all", tooltip="Run every good row of the dataset"),
-        Binding("s", "run_selected", "Run marked",
-                tooltip="Run the marked rows (space marks), or the highlighted one"),
-        Binding("f", "rerun_failed", "Rerun failed",
-                tooltip="Run again every row whose last run did not pass"),
-        Binding("x", "stop", "Stop", tooltip="Stop the batch: rollouts in flight finish"),
-        Binding("space", "toggle_mark", "Mark", show=False,
-                tooltip="Mark or unmark the highlighted row (s runs the marked rows)"),
-        Binding("o", "open_row", "Open",
-                tooltip="Show the highlighted row's trajectory (also enter)"),
-        Binding("d", "debug_row", "Step",
-                tooltip="Step the highlighted row in the debugger, one LLM call at a time"),
-        Binding("c", "set_concurrency", "Concurrency", show=False,
-                tooltip="Set how many rollouts run at once"),
-        Binding("plus,equals_sign", "more_concurrency", "More", key_display="+", show=False,
-                tooltip="Double the concurrent rollouts"),
-        Binding("minus", "less_concurrency", "Fewer", key_display="-", show=False,
-                tooltip="Halve the concurrent rollouts"),
-        Binding("a", "cycle_attempts", "Attempts", show=False,
-                tooltip="Attempts per row: 1, 2, 4, 8 (the k of pass@k)"),
-        Binding("l", "reload_dataset", "Reload", show=False, tooltip="Read the dataset again"),
-    ]  # fmt: skip
+        Binding(
+            "r",
+            "run_all",
+            "Run all",
+            tooltip="Run every good row of the dataset",
+            id="dataset.run_all",
+        ),
+        Binding(
+            "s",
+            "run_selected",
+            "Run marked",
+            tooltip="Run the marked rows (space marks), or the highlighted one",
+            id="dataset.run_selected",
+        ),
+        Binding(
+            "f",
+            "rerun_failed",
+            "Rerun failed",
+            tooltip="Run again every row whose last run did not pass",
+            id="dataset.rerun_failed",
+        ),
+        Binding(
+            "x",
+            "stop",
+            "Stop",
+            tooltip="Stop the batch: rollouts in flight finish",
+            id="dataset.stop",
+        ),
+        Binding(
+            "space",
+            "toggle_mark",
+            "Mark",
+            show=False,
+            tooltip="Mark or unmark the highlighted row (s runs the marked rows)",
+            id="dataset.toggle_mark",
+        ),
+        Binding(
+            "o",
+            "open_row",
+            "Open",
+            tooltip="Show the highlighted row's trajectory (also enter)",
+            id="dataset.open_row",
+        ),
+        Binding(
+            "d",
+            "debug_row",
+            "Step",
+            tooltip="Step the highlighted row in the debugger, one LLM call at a time",
+            id="dataset.debug_row",
+        ),
+        Binding(
+            "c",
+            "set_concurrency",
+            "Concurrency",
+            show=False,
+            tooltip="Set how many rollouts run at once",
+            id="dataset.set_concurrency",
+        ),
+        Binding(
+            "plus,equals_sign",
+            "more_concurrency",
+            "More",
+            key_display="+",
+            show=False,
+            tooltip="Double the concurrent rollouts",
+            id="dataset.more_concurrency",
+        ),
+        Binding(
+            "minus",
+            "less_concurrency",
+            "Fewer",
+            key_display="-",
+            show=False,
+            tooltip="Halve the concurrent rollouts",
+            id="dataset.less_concurrency",
+        ),
+        Binding(
+            "a",
+            "cycle_attempts",
+            "Attempts",
+            show=False,
+            tooltip="Attempts per row: 1, 2, 4, 8 (the k of pass@k)",
+            id="dataset.cycle_attempts",
+        ),
+        Binding(
+            "l",
+            "reload_dataset",
+            "Reload",
+            show=False,
+            tooltip="Read the dataset again",
+            id="dataset.reload_dataset",
+        ),
+        Binding(
+            "slash,ctrl+f",
+            "filter",
+            "Filter",
+            key_display="/",
+            tooltip="Filter the rows: text, status:fail,error, reward<1 (esc shows all again)",
+            id="dataset.filter",
+        ),
+        Binding(
+            "C",
+            "compare_runs",
+            "Compare runs",
+            show=False,
+            tooltip="The runs screen: each batch is a run; compare two of them",
+            id="dataset.compare_runs",
+        ),
+    ]
 
     def __init__(self, *, concurrency: int = 8, attempts: int = 1) -> None:
         super().__init__()
@@ -191,6 +401,15 @@ class DatasetScreen(WorkbenchScreen):
         self._skipped: set[int] = set()
         self._runner: BatchRunner | None = None
         self._ticker: Timer | None = None
+        #: The rows filter (``/``) and every row's key, shown or not.
+        self.row_filter = RowFilter()
+        self._all_keys: list[str] = []
+        #: Where the running (or last) batch is journaled.
+        self.run_dir: Path | None = None
+        #: While a live model's pilot rows run: the rows left for after the estimate.
+        self._after_pilots: list[int] | None = None
+        #: A row to put the cursor on once the rows are listed (asked for before that).
+        self._show_when_listed: int | None = None
 
     # ---- composition and typed access -------------------------------------------------------
 
@@ -202,6 +421,7 @@ class DatasetScreen(WorkbenchScreen):
             empty_text="No rows: start the workbench with --dataset FILE (l reads it again).",
             id="dataset-table",
         )
+        yield SearchBar(steps=False, id="filter-bar")
         yield Static("no row selected", id="dataset-detail")
         with Horizontal(id="dataset-progress-row"):
             yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="dataset-progress")
@@ -218,6 +438,11 @@ class DatasetScreen(WorkbenchScreen):
     def table(self) -> RowTable:
         """The rows table."""
         return self.query_one("#dataset-table", RowTable)
+
+    @property
+    def filter_bar(self) -> SearchBar:
+        """The rows filter (``/``)."""
+        return self.query_one("#filter-bar", SearchBar)
 
     @property
     def progress_bar(self) -> ProgressBar:
@@ -292,9 +517,12 @@ class DatasetScreen(WorkbenchScreen):
         ws = self.workspace
         self._rows = {row.index: row for row in ws.rows} if ws else {}
         self.bad = {err.index: err for err in ws.bad_rows} if ws else {}
-        self.table.clear()
-        self.table.add_rows([str(index) for index in sorted({*self._rows, *self.bad})])
+        self._all_keys = [str(index) for index in sorted({*self._rows, *self.bad})]
+        self._apply_filter()
         self._show_detail()
+        if self._show_when_listed is not None and self._all_keys:
+            row, self._show_when_listed = self._show_when_listed, None
+            self.show_row(row)
 
     def _row_cells(self, key: str) -> list[Text]:
         # The table asks for the cells of the rows it draws (visible ones only).
@@ -455,6 +683,101 @@ class DatasetScreen(WorkbenchScreen):
                 text.append(f"\nerror{category}: {_one_line(failed.error)}", style="red")
         return text
 
+    # ---- the filter (/) ----------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        """Open the filter bar: text, ``status:fail,error``, ``reward<1``."""
+        self.filter_bar.open("rows", placeholder="text  status:fail,error  reward<1")
+
+    def set_filter(self, query: str) -> None:
+        """Filter the rows by ``query`` (the palette's presets), shown in the bar."""
+        self.filter_bar.open("rows")
+        self.filter_bar.input.value = query  # its Changed message filters
+
+    def clear_filter(self) -> None:
+        """Every row again."""
+        self.filter_bar.input.value = ""
+        self.filter_bar.close()
+
+    @on(SearchBar.Changed, "#filter-bar")
+    def _filter_changed(self, event: SearchBar.Changed) -> None:
+        try:
+            self.row_filter = RowFilter.parse(event.query, regex=event.regex)
+        except ValueError as exc:
+            self.filter_bar.show_count(str(exc), error=True)
+            return
+        self._apply_filter()
+
+    @on(SearchBar.Step, "#filter-bar")
+    def _filter_entered(self) -> None:
+        self.table.focus()  # enter: done typing, on to the rows
+
+    @on(SearchBar.Closed, "#filter-bar")
+    def _filter_closed(self) -> None:
+        self.row_filter = RowFilter()
+        self._apply_filter()
+        self.table.focus()
+
+    def keeps(self, index: int) -> bool:
+        """Whether the filter keeps row ``index``."""
+        rule = self.row_filter
+        if rule.statuses:
+            status = self.row_status(index) or "new"
+            if not any(wanted in status for wanted in rule.statuses):
+                return False
+        if rule.reward is not None:
+            rewards = [
+                r.outcome.reward
+                for r in self.results.get(index) or ()
+                if r.outcome.reward is not None
+            ]
+            op, value = rule.reward
+            if not rewards or not _COMPARE[op](sum(rewards) / len(rewards), value):
+                return False
+        if rule.pattern is not None:
+            if index in self.bad:
+                text = self.bad[index].message
+            else:
+                row = self._rows[index]
+                text = f"{row.user_prompt}\n{row.ground_truth}"
+            if not rule.pattern.search(text):
+                return False
+        return True
+
+    def _apply_filter(self) -> None:
+        """Show the rows the filter keeps (the cursor stays on its row if it is kept)."""
+        table = self.table
+        current = table.cursor_key
+        rule = self.row_filter
+        keys = self._all_keys if rule.empty else [k for k in self._all_keys if self.keeps(int(k))]
+        table.clear()
+        table.add_rows(keys)
+        if current is not None and current in table:
+            table.move_cursor(current)
+        if self.filter_bar.is_open:
+            total = len(self._all_keys)
+            self.filter_bar.show_count(
+                f"{len(keys):,} of {total:,} rows" if not rule.empty else f"{total:,} rows"
+            )
+
+    def show_row(self, index: int) -> None:
+        """Put the cursor on row ``index`` (the filter is cleared if it hides the row)."""
+        key = str(index)
+        if not self._all_keys:  # not listed yet (the screen is new, or reads the file)
+            self._show_when_listed = index
+            return
+        if key not in self._all_keys:
+            self.notify(f"there is no row {index} in the dataset", severity="warning")
+            return
+        if key not in self.table:
+            self.clear_filter()
+        self.table.move_cursor(key)
+        self.table.focus()
+
+    def action_compare_runs(self) -> None:
+        """The runs screen: this batch's run against the one before."""
+        self.post_message(RunsRequested())
+
     # ---- marking and settings ----------------------------------------------------------------
 
     def action_toggle_mark(self) -> None:
@@ -540,7 +863,19 @@ class DatasetScreen(WorkbenchScreen):
         return False
 
     def action_run_all(self) -> None:
-        """Run every good row."""
+        """Run every good row; with a live model, a few pilot rows and the estimate first."""
+        ws = self.workspace
+        rows = sorted(self._rows)
+        if ws is not None and ws.live_model and len(rows) > PILOT_ROWS and not self.running:
+            pilots = rows[:PILOT_ROWS]
+            if self.start_batch(pilots, defines=rows):
+                self._after_pilots = rows[PILOT_ROWS:]
+                self.notify(
+                    f"The model is live: {len(pilots)} pilot rows run first, then the estimate "
+                    f"of the whole run ({len(rows)} rows) before the rest.",
+                    title="Estimate",
+                )
+            return
         self.start_batch(None)
 
     def action_run_selected(self) -> None:
@@ -573,8 +908,18 @@ class DatasetScreen(WorkbenchScreen):
         self.progress.stopping = True
         self._flush()
 
-    def start_batch(self, rows: list[int] | None) -> bool:
-        """Start a batch over ``rows`` (``None``: every row); False when it cannot start."""
+    def start_batch(
+        self,
+        rows: list[int] | None,
+        *,
+        defines: list[int] | None = None,
+        run_dir: Path | None = None,
+    ) -> bool:
+        """Start a batch over ``rows`` (``None``: every row); False when it cannot start.
+
+        It is journaled in a new run directory (its ``run.json`` naming the rows ``defines``,
+        by default ``rows``), or in ``run_dir`` (the rest of a run whose pilots ran).
+        """
         if self._refuse_while_running("start another"):
             return False
         ws = self._ready_workspace("start the batch")
@@ -609,7 +954,14 @@ class DatasetScreen(WorkbenchScreen):
             self.notify(str(exc), title="Batch not started", severity="error")
             return False
         self._begin(runner, selected)
-        self.run_batch(runner)
+        defining = runner.config
+        if defines is not None:
+            from osmosis_workbench.engine.datasets import RowSelection
+
+            defining = dataclasses.replace(
+                defining, selection=RowSelection(rows=frozenset(defines))
+            )
+        self.run_batch(runner, defining, run_dir)
         return True
 
     def _begin(self, runner: BatchRunner, rows: list[int]) -> None:
@@ -638,8 +990,27 @@ class DatasetScreen(WorkbenchScreen):
             freeze_long_lived_objects()
 
     @work(exclusive=True, exit_on_error=False, group="dataset-batch")
-    async def run_batch(self, runner: BatchRunner) -> None:
-        """Run ``runner`` to its end, then show the summary."""
+    async def run_batch(
+        self, runner: BatchRunner, defining: EngineConfig | None = None, run_dir: Path | None = None
+    ) -> None:
+        """Journal ``runner``'s run (see ``start_batch``), run it to its end, show the summary."""
+        from osmosis_workbench.engine.journal import JOURNAL_FILE, JournalWriter
+        from osmosis_workbench.engine.runs import start_run
+
+        journal = None
+        try:
+            if run_dir is None:
+                run_dir = await asyncio.to_thread(start_run, defining or runner.config)
+            journal = await asyncio.to_thread(JournalWriter, run_dir / JOURNAL_FILE)
+            self.run_dir = run_dir
+        except OSError as exc:  # a read-only folder: the batch still runs, unjournaled
+            self.notify(
+                f"Could not keep this run in .osmosis/runs ({exc}): it runs, but the runs "
+                "screen cannot compare it",
+                title="Run not journaled",
+                severity="warning",
+            )
+        runner.journal = journal
         try:
             await runner.run()
         except asyncio.CancelledError:
@@ -655,6 +1026,8 @@ class DatasetScreen(WorkbenchScreen):
                 self._ticker = None
             self._runner = None
             self.progress.finished = time.perf_counter()
+            if journal is not None:
+                await asyncio.to_thread(journal.close)
         self._flush()
         self._finish(runner)
 
@@ -719,13 +1092,47 @@ class DatasetScreen(WorkbenchScreen):
         self._show_summary(self.summary)
         progress = self.progress
         self.counts_line.update(progress.describe(0), layout=False)
+        if not self.row_filter.empty:
+            self._apply_filter()  # statuses and rewards changed under the filter
         if runner.stopped_early:
+            self._after_pilots = None
             self.notify(runner.stopped_early, title="Batch stopped", severity="warning")
-        else:
-            self.notify(
-                f"{progress.passed}/{progress.done} passed in {progress.elapsed_s:.1f}s",
-                title="Batch done",
-            )
+            return
+        kept = f" · kept in {self.run_dir}" if self.run_dir is not None else ""
+        self.notify(
+            f"{progress.passed}/{progress.done} passed in {progress.elapsed_s:.1f}s{kept}",
+            title="Batch done",
+        )
+        if self._after_pilots is not None:
+            self._show_estimate(self._after_pilots)
+            self._after_pilots = None
+
+    def _show_estimate(self, rest: list[int]) -> None:
+        """The pilots ran: what the whole run would cost; enter runs the other rows."""
+        from osmosis_workbench.engine.estimate import project_run
+
+        pilots = [
+            entry for index in sorted(self.results) for entry in self.results[index]
+            if index not in rest
+        ]  # fmt: skip
+        ws = self.workspace
+        estimate = project_run(
+            pilots,
+            rollouts=(len(rest) + len({e.row for e in pilots})) * self.attempts,
+            concurrency=self.concurrency,
+            model=ws.model_name if ws is not None else None,
+        )
+        if estimate is None or not rest:
+            return
+        run_dir = self.run_dir
+
+        def run_rest(go: bool | None) -> None:
+            if go:
+                self.start_batch(rest, run_dir=run_dir)
+            else:
+                self.notify("Stopped after the pilot rows: r runs every row.", timeout=4)
+
+        self.app.push_screen(EstimateDialog(estimate, len(rest)), run_rest)
 
     def summarize(self, stopped_early: str | None = None) -> BatchSummary:
         """Statistics over every row's latest results (a rerun replaces a row's results)."""

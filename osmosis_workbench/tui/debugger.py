@@ -13,9 +13,15 @@ With ``--model human`` the developer is the model: each LLM call stops at an ans
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -29,9 +35,12 @@ from textual.widgets import ContentSwitcher, LoadingIndicator, OptionList, Stati
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from osmosis_workbench.tui.commands import PaletteCommand, ScreenCommands
+from osmosis_workbench.tui.external_editor import EditorError, edit_in_editor
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
-from osmosis_workbench.tui.messages import WorkspaceRetryRequested
+from osmosis_workbench.tui.messages import CopyRequested, WorkspaceRetryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
+from osmosis_workbench.tui.text_search import MessageFinder, compile_query, next_match
 from osmosis_workbench.tui.widgets import (
     AnswerComposer,
     EditResponseDialog,
@@ -44,10 +53,20 @@ from osmosis_workbench.tui.widgets import (
     render_response,
     render_tools,
 )
+from osmosis_workbench.tui.widgets.message_format import (
+    call_arguments,
+    call_name,
+    compact_json,
+    content_text,
+    tool_function,
+)
+from osmosis_workbench.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
+    from osmosis_workbench.engine.runs import RunInfo
     from osmosis_workbench.engine.stepping import PausedAnswer, SteppedRollout
     from osmosis_workbench.engine.trainer import LLMExchange
     from osmosis_workbench.engine.workspace import Workspace
@@ -66,6 +85,8 @@ _MAIN_VIEW: dict[State, str] = {
     "viewing": "result-view",
 }
 _ACTIVE = ("starting", "running", "paused", "answering")
+#: Where ``x``/``X`` write the open rollout (beside ``.osmosis/runs``, out of git).
+EXPORT_DIR = Path(".osmosis") / "exports"
 
 logger = logging.getLogger("osmosis_workbench.tui.debugger")
 
@@ -123,8 +144,29 @@ class ExchangeUpdated(Message):
 _FREEZE_GC_FROM = 2_000
 
 
+class DebuggerCommands(ScreenCommands):
+    """The debugger's palette: its keys, and copies finer than ``y``'s (each tool call's
+    arguments, each tool's JSON Schema, a message's bare text).
+
+    Commands about one LLM call of the rollout belong here too, built from the selected
+    message the way ``copy_commands`` is.
+    """
+
+    def screen_commands(self) -> list[PaletteCommand]:
+        screen = self.screen
+        if not isinstance(screen, DebuggerScreen):
+            return []
+        return [
+            PaletteCommand(name, "y copies the whole message", functools.partial(
+                screen.copy_text, text, what))
+            for name, text, what in screen.copy_commands()
+        ]  # fmt: skip
+
+
 class DebuggerScreen(WorkbenchScreen):
     """Step through one rollout: the paused answer, the history, the tools, the result."""
+
+    COMMANDS: ClassVar[set] = {DebuggerCommands}
 
     # The most used first: a narrow key bar leaves out keys from the end (? lists them all).
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -133,46 +175,79 @@ class DebuggerScreen(WorkbenchScreen):
             "next",
             "Next",
             tooltip="Release the paused answer to the agent; pause at the next one",
+            id="debugger.next",
         ),
         Binding(
             "c",
             "continue",
             "Continue",
             tooltip="Release the answer and run to the end without pausing",
+            id="debugger.continue",
         ),
         Binding(
             "e",
             "edit",
             "Edit",
             tooltip="Edit the paused answer (content, tool calls) before releasing it",
+            id="debugger.edit",
         ),
         Binding(
             "E",
             "edit_tool_results",
             "Edit tool",
             tooltip="Edit the tool results this answer replies to, and ask the model again",
+            id="debugger.edit_tool_results",
         ),
         Binding(
             "q",
             "abort",
             "Abort",
             tooltip='End this rollout as ERROR "aborted by user" (the app stays)',
+            id="debugger.abort",
         ),
         Binding(
             "m",
             "toggle_view('messages-view')",
             "Messages",
             tooltip="The full message history; again to go back",
+            id="debugger.messages",
         ),
         Binding(
             "t",
             "toggle_view('tools-view')",
             "Tools",
             tooltip="The agent's tools and their JSON Schemas; again to go back",
+            id="debugger.tools",
         ),
-        Binding("r", "rerun", "Rerun", tooltip="Run the same row again from the start"),
         Binding(
-            "r", "retry_open", "Retry", tooltip="After a failed start: open the workspace again"
+            "slash,ctrl+f",
+            "search",
+            "Search",
+            key_display="/",
+            tooltip="Search the messages (from the list) or the message shown (from its pane)",
+            id="debugger.search",
+        ),
+        Binding(
+            "y",
+            "copy",
+            "Copy",
+            tooltip="Copy the selected message, the held answer, the tools' JSON Schemas or the "
+            "result (ctrl+p has each tool call's arguments and each tool's schema)",
+            id="debugger.copy",
+        ),
+        Binding(
+            "r",
+            "rerun",
+            "Rerun",
+            tooltip="Run the same row again from the start",
+            id="debugger.rerun",
+        ),
+        Binding(
+            "r",
+            "retry_open",
+            "Retry",
+            tooltip="After a failed start: open the workspace again",
+            id="debugger.retry",
         ),
         Binding(
             "f",
@@ -180,6 +255,7 @@ class DebuggerScreen(WorkbenchScreen):
             "Markdown",
             tooltip="Show message text as markdown, or as written (the default); again to go back",
             show=False,
+            id="debugger.markdown",
         ),
         Binding(
             "p",
@@ -187,6 +263,32 @@ class DebuggerScreen(WorkbenchScreen):
             "Rows",
             tooltip="Pick a dataset row to step",
             show=False,
+            id="debugger.rows",
+        ),
+        Binding(
+            "v",
+            "open_in_editor",
+            "Editor",
+            tooltip="Open the held answer (or the selected message) in $EDITOR; saved edits "
+            "go to the agent as e and E send them",
+            show=False,
+            id="debugger.editor",
+        ),
+        Binding(
+            "x",
+            "export('atif')",
+            "Export",
+            tooltip="Write the finished rollout as an ATIF trajectory to .osmosis/exports",
+            show=False,
+            id="debugger.export",
+        ),
+        Binding(
+            "X",
+            "export('json')",
+            "Export JSON",
+            tooltip="Write the finished rollout as its journal JSON to .osmosis/exports",
+            show=False,
+            id="debugger.export_json",
         ),
         Binding(
             "escape",
@@ -194,6 +296,7 @@ class DebuggerScreen(WorkbenchScreen):
             "Back",
             tooltip="From a message back to the list; else back to the main view",
             show=False,
+            id="debugger.back",
         ),
     ]
 
@@ -213,6 +316,15 @@ class DebuggerScreen(WorkbenchScreen):
         self.answer_request: AnswerRequest | None = None
         self.outcome: RolloutOutcome | None = None
         self.outcome_title = ""
+        #: The journal entry and run the shown outcome came from (what an export writes).
+        self.outcome_entry: JournalEntry | None = None
+        self.outcome_run: RunInfo | None = None
+        #: The search of the message history (``/``): its pattern and matching messages.
+        self._finder = MessageFinder()
+        self._search_pattern: re.Pattern[str] | None = None
+        self._search_matches: list[int] = []
+        #: The tools the tools view shows (what ``y`` copies there).
+        self.tools: list[dict[str, Any]] = []
         self._pending_row: tuple[int, bool] | None = None
         self._messages_stale = True
         self._frozen_messages: Any = None  # the long trajectory last kept out of GC
@@ -243,6 +355,7 @@ class DebuggerScreen(WorkbenchScreen):
                 yield Static("Loading the tools…", id="tools-text")
             with VerticalScroll(id="result-view", classes="pane"):
                 yield Static(id="result-text")
+        yield SearchBar(id="search-bar")
 
     @property
     def views(self) -> ContentSwitcher:
@@ -278,6 +391,11 @@ class DebuggerScreen(WorkbenchScreen):
     def row_picker(self) -> OptionList:
         """The dataset rows to choose from."""
         return self.query_one("#row-picker", OptionList)
+
+    @property
+    def search_bar(self) -> SearchBar:
+        """The search bar under the message history (``/``)."""
+        return self.query_one(SearchBar)
 
     @property
     def session(self) -> SteppedRollout | None:
@@ -319,6 +437,8 @@ class DebuggerScreen(WorkbenchScreen):
 
     def show_view(self, view: str) -> None:
         """Switch to ``view`` and focus what it holds."""
+        if view != "messages-view" and self.search_bar.is_open:
+            self.search_bar.close()  # it searches the history: not for the other views
         self.views.current = view
         if view == "messages-view":
             if self._messages_stale:
@@ -358,6 +478,14 @@ class DebuggerScreen(WorkbenchScreen):
             )
         if action == "retry_open":
             return state == "failed"
+        if action == "search":
+            return self.current_view == "messages-view"
+        if action == "copy":
+            return self._copy_target() is not None
+        if action == "open_in_editor":
+            return self._editor_target() is not None
+        if action == "export":
+            return self.outcome is not None
         if action == "toggle_view":
             view = parameters[0] if parameters else None
             if view == "messages-view":
@@ -547,13 +675,24 @@ class DebuggerScreen(WorkbenchScreen):
         """Follow a rollout's step session (started or not)."""
         self._follow(Follower(session=session, label=label or session.label or "rollout"))
 
-    def show_outcome(self, outcome: RolloutOutcome, title: str) -> None:
-        """Show a finished trajectory, read-only: its result and its messages."""
+    def show_outcome(
+        self,
+        outcome: RolloutOutcome,
+        title: str,
+        *,
+        entry: JournalEntry | None = None,
+        run: RunInfo | None = None,
+    ) -> None:
+        """Show a finished trajectory, read-only: its result and its messages.
+
+        ``entry`` and ``run``: the journal entry and run it came from, for exports.
+        """
         self.detach("another rollout was opened")
         self.follower = None
         self.paused = None
         self.outcome = outcome
         self.outcome_title = title
+        self.outcome_entry, self.outcome_run = entry, run
         self._show_result()
         self._messages_stale = True
         self.state = "viewing"
@@ -593,6 +732,7 @@ class DebuggerScreen(WorkbenchScreen):
         self.answer_request = None
         self.outcome = None
         self.outcome_title = ""
+        self.outcome_entry = self.outcome_run = None
         self._messages_stale = True
         self.response_view.border_title = "Answer"
         self.response_text.update(
@@ -764,6 +904,8 @@ class DebuggerScreen(WorkbenchScreen):
             self._frozen_messages = messages
         self.message_list.set_messages(messages, exact_tokens=exact, pending_index=pending)
         self.message_list.border_title = f"Messages ({len(messages)})"
+        if self._search_pattern is not None and self.search_bar.target == "messages":
+            self._search_messages()  # new messages may match too
 
     @on(MessageList.Selected)
     def _message_selected(self, _event: MessageList.Selected) -> None:
@@ -775,10 +917,12 @@ class DebuggerScreen(WorkbenchScreen):
     async def _load_tools(self) -> None:
         text = self.query_one("#tools-text", Static)
         tools = list(self.session.tools) if self.session is not None else []
+        self.tools = tools
         if tools:
             text.update(render_tools(tools, source="sent by the server in its init answer"))
             return
         if self.outcome is not None and self.outcome.tools:
+            self.tools = list(self.outcome.tools)
             text.update(render_tools(self.outcome.tools, source="of this rollout"))
             return
         workspace = self.workspace
@@ -790,7 +934,9 @@ class DebuggerScreen(WorkbenchScreen):
         except Exception as exc:  # the user's get_tools may raise anything
             text.update(Text(f"get_tools failed: {type(exc).__name__}: {exc}", style="red"))
             return
+        self.tools = tools
         text.update(render_tools(tools, source=f"{workspace.agent_name}.get_tools"))
+        self.refresh_bindings()  # y can copy them now
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -832,6 +978,10 @@ class DebuggerScreen(WorkbenchScreen):
 
     def action_edit(self) -> None:
         """Edit the paused answer as JSON, then release the edited one."""
+        self._edit_answer()
+
+    def _edit_answer(self, *, in_editor: bool = False) -> None:
+        """The edit dialog on the held answer (``in_editor``: started in ``$EDITOR``)."""
         follower, paused = self.follower, self.paused
         if follower is None or paused is None or follower.session.paused is not paused:
             return
@@ -847,10 +997,17 @@ class DebuggerScreen(WorkbenchScreen):
                 self._release()
                 self.notify(f"Edited answer of turn {paused.turn} released to the agent.")
 
-        self.app.push_screen(EditResponseDialog(paused.message, turn=paused.turn), release_edited)
+        self.app.push_screen(
+            EditResponseDialog(paused.message, turn=paused.turn, in_editor=in_editor),
+            release_edited,
+        )
 
     def action_edit_tool_results(self) -> None:
         """Edit the tool results the paused answer replies to; the model then answers again."""
+        self._edit_tool_results()
+
+    def _edit_tool_results(self, *, in_editor: bool = False) -> None:
+        """The dialog on the held answer's tool results (``in_editor``: in ``$EDITOR``)."""
         follower, paused = self.follower, self.paused
         if follower is None or paused is None or follower.session.paused is not paused:
             return
@@ -878,7 +1035,9 @@ class DebuggerScreen(WorkbenchScreen):
                     f"Asking the model again for turn {paused.turn} with the edited tool results."
                 )
 
-        self.app.push_screen(EditToolResultsDialog(results, turn=paused.turn), ask_again)
+        self.app.push_screen(
+            EditToolResultsDialog(results, turn=paused.turn, in_editor=in_editor), ask_again
+        )
 
     def action_toggle_markdown(self) -> None:
         """Render message text as markdown, or as written (the default)."""
@@ -903,3 +1062,283 @@ class DebuggerScreen(WorkbenchScreen):
             self.message_list.focus()
         elif self.current_view != _MAIN_VIEW[self.state]:
             self.show_main_view()
+
+    # ---- search (/) ---------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        """Search the messages (from the list) or the message shown (from its pane)."""
+        in_message = self.message_detail.has_focus
+        # The searchable strings of a 10,000-message history are built now, not on a key.
+        self._finder.prepare(self.message_list.messages)
+        self.search_bar.open(
+            "message" if in_message else "messages",
+            placeholder="search this message" if in_message else "search the messages",
+        )
+
+    @on(SearchBar.Changed, "#search-bar")
+    def _search_changed(self, event: SearchBar.Changed) -> None:
+        try:
+            self._search_pattern = compile_query(event.query, regex=event.regex)
+        except ValueError as exc:
+            self._search_pattern = None
+            self._search_highlights(None)
+            self.search_bar.show_count(str(exc), error=True)
+            return
+        if event.bar.target == "message":
+            self._search_highlights(None)
+            self.message_detail.set_search(self._search_pattern)
+        else:
+            self._search_messages(jump=True)
+        self._show_search_count()
+
+    def _search_highlights(self, pattern: re.Pattern[str] | None) -> None:
+        self._search_matches = []
+        self.message_list.set_search(pattern, ())
+        self.message_detail.set_search(pattern)
+
+    def _search_messages(self, *, jump: bool = False) -> None:
+        """Find the pattern in the history; ``jump``: to the first match from the cursor on."""
+        pattern = self._search_pattern
+        listing = self.message_list
+        matches = self._finder.find(listing.messages, pattern) if pattern is not None else []
+        self._search_matches = matches
+        listing.set_search(pattern, matches)
+        self.message_detail.set_search(pattern)
+        if jump and matches and listing.cursor not in matches:
+            target = next_match(matches, listing.cursor)
+            if target is not None:
+                listing.move_cursor(target)
+        self._show_search_count()
+
+    def _show_search_count(self) -> None:
+        bar = self.search_bar
+        if self._search_pattern is None:
+            bar.show_count("")
+            return
+        if bar.target == "message":
+            detail = self.message_detail
+            total, current = len(detail.hits), detail.current_hit
+            where = f"in message {detail.index}" if detail.index is not None else ""
+        else:
+            matches = self._search_matches
+            total, where = len(matches), "messages"
+            cursor = self.message_list.cursor
+            current = matches.index(cursor) if cursor in matches else None
+        if not total:
+            bar.show_count("no match")
+        elif current is None:
+            bar.show_count(f"{total} {where}".strip())
+        else:
+            bar.show_count(f"{current + 1} of {total} {where}".strip())
+
+    @on(SearchBar.Step, "#search-bar")
+    def _search_step(self, event: SearchBar.Step) -> None:
+        if self._search_pattern is None:
+            return
+        if event.bar.target == "message":
+            self.message_detail.step_hit(event.forward)
+        else:
+            target = next_match(
+                self._search_matches, self.message_list.cursor, forward=event.forward
+            )
+            if target is not None:
+                self.message_list.move_cursor(target)
+        self._show_search_count()
+
+    @on(SearchBar.Closed, "#search-bar")
+    def _search_closed(self, event: SearchBar.Closed) -> None:
+        self._search_pattern = None
+        self._search_highlights(None)
+        if self.current_view == "messages-view":
+            pane = self.message_detail if event.bar.target == "message" else self.message_list
+            pane.focus()
+
+    # ---- copy (y), $EDITOR (v), export (x) ----------------------------------------------------
+
+    def _copy_target(self) -> str | None:
+        """What ``y`` copies in the view shown: "message", "answer", "tools", "result"."""
+        view = self.current_view
+        if view == "messages-view" and self.message_list.count:
+            return "message"
+        if view == "response-view" and self.paused is not None:
+            return "answer"
+        if view == "tools-view" and self.tools:
+            return "tools"
+        if view == "result-view" and self.outcome is not None:
+            return "result"
+        return None
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Ask the app to copy ``text`` (it says how that went)."""
+        self.post_message(CopyRequested(text, what))
+
+    def selected_message(self) -> tuple[int | None, Mapping[str, Any]] | None:
+        """The message ``y`` and the palette's copy commands act on: (index, message)."""
+        target = self._copy_target()
+        if target == "message":
+            listing = self.message_list
+            return listing.cursor, listing.messages[listing.cursor]
+        if target == "answer" and self.paused is not None:
+            return None, self.paused.message
+        return None
+
+    def action_copy(self) -> None:
+        """Copy the selected message, the held answer, the tools or the result."""
+        target = self._copy_target()
+        chosen = self.selected_message()
+        if chosen is not None:
+            index, message = chosen
+            what = (
+                f"message {index} ({message.get('role') or '?'})"
+                if index is not None
+                else "the held answer"
+            )
+            self.copy_text(compact_json(dict(message), width=100), what)
+        elif target == "tools":
+            self.copy_text(json.dumps(self.tools, indent=2, ensure_ascii=False), "the tools")
+        elif target == "result" and self.outcome is not None:
+            entry = self._export_entry()
+            data = entry.to_json() if entry is not None else {}
+            for bulky in ("final_messages", "tools", "calls", "request"):
+                data.pop(bulky, None)
+            self.copy_text(json.dumps(data, indent=2, ensure_ascii=False), "the result")
+
+    def copy_commands(self) -> list[tuple[str, str, str]]:
+        """(name, text, what) of each finer copy the palette offers: the selected message's
+        text and tool call arguments, and each tool's JSON Schema."""
+        found: list[tuple[str, str, str]] = []
+        chosen = self.selected_message()
+        if chosen is not None:
+            index, message = chosen
+            which = f"message {index}" if index is not None else "the held answer"
+            text = content_text(message.get("content"))
+            if text:
+                found.append((f"Copy the text of {which}", text, f"the text of {which}"))
+            for number, call in enumerate(message.get("tool_calls") or (), 1):
+                arguments, ok = call_arguments(call)
+                shown = compact_json(arguments) if ok else str(arguments)
+                name = f"tool call {number} ({call_name(call)})"
+                found.append((f"Copy the arguments of {name}", shown, f"the arguments of {name}"))
+        tools = self.tools or list(self.session.tools if self.session is not None else ())
+        if not tools and self.outcome is not None:
+            tools = list(self.outcome.tools)
+        for tool in tools:
+            function = tool_function(tool)
+            name = str(function.get("name") or "?")
+            schema = compact_json(function.get("parameters") or {})
+            found.append(
+                (f"Copy the JSON Schema of tool {name}", schema, f"the JSON Schema of {name}")
+            )
+        return found
+
+    def _editor_target(self) -> str | None:
+        """What ``v`` opens: "answer" (the held one), "tool_results" (those it replies to),
+        "message" (read only), or None."""
+        paused = self.paused
+        view = self.current_view
+        if view == "response-view" and paused is not None:
+            return "answer"
+        if view != "messages-view" or not self.message_list.count:
+            return None
+        listing = self.message_list
+        message = listing.messages[listing.cursor]
+        if paused is not None and listing.cursor == listing.count - 1:
+            return "answer"  # the pending one: the held answer
+        if paused is not None and message.get("role") == "tool":
+            ids = {r.get("tool_call_id") for r in paused.tool_results}
+            if message.get("tool_call_id") in ids:
+                return "tool_results"
+        return "message"
+
+    def action_open_in_editor(self) -> None:
+        """Open the held answer, its tool results or the selected message in ``$EDITOR``."""
+        target = self._editor_target()
+        if target == "answer":
+            self._edit_answer(in_editor=True)
+        elif target == "tool_results":
+            self._edit_tool_results(in_editor=True)
+        elif target == "message":
+            listing = self.message_list
+            self._read_in_editor(listing.cursor, listing.messages[listing.cursor])
+
+    @work(group="editor", exclusive=True, exit_on_error=False, description="the editor")
+    async def _read_in_editor(self, index: int, message: Mapping[str, Any]) -> None:
+        """A message of the history in the editor: to read, search, copy (edits stay there)."""
+        text = compact_json(dict(message), width=100)
+        try:
+            after = await edit_in_editor(self.app, text)
+        except EditorError as exc:
+            self.notify(str(exc), title="$EDITOR", severity="error", timeout=10)
+            return
+        if after != text:
+            self.notify(
+                f"Message {index} is history the agent has seen: edits to it are not applied. "
+                "e and E (or v on them) edit the held answer and the tool results it replies to.",
+                title="Not applied",
+                severity="warning",
+                timeout=10,
+            )
+
+    def _export_entry(self) -> JournalEntry | None:
+        """The shown outcome as a journal entry (the one it came from, if known)."""
+        outcome = self.outcome
+        if outcome is None:
+            return None
+        if self.outcome_entry is not None:
+            return self.outcome_entry
+        from osmosis_workbench.engine.journal import JournalEntry
+
+        row = self.follower.row_index if self.follower is not None else None
+        ws = self.workspace
+        ground_truth = None
+        if row is not None and ws is not None:
+            # IndexError: the dataset was read again without that row.
+            with contextlib.suppress(IndexError):
+                ground_truth = ws.row(row).ground_truth
+        threshold = ws.config.pass_threshold if ws is not None else 1.0
+        return JournalEntry(
+            row=row if row is not None else 0,
+            attempt=0,
+            verdict=outcome.verdict(threshold),
+            outcome=outcome,
+            ground_truth=ground_truth,
+        )
+
+    def _export_run(self) -> RunInfo:
+        from osmosis_workbench.engine.runs import RunInfo
+
+        if self.outcome_run is not None:
+            return self.outcome_run
+        ws = self.workspace
+        if ws is None:
+            return RunInfo(name="workbench")
+        config = ws.config
+        return RunInfo(
+            name="workbench",
+            agent=config.module or config.url,
+            model=ws.model_name,
+            dataset=config.dataset,
+            pass_threshold=config.pass_threshold,
+        )
+
+    def action_export(self, fmt: str) -> None:
+        """Write the finished rollout to ``.osmosis/exports`` (``atif`` or ``json``)."""
+        entry = self._export_entry()
+        if entry is None:
+            return
+        self._write_export(entry, self._export_run(), fmt)
+
+    @work(group="export", exit_on_error=False, description="export the rollout")
+    async def _write_export(self, entry: JournalEntry, run: RunInfo, fmt: str) -> None:
+        from osmosis_workbench.engine.export import write_rollout
+
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", entry.outcome.rollout_id or f"row{entry.row}")
+        path = EXPORT_DIR / f"{stem}.{'atif' if fmt == 'atif' else 'journal'}.json"
+        what = "ATIF trajectory" if fmt == "atif" else "journal JSON"
+        try:
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            written = await asyncio.to_thread(write_rollout, entry, run, path, fmt)
+        except (OSError, ValueError) as exc:
+            self.notify(f"Could not write {path}: {exc}", title="Export", severity="error")
+            return
+        self.notify(f"Wrote the {what} of row {entry.row} to {written}", title="Exported")

@@ -6,7 +6,7 @@ cannot drift from what the keys do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -33,17 +33,25 @@ INTRO = (
 Section = tuple[str, list[tuple[str, str]]]
 
 
-def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
+def binding_rows(
+    app: App, bindings: Iterable[BindingType], keymap: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """(key, what it does) per described binding, keys shown as the footer shows them.
 
-    A key bound to several actions (each enabled in a different state) gets one row.
+    A key bound to several actions (each enabled in a different state) gets one row. Keys
+    the settings file's ``keymap`` moved are shown where they are now; each row ends with
+    the binding's id, the name ``[keymap]`` uses.
     """
     rows: dict[str, list[str]] = {}  # insertion-ordered: the order the bindings declare
+    keymap = keymap or {}
     for item in bindings:
         if not isinstance(item, Binding):
             item = Binding(*item)
         if not item.description:
             continue
+        moved = keymap.get(item.id or "")
+        if moved:
+            item = item.with_key(moved, key_display=None)
         keys = item.key.split(",")
         # A key_display stands for the first key; the others show as themselves.
         shown = " / ".join(
@@ -57,7 +65,8 @@ def binding_rows(app: App, bindings: Iterable[BindingType]) -> list[tuple[str, s
             )
             for n, key in enumerate(keys)
         )
-        rows.setdefault(shown, []).append(item.tooltip or item.description)
+        text = item.tooltip or item.description
+        rows.setdefault(shown, []).append(f"{text} [{item.id}]" if item.id else text)
     return [(keys, " · ".join(texts)) for keys, texts in rows.items()]
 
 
@@ -65,7 +74,7 @@ class HelpScreen(ModalScreen[None]):
     """Explains the workbench and lists the keys of each part."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,q", "close", "Close help"),
+        Binding("escape,question_mark,q", "close", "Close help", id="help.close"),
     ]
 
     def __init__(self, sections: Sequence[Section]) -> None:
@@ -86,7 +95,10 @@ class HelpScreen(ModalScreen[None]):
             table.add_column(style="bold cyan", no_wrap=True, min_width=12)
             table.add_column(ratio=1)
             for key, description in rows:
-                table.add_row(key, description)
+                # Text, not markup: the ids end each line in brackets.
+                line = Text(description)
+                line.highlight_regex(r"\[[\w.]+\]", "dim")
+                table.add_row(key, line)
             tables.extend([table, Text()])
         with Vertical(id="help-dialog", classes="dialog"):
             yield Label("Osmosis workbench: help", classes="dialog-title")

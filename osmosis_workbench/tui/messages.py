@@ -8,12 +8,15 @@ app calls its screens' methods: it built them.) Tests see every one with ``messa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.outcome import RolloutOutcome
+    from osmosis_workbench.engine.runs import RunInfo
     from osmosis_workbench.engine.stepping import SteppedRollout
 
 
@@ -39,6 +42,9 @@ class TrajectoryRequested(Message):
 
     outcome: RolloutOutcome
     title: str
+    #: The journal entry it came from, and its run (what an export of it writes).
+    entry: JournalEntry | None = None
+    run: RunInfo | None = None
 
 
 @dataclass
@@ -52,3 +58,26 @@ class CrashReported(Message):
 
     title: str
     error: BaseException
+
+
+@dataclass
+class CopyRequested(Message):
+    """The user asked to copy ``text`` (``what`` names it in the notice)."""
+
+    text: str
+    what: str
+
+
+@dataclass
+class ModelSwitchRequested(Message):
+    """The user asked to reopen the workspace with another model (a ``--model`` spec)."""
+
+    spec: str
+
+
+@dataclass
+class RunsRequested(Message):
+    """The user asked for the runs screen: run ``run_b`` alone, or compared with ``run_a``."""
+
+    run_a: Path | None = None
+    run_b: Path | None = None

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from osmosis_workbench.tui.commands import ScreenCommands
 from osmosis_workbench.tui.gc_control import refreeze_long_lived_objects
 from osmosis_workbench.tui.log_pane import LogPane
 from osmosis_workbench.tui.messages import SessionStepRequested, TrajectoryRequested
@@ -114,38 +115,134 @@ class LoopLagMeter:
         return max(self.samples, default=0.0) * 1000
 
 
+class ServerCommands(ScreenCommands):
+    """The server screen's palette: its keys (start, stop, pause, step, reload, copy...)."""
+
+
 class ServerScreen(WorkbenchScreen):
     """The served agent, the rollouts trainers send to it, and the process's log."""
+
+    COMMANDS: ClassVar[set] = {ServerCommands}
 
     TITLE = "Server"
     AUTO_FOCUS = "#server-rollouts"
     STATUS_INTERVAL_S = 1.0
 
     BINDINGS = [
-        Binding("s", "start_server", "Start",
-                tooltip="Serve the agent on the host, port and key above (enter in the form too)"),
-        Binding("x", "stop_server", "Stop", tooltip="Stop the server (paused rollouts resume)"),
-        Binding("p", "toggle_pause", "Pause",
-                tooltip="Pause the highlighted rollout at its next LLM answer (again: don't)"),
-        Binding("d", "step_rollout", "Step",
-                tooltip="Step the highlighted rollout in the debugger (also enter)"),
-        Binding("c", "continue_rollout", "Continue",
-                tooltip="Release the highlighted rollout and stop pausing it"),
-        Binding("a", "abort_rollout", "Abort", tooltip="End the highlighted rollout as ERROR"),
-        Binding("o", "open_rollout", "Trajectory", show=False,
-                tooltip="Show the highlighted rollout's messages and result"),
-        Binding("P", "toggle_pause_all", "Pause all", show=False,
-                tooltip="Pause every rollout at its next LLM answer (again: stop)"),
-        Binding("r", "reload_agent", "Reload", tooltip="Re-import the agent module"),
-        Binding("w", "toggle_watch", "Watch", show=False,
-                tooltip="Reload the agent when a file next to it is saved: on/off"),
-        Binding("g", "new_key", "New key", show=False, tooltip="Generate a server API key"),
-        Binding("u", "copy_url", "Copy URL", show=False, tooltip="Copy the server URL"),
-        Binding("k", "copy_key", "Copy key", show=False, tooltip="Copy the server API key"),
-        Binding("ctrl+l", "clear_log", "Clear log", show=False, tooltip="Empty the log pane"),
-        Binding("escape", "focus_rollouts", "Rollouts", show=False,
-                tooltip="Leave the form for the rollouts list"),
-    ]  # fmt: skip
+        Binding(
+            "s",
+            "start_server",
+            "Start",
+            tooltip="Serve the agent on the host, port and key above (enter in the form too)",
+            id="server.start_server",
+        ),
+        Binding(
+            "x",
+            "stop_server",
+            "Stop",
+            tooltip="Stop the server (paused rollouts resume)",
+            id="server.stop_server",
+        ),
+        Binding(
+            "p",
+            "toggle_pause",
+            "Pause",
+            tooltip="Pause the highlighted rollout at its next LLM answer (again: don't)",
+            id="server.toggle_pause",
+        ),
+        Binding(
+            "d",
+            "step_rollout",
+            "Step",
+            tooltip="Step the highlighted rollout in the debugger (also enter)",
+            id="server.step_rollout",
+        ),
+        Binding(
+            "c",
+            "continue_rollout",
+            "Continue",
+            tooltip="Release the highlighted rollout and stop pausing it",
+            id="server.continue_rollout",
+        ),
+        Binding(
+            "a",
+            "abort_rollout",
+            "Abort",
+            tooltip="End the highlighted rollout as ERROR",
+            id="server.abort_rollout",
+        ),
+        Binding(
+            "o",
+            "open_rollout",
+            "Trajectory",
+            show=False,
+            tooltip="Show the highlighted rollout's messages and result",
+            id="server.open_rollout",
+        ),
+        Binding(
+            "P",
+            "toggle_pause_all",
+            "Pause all",
+            show=False,
+            tooltip="Pause every rollout at its next LLM answer (again: stop)",
+            id="server.toggle_pause_all",
+        ),
+        Binding(
+            "r",
+            "reload_agent",
+            "Reload",
+            tooltip="Re-import the agent module",
+            id="server.reload_agent",
+        ),
+        Binding(
+            "w",
+            "toggle_watch",
+            "Watch",
+            show=False,
+            tooltip="Reload the agent when a file next to it is saved: on/off",
+            id="server.toggle_watch",
+        ),
+        Binding(
+            "g",
+            "new_key",
+            "New key",
+            show=False,
+            tooltip="Generate a server API key",
+            id="server.new_key",
+        ),
+        Binding(
+            "u",
+            "copy_url",
+            "Copy URL",
+            show=False,
+            tooltip="Copy the server URL",
+            id="server.copy_url",
+        ),
+        Binding(
+            "k",
+            "copy_key",
+            "Copy key",
+            show=False,
+            tooltip="Copy the server API key",
+            id="server.copy_key",
+        ),
+        Binding(
+            "ctrl+l",
+            "clear_log",
+            "Clear log",
+            show=False,
+            tooltip="Empty the log pane",
+            id="server.clear_log",
+        ),
+        Binding(
+            "escape",
+            "focus_rollouts",
+            "Rollouts",
+            show=False,
+            tooltip="Leave the form for the rollouts list",
+            id="server.focus_rollouts",
+        ),
+    ]
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 from textual.app import App
+from textual.command import CommandInput, CommandList, CommandPalette
 from textual.message import Message
 from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
@@ -82,6 +83,32 @@ class Driver:
         """The notifications shown so far (each once), optionally of one severity."""
         found = {id(m.notification): m.notification for m in self.messages(Notify)}
         return [n for n in found.values() if severity is None or n.severity == severity]
+
+    async def palette_commands(self, query: str = "") -> list[str]:
+        """The names the command palette lists for ``query`` (the palette is closed again)."""
+        palette = await self._open_palette(query)
+        names = [str(option.hit.text) for option in palette.query_one(CommandList).options]  # type: ignore[attr-defined]
+        await self.press("escape")
+        return names
+
+    async def palette(self, query: str, pick: str | None = None) -> None:
+        """Run the palette command named ``pick`` (default: the best match) found by ``query``."""
+        palette = await self._open_palette(query)
+        commands = palette.query_one(CommandList)
+        names = [str(option.hit.text) for option in commands.options]  # type: ignore[attr-defined]
+        wanted = pick if pick is not None else names[0] if names else None
+        assert wanted in names, f"no palette command {wanted!r} for {query!r}; it lists {names}"
+        commands.highlighted = names.index(wanted)
+        await self.press("enter")
+
+    async def _open_palette(self, query: str) -> CommandPalette:
+        if not isinstance(self.app.screen, CommandPalette):  # (a palette may open another)
+            await self.press("ctrl+p")
+        palette = self.app.screen
+        assert isinstance(palette, CommandPalette), palette
+        palette.query_one(CommandInput).value = query
+        await self.settle()  # the palette's search is a worker
+        return palette
 
     def failed_workers(self) -> list[Worker[Any]]:
         """Workers that raised."""

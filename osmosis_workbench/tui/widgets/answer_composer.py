@@ -93,16 +93,37 @@ class AnswerComposer(Vertical, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Priority: the text boxes would otherwise keep ctrl+s to themselves.
-        Binding("ctrl+s", "send", "Send answer", priority=True,
-                tooltip="Check the answer and send it to the agent as the model's"),
-        Binding("ctrl+t", "pick_tool", "Add tool call",
-                tooltip="Go to the tools the agent offered: enter adds a call of one"),
-        Binding("ctrl+r", "remove_call", "Remove call",
-                tooltip="Remove the tool call whose arguments you are editing"),
+        Binding(
+            "ctrl+s",
+            "send",
+            "Send answer",
+            priority=True,
+            tooltip="Check the answer and send it to the agent as the model's",
+            id="answer.send",
+        ),
+        Binding(
+            "ctrl+t",
+            "pick_tool",
+            "Add tool call",
+            tooltip="Go to the tools the agent offered: enter adds a call of one",
+            id="answer.pick_tool",
+        ),
+        Binding(
+            "ctrl+r",
+            "remove_call",
+            "Remove call",
+            tooltip="Remove the tool call whose arguments you are editing",
+            id="answer.remove_call",
+        ),
         # Shown: while a text box has the focus, letter keys type (the bar hides them).
-        Binding("escape", "leave", "Done typing",
-                tooltip="Stop typing: the debugger's keys (m, t, q, ?) work again"),
-    ]  # fmt: skip
+        Binding(
+            "escape",
+            "leave",
+            "Done typing",
+            tooltip="Stop typing: the debugger's keys (m, t, q, ?) work again",
+            id="answer.leave",
+        ),
+    ]
 
     @dataclass
     class SendRequested(Message):

@@ -6,12 +6,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from osmosis_workbench.tui.external_editor import EditorError, edit_in_editor
 from osmosis_workbench.tui.widgets.key_bar import KeyBar
 from osmosis_workbench.tui.widgets.message_format import (
     editable_to_message,
@@ -29,14 +31,22 @@ class JsonEditDialog(ModalScreen[Any]):
 
     Subclasses say what is edited (``title``, ``help_text``), how it reads as text
     (``initial_text``) and how the text becomes the value (``parse``, raising ``ValueError``
-    with what to fix; the dialog then stays open with the text as typed).
+    with what to fix; the dialog then stays open with the text as typed). ctrl+o edits the
+    text in ``$EDITOR``; opened with ``in_editor``, the dialog starts there and releases what
+    the editor saved (the same checks, the same callback as ctrl+s).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Priority: the TextArea would otherwise take these keys as text editing.
-        Binding("ctrl+s", "release", "Release edited answer", priority=True),
-        Binding("escape", "cancel", "Cancel", priority=True),
+        Binding("ctrl+s", "release", "Release edited answer", priority=True, id="edit.release"),
+        Binding("ctrl+o", "open_in_editor", "$EDITOR", priority=True, id="edit.editor"),
+        Binding("escape", "cancel", "Cancel", priority=True, id="edit.cancel"),
     ]
+
+    def __init__(self, *, in_editor: bool = False) -> None:
+        super().__init__()
+        #: Start in ``$EDITOR`` and release what it saved.
+        self.in_editor = in_editor
 
     title_text = "Edit"
     help_text = ""
@@ -80,14 +90,40 @@ class JsonEditDialog(ModalScreen[Any]):
 
     def on_mount(self) -> None:
         self.editor.focus()
+        if self.in_editor:
+            self.action_open_in_editor()
+
+    def action_open_in_editor(self) -> None:
+        """Edit the text in ``$EDITOR`` (the app steps aside until it exits)."""
+        self._edit_outside()
+
+    @work(exclusive=True, group="editor", exit_on_error=False, description="the editor")
+    async def _edit_outside(self) -> None:
+        before = self.editor.text
+        try:
+            after = await edit_in_editor(self.app, before)
+        except EditorError as exc:
+            self._show_error(str(exc))
+            return
+        self.editor.text = after
+        if not self.in_editor:
+            return  # back in the dialog: ctrl+s releases, as after typing
+        if after == before:
+            self.notify("Nothing was changed in the editor.", timeout=3)
+            self.dismiss(None)
+        else:
+            self.action_release()
+
+    def _show_error(self, text: str) -> None:
+        self.error.update(text)
+        self.error.add_class("-shown")
 
     def action_release(self) -> None:
         """Check the JSON and dismiss with the edited value (or say what to fix)."""
         try:
             value = self.parse(self.editor.text)
         except ValueError as exc:
-            self.error.update(f"Cannot release this: {exc}")
-            self.error.add_class("-shown")
+            self._show_error(f"Cannot release this: {exc}")
             return
         self.dismiss(value)
 
@@ -101,12 +137,12 @@ class EditResponseDialog(JsonEditDialog):
 
     help_text = (
         "content is the text; each tool call has a name and its arguments as a JSON "
-        "object. ctrl+s releases it to the agent instead of the model's answer; "
-        "esc keeps the original."
+        "object. ctrl+s releases it to the agent instead of the model's answer; ctrl+o "
+        "edits it in $EDITOR; esc keeps the original."
     )
 
-    def __init__(self, message: Mapping[str, Any], *, turn: int) -> None:
-        super().__init__()
+    def __init__(self, message: Mapping[str, Any], *, turn: int, in_editor: bool = False) -> None:
+        super().__init__(in_editor=in_editor)
         self.original = message
         self.turn = turn
         self.title_text = f"Edit the answer of turn {turn}"
@@ -123,16 +159,18 @@ class EditToolResultsDialog(JsonEditDialog):
     ``{tool_call_id: new content}`` (the model is then asked again), or None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "release", "Ask the model again", priority=True),
-        Binding("escape", "cancel", "Cancel", priority=True),
+        Binding("ctrl+s", "release", "Ask the model again", priority=True, id="edit.release"),
     ]
     help_text = (
         "Each tool result's content is a string. ctrl+s asks the model again with the edited "
-        "results (the agent's own history keeps what its tools returned); esc keeps them."
+        "results (the agent's own history keeps what its tools returned); ctrl+o edits them "
+        "in $EDITOR; esc keeps them."
     )
 
-    def __init__(self, results: list[Mapping[str, Any]], *, turn: int) -> None:
-        super().__init__()
+    def __init__(
+        self, results: list[Mapping[str, Any]], *, turn: int, in_editor: bool = False
+    ) -> None:
+        super().__init__(in_editor=in_editor)
         self.results = results
         self.title_text = f"Edit the tool results turn {turn} replies to"
 
@@ -167,7 +205,7 @@ class CrashDialog(ModalScreen[None]):
     """An unexpected error: what happened, its traceback, where it was saved."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter", "close", "Close"),
+        Binding("escape,enter", "close", "Close", id="crash.close"),
     ]
 
     def __init__(

@@ -14,8 +14,9 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
-#: The help action: its key is shown whatever else must be left out for room.
-HELP_ACTION = "help"
+#: The actions whose keys are shown whatever else must be left out for room: the command
+#: palette (every other key is in it) and the help.
+PINNED_ACTIONS = ("command_palette", "help")
 
 
 class KeyBar(Static):
@@ -55,13 +56,13 @@ class KeyBar(Static):
 
         When the line is wider than the bar, keys are left out rather than cut off at the
         edge: first the app's own (quit), then the grouped mode keys, then the screen's from
-        its last binding back. The help key always stays, at the end, after a ``…`` that
-        says some keys are only in the help.
+        its last binding back. The palette and help keys always stay, at the end, after a
+        ``…`` that says some keys are only in the palette and the help.
         """
         app = self.app
         own: list[Content] = []  # the focused widget's and the screen's, in binding order
         app_keys: list[Content] = []
-        pinned: list[Content] = []
+        pinned_by_rank: dict[int, Content] = {}
         seen_actions: set[str] = set()
         grouped: dict[Binding.Group, list[tuple[str, str]]] = {}
         for node, binding, enabled, _tooltip in self.screen.active_bindings.values():
@@ -81,12 +82,13 @@ class KeyBar(Static):
                 grouped.setdefault(binding.group, []).append((key, action))
                 continue
             entry = self._entry([(key, action)], binding.description, enabled)
-            if binding.action == HELP_ACTION:
-                pinned.append(entry)
+            if binding.action in PINNED_ACTIONS:
+                pinned_by_rank[PINNED_ACTIONS.index(binding.action)] = entry
             elif isinstance(node, App):
                 app_keys.append(entry)
             else:
                 own.append(entry)
+        pinned = [pinned_by_rank[rank] for rank in sorted(pinned_by_rank)]
         groups = [self._entry(keys, group.description, True) for group, keys in grouped.items()]
         # Left out first when the line is too wide: the app's keys, the groups, then own keys
         # from the last one back (screens bind their most used keys first).

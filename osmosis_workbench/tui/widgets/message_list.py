@@ -8,7 +8,9 @@ at a few thousand messages; this stays flat at 10,000 (see ``benchmarks/bench_tu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -38,7 +40,18 @@ _ROLE_WIDTH = 9
 #: Width of the token column, right-aligned.
 _TOKENS_WIDTH = 7
 #: The styled parts of a row (component classes ``message-list--<part>``).
-_ROW_PARTS = ("index", "system", "user", "assistant", "tool", "tool-name", "tokens", "pending")
+_ROW_PARTS = (
+    "index",
+    "system",
+    "user",
+    "assistant",
+    "tool",
+    "tool-name",
+    "tokens",
+    "pending",
+    "match",
+    "marked",
+)
 #: Rows kept drawn: three screens at 200x60, for one-row scrolls and paging back and forth.
 _LINE_CACHE_ROWS = 192
 
@@ -56,6 +69,8 @@ class MessageList(ScrollView, can_focus=True):
         "message-list--tool-name",
         "message-list--tokens",
         "message-list--pending",
+        "message-list--match",
+        "message-list--marked",
         "message-list--track",
         "message-list--thumb",
     }
@@ -80,17 +95,19 @@ class MessageList(ScrollView, can_focus=True):
         & > .message-list--tool-name { color: $secondary; }
         & > .message-list--tokens { color: $text-muted; }
         & > .message-list--pending { color: $warning; text-style: italic; }
+        & > .message-list--match { color: $text; background: $warning 45%; }
+        & > .message-list--marked { color: $error; text-style: bold; }
     }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last", show=False),
-        Binding("enter", "select", "Open message", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False, id="messages.cursor_up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="messages.cursor_down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="messages.page_up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="messages.page_down"),
+        Binding("home,g", "first", "First", show=False, id="messages.first"),
+        Binding("end,G", "last", "Last", show=False, id="messages.last"),
+        Binding("enter", "select", "Open message", show=False, id="messages.select"),
     ]
 
     class Highlighted(Message):
@@ -123,6 +140,11 @@ class MessageList(ScrollView, can_focus=True):
         self._tool_names: dict[str, str] = {}
         self._exact_tokens: Mapping[int, int] = {}
         self._pending: int | None = None
+        #: A message singled out with a note in the tokens column (the first difference).
+        self._marked: tuple[int, str] | None = None
+        #: The search: its pattern and the messages it matches (highlighted).
+        self._pattern: re.Pattern[str] | None = None
+        self._matches: Collection[int] = frozenset()
         self._detail: MessageDetail | None = None
         # Rows drawn with the pane's style, keyed by (index, width, position column shown): a
         # one-row scroll draws one new row, a resize the visible rows. Small on purpose: every
@@ -190,15 +212,26 @@ class MessageList(ScrollView, can_focus=True):
             return format_tokens(exact, True)
         return format_tokens(estimate_tokens(self._messages[index]), False)
 
+    def set_search(self, pattern: re.Pattern[str] | None, matches: Collection[int]) -> None:
+        """Highlight the messages a search matches (``pattern``: their text too); None: none."""
+        self._pattern = pattern
+        self._matches = matches if isinstance(matches, set | frozenset) else set(matches)
+        self._line_cache.clear()
+        self.refresh()
+
     def set_messages(
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
         exact_tokens: Mapping[int, int] | None = None,
         pending_index: int | None = None,
+        marked: tuple[int, str] | None = None,
         follow: bool = True,
     ) -> None:
-        """Show ``messages``; with ``follow`` a cursor on the last message stays on the last."""
+        """Show ``messages``; with ``follow`` a cursor on the last message stays on the last.
+
+        ``marked``: (index, note) of a message to single out (the first one that differs).
+        """
         # Following the end is what a user watching a running rollout wants; a user who
         # scrolled up to read stays where they are.
         was_at_end = self.cursor >= len(self._messages) - 1
@@ -206,6 +239,7 @@ class MessageList(ScrollView, can_focus=True):
         self._tool_names = tool_names_by_call_id(messages)
         self._exact_tokens = exact_tokens or {}
         self._pending = pending_index
+        self._marked = marked
         self._line_cache.clear()
         self.virtual_size = Size(0, len(messages))
         last = max(0, len(messages) - 1)
@@ -280,7 +314,12 @@ class MessageList(ScrollView, can_focus=True):
     def _style(self, name: str) -> Style:
         # Foreground and text style only: the row background comes from render_line.
         style = self.get_component_rich_style(f"message-list--{name}", partial=True)
-        return Style(color=style.color, bold=style.bold, italic=style.italic)
+        return Style(
+            color=style.color,
+            bgcolor=style.bgcolor,  # only the search's match sets one
+            bold=style.bold,
+            italic=style.italic,
+        )
 
     def _render_message_line(self, index: int, width: int, styles: Mapping[str, Style]) -> Strip:
         """Row ``index`` at ``width`` cells, with ``styles`` by part (see render_lines)."""
@@ -290,9 +329,17 @@ class MessageList(ScrollView, can_focus=True):
         # The tool column shrinks on narrow panes so the first line keeps some room.
         tool_width = 0 if width < 40 else 10 if width < 70 else 14
         pending = index == self._pending
-        tokens = "⏸ pending" if pending else self.tokens_text(index)
+        marked = self._marked is not None and index == self._marked[0]
+        if pending:
+            tokens, flag = "⏸ pending", "pending"
+        elif marked and self._marked is not None:
+            tokens, flag = self._marked[1], "marked"
+        else:
+            tokens, flag = self.tokens_text(index), ""
+        matched = index in self._matches
         segments = [
-            Segment(f"{index:>{index_width}} ", styles["index"]),
+            Segment(f"{index:>{index_width}}", styles["match" if matched else "index"]),
+            Segment(" ", styles["index"]),
             Segment(set_cell_size(role, _ROLE_WIDTH) + " ", styles.get(role, styles["index"])),
         ]
         used = index_width + 1 + _ROLE_WIDTH + 1
@@ -303,16 +350,16 @@ class MessageList(ScrollView, can_focus=True):
         tokens_cells = cell_len(tokens)
         tokens_width = max(_TOKENS_WIDTH, tokens_cells) + 1
         text_width = max(0, width - used - tokens_width)
-        segments.append(
-            Segment(
-                set_cell_size(first_line(message), text_width),
-                styles["pending" if pending else ""],
-            )
-        )
+        text = set_cell_size(first_line(message), text_width)
+        text_style = styles[flag]
+        if matched and self._pattern is not None:
+            segments.extend(_highlighted(text, self._pattern, text_style, styles["match"]))
+        else:
+            segments.append(Segment(text, text_style))
         segments.append(
             Segment(
                 " " * (tokens_width - tokens_cells) + tokens,
-                styles["pending" if pending else "tokens"],
+                styles[flag or "tokens"],
             )
         )
         return Strip(segments, used + text_width + tokens_width).adjust_cell_length(width)
@@ -404,10 +451,14 @@ class MessageDetail(ScrollView, can_focus=True):
     again for each cursor move: about 40 ms a key at 200x60 here.
     """
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"message-detail--match", "message-detail--current"}
+
     DEFAULT_CSS = """
     MessageDetail {
         background: $surface;
         overflow-x: hidden;
+        & > .message-detail--match { background: $warning 45%; }
+        & > .message-detail--current { background: $accent; color: $text; text-style: bold; }
     }
     """
 
@@ -431,6 +482,11 @@ class MessageDetail(ScrollView, can_focus=True):
         self._strips: list[Strip] = []
         self._rendered_width = -1
         self._pass_base = Style()
+        #: The search shown: its pattern, each match as (line, start, end), the current one.
+        self._pattern: re.Pattern[str] | None = None
+        self.hits: list[tuple[int, int, int]] = []
+        self.current_hit: int | None = None
+        self._hit_lines: dict[int, list[int]] = {}  # line -> its hits' positions in ``hits``
 
     @property
     def plain_text(self) -> str:
@@ -489,6 +545,7 @@ class MessageDetail(ScrollView, can_focus=True):
             and self._rendered_width > 0
             and self._rendered_width == old_width
             and self.virtual_size == old_size
+            and self._pattern is None  # highlighted rows may differ where the text does not
         ):
             self._refresh_changed_rows(old_strips)
         else:
@@ -526,6 +583,7 @@ class MessageDetail(ScrollView, can_focus=True):
         self._strips = [Strip(line).adjust_cell_length(width) for line in lines]
         self._rendered_width = width
         self._update_virtual_size()
+        self._find_hits()
 
     def _update_virtual_size(self) -> None:
         # Never less than the pane: moving between messages that fit then leaves the size
@@ -547,6 +605,93 @@ class MessageDetail(ScrollView, can_focus=True):
         """Draw screen row ``y`` from the rendered lines."""
         index = self.scroll_offset.y + y
         if 0 <= index < len(self._strips):
+            if index in self._hit_lines:
+                return self._highlighted_line(index).apply_style(self._pass_base)
             # The same Strip objects each pass: apply_style is cached on them.
             return self._strips[index].apply_style(self._pass_base)
         return Strip.blank(self._rendered_width, self._pass_base)
+
+    # ---- search -------------------------------------------------------------------------------
+
+    def set_search(self, pattern: re.Pattern[str] | None) -> None:
+        """Highlight what ``pattern`` matches in the shown message (``None``: nothing)."""
+        self._pattern = pattern
+        self._find_hits()
+        self.refresh()
+
+    def _find_hits(self) -> None:
+        """Every match of the pattern in the rendered lines (a new message starts at none)."""
+        self.hits, self.current_hit, self._hit_lines = [], None, {}
+        pattern = self._pattern
+        if pattern is None:
+            return
+        for line, strip in enumerate(self._strips):
+            for found in pattern.finditer(strip.text):
+                if found.end() > found.start():
+                    self._hit_lines.setdefault(line, []).append(len(self.hits))
+                    self.hits.append((line, found.start(), found.end()))
+
+    def step_hit(self, forward: bool = True) -> int | None:
+        """Go to the next (or previous) match, wrapping; its position in ``hits``."""
+        if not self.hits:
+            return None
+        old = self.current_hit
+        if old is None:
+            # The first step goes to the first match at or below the top of the view.
+            top = self.scroll_offset.y
+            after = [n for n, hit in enumerate(self.hits) if hit[0] >= top]
+            new = (after[0] if after else 0) if forward else (after[0] - 1 if after else -1)
+        else:
+            new = old + (1 if forward else -1)
+        self.current_hit = new % len(self.hits)
+        line = self.hits[self.current_hit][0]
+        if old is not None:
+            self.refresh_line(self.hits[old][0] - self.scroll_offset.y)
+        height = self.scrollable_content_region.height
+        if not self.scroll_offset.y <= line < self.scroll_offset.y + height:
+            self.scroll_to(y=max(0, line - height // 3), animate=False, immediate=True)
+        self.refresh_line(line - self.scroll_offset.y)
+        return self.current_hit
+
+    def _highlighted_line(self, line: int) -> Strip:
+        """Rendered line ``line`` with its matches (and the current one) restyled."""
+        match = self.get_component_rich_style("message-detail--match", partial=True)
+        current = self.get_component_rich_style("message-detail--current", partial=True)
+        spans = [(self.hits[n][1], self.hits[n][2], n) for n in self._hit_lines[line]]
+        segments: list[Segment] = []
+        offset = 0  # characters of the line before the segment
+        for segment in self._strips[line]:
+            text, style = segment.text, segment.style or Style()
+            cuts = {0, len(text)}
+            for start, end, _n in spans:
+                for cut in (start - offset, end - offset):
+                    if 0 < cut < len(text):
+                        cuts.add(cut)
+            bounds = sorted(cuts)
+            for left, right in itertools.pairwise(bounds):
+                at = offset + left
+                hit = next((n for start, end, n in spans if start <= at < end), None)
+                if hit is None:
+                    segments.append(Segment(text[left:right], style))
+                else:
+                    extra = current if hit == self.current_hit else match
+                    segments.append(Segment(text[left:right], style + extra))
+            offset += len(text)
+        return Strip(segments, self._strips[line].cell_length)
+
+
+def _highlighted(text: str, pattern: re.Pattern[str], style: Style, match: Style) -> list[Segment]:
+    """``text`` as segments, the parts ``pattern`` matches in ``match``'s style."""
+    segments: list[Segment] = []
+    position = 0
+    for found in pattern.finditer(text):
+        start, end = found.span()
+        if start == end:
+            continue  # a regex that matches nothing (``a*``) has nothing to show
+        if start > position:
+            segments.append(Segment(text[position:start], style))
+        segments.append(Segment(text[start:end], style + match))
+        position = end
+    if position < len(text) or not segments:
+        segments.append(Segment(text[position:], style))
+    return segments
