@@ -95,14 +95,14 @@ class RecordedCall:
     @classmethod
     def of_exchange(cls, exchange: LLMExchange) -> RecordedCall:
         """A call as the trainer saw it (while the rollout runs, or after)."""
-        message = exchange.message or None
         error = exchange.error
-        if message is None and error is None:
+        if not exchange.message and error is None:
             error = "it has not been answered yet"
         return cls(
             number=exchange.turn,
             request_size=exchange.request_size,
-            message=message,
+            # A call that failed after the model answered (aborted at the gate) got nothing.
+            message=None if error else exchange.message,
             finish_reason=exchange.finish_reason,
             error=error,
             request_messages=list(exchange.request.get("messages") or ()),
@@ -261,6 +261,28 @@ class ForkParent:
         )
 
 
+def checked_answer(answer: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+    """A hand-written answer as given, if a model could have given it; else ``ForkError``.
+
+    Text, or a message with ``content`` and/or ``tool_calls`` (each ``{"name", "arguments"}``
+    or in OpenAI form), as answer scripts write them.
+    """
+    if answer is None or (isinstance(answer, str) and answer.strip()):
+        return answer
+    if isinstance(answer, dict) and (answer.get("content") or answer.get("tool_calls")):
+        calls = answer.get("tool_calls") or []
+        if isinstance(calls, list) and all(
+            isinstance(c, dict) and ("name" in c or isinstance(c.get("function"), dict))
+            for c in calls
+        ):
+            return answer
+    raise ForkError(
+        f"the hand-written answer {answer!r} is not one a model could give: write its text, "
+        'or a message with "content" and/or "tool_calls", e.g. '
+        '{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}'
+    )
+
+
 def _request_fields(request: dict[str, Any]) -> dict[str, Any]:
     """The init request without what is one attempt's own."""
     return {k: v for k, v in request.items() if k not in _PER_ROLLOUT}
@@ -330,7 +352,20 @@ class ForkModel:
             return self._replay(self.parent.calls[number - 1], body)
         if number == self.at and self.answer is not None:
             return ModelReply(build_completion(self.answer, body, model=HAND_WRITTEN), 0.0)
-        return await self.continuation.complete(body)
+        try:
+            return await self.continuation.complete(body)
+        except ModelError as exc:
+            if exc.kind != "replay_miss" or self.answer is None:
+                raise
+            # The cassette's own advice (re-record) misleads here: the history is new by design.
+            raise ModelError(
+                "replay_miss",
+                f"{exc}. After the hand-written answer at call {self.at} the history is one "
+                "no model answered before, and a replay answers only the histories it "
+                "recorded: fork with a model that answers anything (a live one, script:FILE "
+                "or human)",
+                systemic=exc.systemic,
+            ) from None
 
     def _replay(self, call: RecordedCall, body: dict[str, Any]) -> ModelReply:
         assert call.message is not None, "ForkParent.check lets only answered calls be replayed"
@@ -405,7 +440,7 @@ class ForkSession(StepSession):
             parent,
             at,
             model,
-            answer=answer,
+            answer=checked_answer(answer),
             on_divergence=on_divergence,
             owns_continuation=owns_model,
         )
