@@ -90,7 +90,7 @@ class RecordedCall:
     #: Why the call got no answer, when it failed.
     error: str | None = None
     #: The messages the agent sent, when known apart from the trajectory (a session's record).
-    request_messages: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
+    request_messages: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def of_exchange(cls, exchange: LLMExchange) -> RecordedCall:
@@ -105,7 +105,9 @@ class RecordedCall:
             message=None if error else exchange.message,
             finish_reason=exchange.finish_reason,
             error=error,
-            request_messages=list(exchange.request.get("messages") or ()),
+            # Shared, not copied: a request body never changes once it arrived, and copies
+            # of every call's history would grow with the square of a long rollout's length.
+            request_messages=exchange.request.get("messages") or [],
         )
 
     @classmethod
@@ -221,7 +223,7 @@ class ForkParent:
         """The parent's history now (a followed session's latest, else the recorded one)."""
         return self.session.messages if self.session is not None else self.trajectory
 
-    def request_of(self, call: RecordedCall) -> Sequence[dict[str, Any]]:
+    def request_of(self, call: RecordedCall) -> list[dict[str, Any]]:
         """The messages the agent sent in ``call``."""
         if call.request_messages is not None:
             return call.request_messages
@@ -371,9 +373,9 @@ class ForkModel:
         assert call.message is not None, "ForkParent.check lets only answered calls be replayed"
         got = body.get("messages") or []
         recorded = self.parent.request_of(call)
-        if got != list(recorded):
+        if got != recorded:
             problem = describe_divergence(
-                {"messages": got, "params": {}}, [{"messages": list(recorded), "params": {}}]
+                {"messages": got, "params": {}}, [{"messages": recorded, "params": {}}]
             )
             self.divergences.append(f"call {call.number}: {problem}")
             if self.on_divergence == "stop":

@@ -26,7 +26,7 @@ from osmosis_workbench.engine.journal import (
     JournalEntry,
     read_forks,
 )
-from osmosis_workbench.engine.models import ScriptedBackend
+from osmosis_workbench.engine.models import AnswerRequest, ScriptedBackend
 from osmosis_workbench.engine.outcome import LLMCallStats, OutcomeStatus, RolloutOutcome, Verdict
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LocalTrainer, ServerTarget
@@ -164,6 +164,19 @@ async def test_a_hand_written_answer_replaces_the_call_it_forks_at(workspace: Wo
     assert comparison.difference.index == len(parent.messages) - 1
 
 
+async def test_you_can_be_the_model_from_the_fork_point(workspace: Workspace):
+    parent = await finished(workspace.step(ROW))
+    fork = workspace.fork(parent, 3, model="human")
+    await fork.start()
+    request = await fork.wait()
+    # Only the fork point waits for you: the calls before it were the parent's.
+    assert isinstance(request, AnswerRequest) and request.turn == 2
+    assert request.messages == parent.messages[: parent.exchanges[2].request_size]
+    request.answer("The answer is 50.")
+    assert await fork.wait() is None
+    assert (await fork.finish()).reward == 1.0
+
+
 async def test_a_fork_of_the_rollout_being_stepped_leaves_it_paused(workspace: Workspace):
     parent = workspace.step(ROW)
     await parent.start()
@@ -295,7 +308,8 @@ async def test_a_fork_of_a_batch_rollout_lands_in_the_runs_fork_journal(tmp_path
     assert line["forked_at"] == 3
     # The run itself is untouched: resume, rescore, compare and the summary read its journal.
     assert (run / JOURNAL_FILE).read_bytes() == journal_before
-    assert other.compare() is not None and other.compare().change is Change.REGRESSED  # type: ignore[union-attr]
+    comparison = other.compare()
+    assert comparison is not None and comparison.change is Change.REGRESSED
 
 
 # ---- a history that is not the parent's --------------------------------------------------------
