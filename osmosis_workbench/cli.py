@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``osmosis`` parser with every subcommand."""
     from osmosis_workbench.commands.compare_cmd import add_compare_parser
     from osmosis_workbench.commands.export_cmd import add_export_parser
+    from osmosis_workbench.commands.fork_cmd import add_fork_parser
     from osmosis_workbench.commands.init_cmd import add_init_parser
     from osmosis_workbench.commands.platform_cmds import (
         add_login_parser,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_parser(subparsers)
     add_rescore_parser(subparsers)
     add_compare_parser(subparsers)
+    add_fork_parser(subparsers)
     add_export_parser(subparsers)
     add_login_parser(subparsers)
     add_whoami_parser(subparsers)

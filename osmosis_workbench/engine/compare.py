@@ -10,7 +10,9 @@ always give the same interval.
 
 Both journals are read in (row, attempt) order, one entry at a time (``journal.iter_latest``),
 so comparing two 100,000-rollout runs keeps only the changed rows and a few numbers per row.
-``first_difference`` finds where two trajectories part (the workbench's side-by-side view).
+``first_difference`` finds where two trajectories part (the workbench's side-by-side view), and
+``compare_rollouts`` puts two rollouts side by side (a fork and its parent) with the same
+classes as a run comparison.
 """
 
 from __future__ import annotations
@@ -128,10 +130,7 @@ class RowComparison:
     @property
     def reward_delta(self) -> float | None:
         """B's reward minus A's, when both have one."""
-        if self.a is None or self.b is None:
-            return None
-        ra, rb = self.a.outcome.reward, self.b.outcome.reward
-        return None if ra is None or rb is None else rb - ra
+        return _reward_delta(self.a, self.b)
 
     def to_json(self) -> dict[str, Any]:
         """Its ``--json`` form."""
@@ -167,6 +166,51 @@ def classify(a: JournalEntry, b: JournalEntry, trajectory_differs: bool) -> Chan
     if ra != rb:
         return Change.BETTER if rb > ra else Change.WORSE
     return Change.TRAJECTORY if trajectory_differs else Change.SAME
+
+
+@dataclass(frozen=True)
+class RolloutComparison:
+    """Two rollouts side by side (a fork and its parent): where they part, and how B changed."""
+
+    a: JournalEntry
+    b: JournalEntry
+    change: Change
+    #: The first message that differs (``None``: the same trajectory).
+    difference: MessageDifference | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Its ``--json`` form (the two sides without their messages)."""
+        difference = self.difference
+        return {
+            "change": self.change.value,
+            "a": _side_json(self.a),
+            "b": _side_json(self.b),
+            "reward_delta": _reward_delta(self.a, self.b),
+            "first_difference": (
+                None
+                if difference is None
+                else {
+                    "index": difference.index,
+                    "fields": list(difference.fields),
+                    "a": difference.a,
+                    "b": difference.b,
+                }
+            ),
+        }
+
+
+def compare_rollouts(a: JournalEntry, b: JournalEntry) -> RolloutComparison:
+    """Rollout B against rollout A: their first difference and the change, as runs are compared."""
+    difference = first_difference(a.outcome.final_messages, b.outcome.final_messages)
+    return RolloutComparison(a, b, classify(a, b, difference is not None), difference)
+
+
+def _reward_delta(a: JournalEntry | None, b: JournalEntry | None) -> float | None:
+    """B's reward minus A's, when both have one."""
+    if a is None or b is None:
+        return None
+    ra, rb = a.outcome.reward, b.outcome.reward
+    return None if ra is None or rb is None else rb - ra
 
 
 # ---- statistics --------------------------------------------------------------------------------
@@ -360,8 +404,8 @@ def compare_runs(
             counts[change] += 1
             rows.append(RowComparison(only.row, only.attempt, change, _slim(a), _slim(b)))
             continue
-        differs = first_difference(a.outcome.final_messages, b.outcome.final_messages)
-        change = classify(a, b, differs is not None)
+        pair = compare_rollouts(a, b)
+        change, differs = pair.change, pair.difference
         counts[change] += 1
         tally = tallies.setdefault(a.row, _RowTally())
         tally.attempts += 1

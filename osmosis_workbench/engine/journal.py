@@ -5,6 +5,11 @@ owns its JSON form; the runner writes it, ``--resume``, ``--retry-failed``, ``re
 summary and the screens read it back. Because each line is flushed when its rollout finishes,
 an interrupted run can be continued; later lines for the same (row, attempt) supersede earlier
 ones.
+
+Forks of a run's rollouts (``engine.fork``) are entries too, with a ``ForkOrigin`` naming their
+parent. They go to the run's fork journal (``FORKS_FILE``) beside the journal, never into it:
+everything that reads a run (resume, rescore, compare, export, the summary) reads the journal
+and takes the latest line per (row, attempt), so a fork there would replace its parent.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,11 +33,49 @@ from osmosis_workbench.engine.outcome import (
 )
 
 JOURNAL_FILE = "journal.jsonl"
+#: The run's forks: entries with a parent, all kept (several forks of one rollout may exist).
+FORKS_FILE = "forks.jsonl"
 
 #: How a line ``JournalEntry.to_json`` wrote begins: its key, readable without parsing the line.
 _KEY_PREFIX = re.compile(rb'\{"row": (-?\d+), "attempt": (-?\d+)[,}]')
 
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class ForkOrigin:
+    """Where a fork comes from: its parent rollout, and the LLM call it was forked at."""
+
+    #: The parent's rollout id.
+    parent: str
+    #: The LLM call (1-based) from which the fork's answers are its own; earlier ones were
+    #: replayed from the parent.
+    forked_at: int
+    #: Where the fork's history left its parent's before the fork point (a non-deterministic
+    #: agent or tool), one line each; empty when the prefix was the parent's exactly.
+    divergences: tuple[str, ...] = ()
+
+    def to_json(self, row: int, attempt: int) -> dict[str, Any]:
+        """The entry's fork fields (the parent's row and attempt are the entry's own)."""
+        body: dict[str, Any] = {
+            "parent": {"rollout_id": self.parent, "row": row, "attempt": attempt},
+            "forked_at": self.forked_at,
+        }
+        if self.divergences:
+            body["prefix_divergences"] = list(self.divergences)
+        return body
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForkOrigin | None:
+        """The fork fields of an entry's JSON (``None``: not a fork)."""
+        parent = data.get("parent")
+        if not isinstance(parent, dict):
+            return None
+        return cls(
+            parent=str(parent.get("rollout_id") or ""),
+            forked_at=int(data.get("forked_at") or 0),
+            divergences=tuple(data.get("prefix_divergences") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -48,6 +91,9 @@ class JournalEntry:
     request: dict[str, Any] = field(default_factory=dict)
     #: When the entry was made (seconds since the epoch).
     ts: float = field(default_factory=time.time)
+    #: A fork's parent and fork point (``None``: a rollout of the run itself). A fork keeps
+    #: its parent's row and attempt.
+    fork: ForkOrigin | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -97,7 +143,12 @@ class JournalEntry:
             "tools": o.tools,
             "final_messages": o.final_messages,
             "ts": self.ts,
+            **(self.fork.to_json(self.row, self.attempt) if self.fork is not None else {}),
         }
+
+    def to_line(self) -> str:
+        """The journal line (JSON, no newline)."""
+        return json.dumps(self.to_json(), default=str, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: Any) -> JournalEntry:
@@ -142,6 +193,7 @@ class JournalEntry:
                 ground_truth=data.get("ground_truth"),
                 request=dict(data.get("request") or {}),
                 ts=float(data.get("ts") or 0.0),
+                fork=ForkOrigin.from_json(data),
             )
         except (TypeError, AttributeError) as exc:
             raise ValueError(f"not a journal entry: {exc}") from exc
@@ -213,8 +265,7 @@ class JournalWriter:
                 item = self._queue.get()
                 if item is _STOP:
                     break
-                line = json.dumps(item.to_json(), default=str, ensure_ascii=False)
-                handle.write(line + "\n")
+                handle.write(item.to_line() + "\n")
                 if self._queue.empty():  # flush per burst: a killed run loses nothing finished
                     handle.flush()
         finally:
@@ -224,6 +275,24 @@ class JournalWriter:
         """Write everything queued and stop (blocking; call from a thread in async code)."""
         self._queue.put(_STOP)
         self._thread.join()
+
+
+def append_entries(path: str | Path, entries: Iterable[JournalEntry]) -> None:
+    """Append a few entries to a journal file at once (blocking: call it from a thread).
+
+    For the odd entry (a fork); a batch streams its entries through ``JournalWriter``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair_torn_tail(path)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(entry.to_line() + "\n" for entry in entries)
+
+
+def read_forks(run_dir: str | Path) -> list[JournalEntry]:
+    """Every fork of a run's rollouts, oldest first (blocking)."""
+    path = Path(run_dir) / FORKS_FILE
+    return list(iter_journal(path)) if path.exists() else []
 
 
 def iter_journal(path: str | Path) -> Iterator[JournalEntry]:
@@ -282,8 +351,30 @@ def iter_latest(run_dir: str | Path) -> Iterator[JournalEntry]:
     offsets = index_journal(path)
     with open(path, "rb") as handle:
         for key in sorted(offsets):
-            handle.seek(offsets[key])
-            try:
-                yield JournalEntry.from_json(json.loads(handle.readline()))
-            except ValueError:
-                continue  # an unreadable line: its rollout is not in the journal
+            entry = _entry_at(handle, offsets[key])
+            if entry is not None:  # (an unreadable line: its rollout is not in the journal)
+                yield entry
+
+
+def read_entry(run_dir: str | Path, row: int, attempt: int = 0) -> JournalEntry | None:
+    """The latest entry of one (row, attempt) of a run (``None``: not journaled); blocking.
+
+    Only that line's trajectory is read, however large the journal.
+    """
+    path = Path(run_dir) / JOURNAL_FILE
+    if not path.exists():
+        return None
+    offset = index_journal(path).get((row, attempt))
+    if offset is None:
+        return None
+    with open(path, "rb") as handle:
+        return _entry_at(handle, offset)
+
+
+def _entry_at(handle: IO[bytes], offset: int) -> JournalEntry | None:
+    """The entry on the line at ``offset`` of an open journal (``None``: unreadable)."""
+    handle.seek(offset)
+    try:
+        return JournalEntry.from_json(json.loads(handle.readline()))
+    except ValueError:
+        return None

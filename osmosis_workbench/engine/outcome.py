@@ -53,7 +53,13 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LLMCallStats:
-    """The numbers of one LLM call of a rollout, as journaled."""
+    """One LLM call of a rollout, as journaled: its numbers, and where it sits in the trajectory.
+
+    The position (``request_size``) and ``finish_reason`` let a fork replay the call from the
+    journal: the agent sent the trajectory's first ``request_size`` messages and got the one
+    at that index back. ``answer`` holds that message only when the trajectory does not (the
+    agent changed it before keeping it), so the journal does not store every answer twice.
+    """
 
     turn: int
     prompt_tokens: int | None
@@ -61,23 +67,33 @@ class LLMCallStats:
     latency_ms: float
     cost_usd: float | None = None
     error: str | None = None
+    #: How many messages the agent sent in this call (``None``: journaled before this was kept).
+    request_size: int | None = None
+    finish_reason: str | None = None
+    #: The message the agent got, when the trajectory does not hold it at ``request_size``.
+    answer: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The journal form (``error`` only when there was one)."""
+        """The journal form (``error`` and ``answer`` only when there is one)."""
         body: dict[str, Any] = {
             "turn": self.turn,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "latency_ms": round(self.latency_ms, 3),
             "cost_usd": self.cost_usd,
+            "request_size": self.request_size,
+            "finish_reason": self.finish_reason,
         }
         if self.error:
             body["error"] = self.error
+        if self.answer is not None:
+            body["answer"] = self.answer
         return body
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LLMCallStats:
         """Read the journal form back."""
+        size = data.get("request_size")
         return cls(
             turn=int(data.get("turn") or 0),
             prompt_tokens=data.get("prompt_tokens"),
@@ -85,6 +101,9 @@ class LLMCallStats:
             latency_ms=float(data.get("latency_ms") or 0.0),
             cost_usd=data.get("cost_usd"),
             error=data.get("error"),
+            request_size=int(size) if size is not None else None,
+            finish_reason=data.get("finish_reason"),
+            answer=data.get("answer"),
         )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from osmosis_workbench.engine.models import AnswerRequest, HumanBackend
+from osmosis_workbench.engine.models import AnswerRequest, HumanBackend, ModelBackend
 from osmosis_workbench.engine.outcome import RolloutOutcome
 from osmosis_workbench.engine.stepping import PausedAnswer, Stop
 from osmosis_workbench.engine.trainer import (
@@ -78,10 +78,15 @@ def _with_message(completion: dict[str, Any], edited: _Edited) -> dict[str, Any]
 
 
 class StepGate:
-    """A trainer gate that pauses after every model answer while ``stepping`` is on."""
+    """A trainer gate that pauses after every model answer while ``stepping`` is on.
 
-    def __init__(self, stepping: bool = True):
+    ``pause_from``: the first LLM call (1-based) it pauses at; earlier answers pass (a fork's
+    calls replayed from its parent).
+    """
+
+    def __init__(self, stepping: bool = True, *, pause_from: int = 1):
         self.stepping = stepping
+        self.pause_from = pause_from
         self._hold: _Hold | None = None
         self._pause_event = asyncio.Event()
 
@@ -93,7 +98,7 @@ class StepGate:
     async def __call__(self, run: RolloutRun, exchange: LLMExchange) -> Regenerate | None:
         if run.aborted:
             raise RolloutAborted(run.aborted)
-        if not self.stepping:
+        if not self.stepping or exchange.turn < self.pause_from:
             return None
         hold = _Hold(_paused_answer(exchange), exchange, asyncio.get_running_loop().create_future())
         self._hold = hold
@@ -160,13 +165,17 @@ class StepSession:
         on_exchange: Callable[[LLMExchange], None] | None = None,
         cannot_regenerate: str | None = None,
         human: HumanBackend | None = None,
+        backend: ModelBackend | None = None,
+        pause_from: int = 1,
     ) -> None:
         self.trainer = trainer
         self.target = target
         self.request = request
         self.timeout_s = timeout_s
         self.label = label
-        self.gate = StepGate(stepping)
+        self.gate = StepGate(stepping, pause_from=pause_from)
+        #: The model this rollout asks, when not the trainer's (a fork's).
+        self.backend = backend
         self.on_exchange = on_exchange
         #: Why the model cannot answer an edited history (a replay), if it cannot.
         self.cannot_regenerate = cannot_regenerate
@@ -189,6 +198,7 @@ class StepSession:
             label=self.label,
             on_exchange=self.on_exchange,
             trainer_url=self.target.trainer_url,
+            backend=self.backend,
         )
         return await self.trainer.drive(self.run, self.target, self.timeout_s)
 

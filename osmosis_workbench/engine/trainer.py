@@ -18,7 +18,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,9 +116,20 @@ class LLMExchange:
             or int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
         )
 
-    def stats(self) -> LLMCallStats:
-        """This call's numbers, as journaled."""
-        usage = self.usage
+    @property
+    def request_size(self) -> int:
+        """How many messages the agent sent in this call."""
+        messages = self.request.get("messages")
+        return len(messages) if isinstance(messages, list) else 0
+
+    def stats(self, trajectory: Sequence[dict[str, Any]] = ()) -> LLMCallStats:
+        """This call as journaled; ``trajectory``: the rollout's final messages.
+
+        The answer is kept apart only when the trajectory does not hold it where this call's
+        request ends (one message compared per call, so long rollouts stay cheap).
+        """
+        usage, size, message = self.usage, self.request_size, self.message
+        kept = trajectory[size] if size < len(trajectory) else None
         return LLMCallStats(
             turn=self.turn,
             prompt_tokens=usage.get("prompt_tokens"),
@@ -126,6 +137,9 @@ class LLMExchange:
             latency_ms=self.latency_ms,
             cost_usd=self.cost_usd,
             error=self.error,
+            request_size=size,
+            finish_reason=self.finish_reason,
+            answer=message if message and message != kept else None,
         )
 
 
@@ -160,6 +174,9 @@ class RolloutRun:
     init_answered: asyncio.Event = field(default_factory=asyncio.Event)
     #: Called with each exchange when it starts and when it ends (UIs follow a rollout here).
     on_exchange: Callable[[LLMExchange], None] | None = None
+    #: The model this rollout's calls go to, when not the trainer's (a fork answers its first
+    #: calls from its parent's record).
+    backend: ModelBackend | None = None
 
     @property
     def paused_ms(self) -> float:
@@ -349,9 +366,10 @@ class LocalTrainer:
         run.exchanges.append(exchange)
         if run.on_exchange:
             run.on_exchange(exchange)
+        backend = run.backend or self.backend
         while True:
             try:
-                reply = await self.backend.complete(backend_body)
+                reply = await backend.complete(backend_body)
             except ModelError as exc:
                 run.model_error = run.model_error or exc
                 exchange.error = str(exc)
@@ -428,8 +446,12 @@ class LocalTrainer:
         label: str = "",
         on_exchange: Callable[[LLMExchange], None] | None = None,
         trainer_url: str | None = None,
+        backend: ModelBackend | None = None,
     ) -> RolloutRun:
-        """Register a rollout before its init is sent (the callbacks can arrive at once)."""
+        """Register a rollout before its init is sent (the callbacks can arrive at once).
+
+        ``backend``: the model this rollout asks instead of the trainer's.
+        """
         rollout_id = request.get("rollout_id") or uuid.uuid4().hex
         request = {
             **request,
@@ -438,7 +460,12 @@ class LocalTrainer:
             "api_key": self.callback_key,
         }
         run = RolloutRun(
-            rollout_id=rollout_id, request=request, gate=gate, label=label, on_exchange=on_exchange
+            rollout_id=rollout_id,
+            request=request,
+            gate=gate,
+            label=label,
+            on_exchange=on_exchange,
+            backend=backend,
         )
         self.runs[rollout_id] = run
         return run
@@ -548,17 +575,18 @@ class LocalTrainer:
     def outcome(self, run: RolloutRun, init_error: InitRefused | None = None) -> RolloutOutcome:
         """Summarise a run (finished or not) as a ``RolloutOutcome``."""
         costs = [x.cost_usd for x in run.exchanges if x.cost_usd is not None]
+        trajectory = run.messages  # the final messages, when the completion has them
         return RolloutOutcome.build(
             run.completion,
             rollout_id=run.rollout_id,
-            messages_so_far=run.messages,
+            messages_so_far=trajectory,
             duration_ms=(_clock() - run.started) * 1000,
             paused_ms=run.paused_ms,
             tokens=sum(x.total_tokens for x in run.exchanges),
             llm_calls=len(run.exchanges),
             tools=run.tools,
             violations=run.violations,
-            calls=[x.stats() for x in run.exchanges],
+            calls=[x.stats(trajectory) for x in run.exchanges],
             cost_usd=sum(costs) if costs else None,
             fallback_error=(
                 f"malformed completion: {run.malformed_completion}"

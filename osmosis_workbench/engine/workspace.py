@@ -25,6 +25,8 @@ from typing import Any
 from osmosis_workbench.engine.batch import BatchRunner, build_request, run_tag_for
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets import DatasetRow, RowError, RowSelection, load_rows
+from osmosis_workbench.engine.fork import ForkParent, ForkSession, OnDivergence, fork_options
+from osmosis_workbench.engine.journal import JournalEntry
 from osmosis_workbench.engine.live import LiveRollouts
 from osmosis_workbench.engine.models import (
     HumanBackend,
@@ -35,7 +37,7 @@ from osmosis_workbench.engine.models import (
 )
 from osmosis_workbench.engine.session import StepSession
 from osmosis_workbench.engine.trainer import LLMExchange, LocalTrainer, ServerTarget
-from osmosis_workbench.engine.wiring import Engine, import_agent, open_engine
+from osmosis_workbench.engine.wiring import Engine, build_backend, import_agent, open_engine
 
 logger = logging.getLogger("osmosis_workbench.workspace")
 
@@ -223,10 +225,11 @@ class Workspace:
         """The developer as the model (``--model human``), if that is the model."""
         return find_human(self.engine.backend) if self.engine is not None else None
 
-    def cannot_regenerate(self, row: int) -> str | None:
-        """Why the model cannot answer an edited history of ``row`` (``None``: it can)."""
+    def cannot_regenerate(self, row: int, model: ModelBackend | None = None) -> str | None:
+        """Why the model (``model``, else the workspace's) cannot answer an edited history of
+        ``row`` (``None``: it can)."""
         assert self.engine is not None, "open() the workspace first"
-        replay = find_replay(self.engine.backend)
+        replay = find_replay(model or self.engine.backend)
         if replay is None:
             return None
         # A replay keys its answers by the exact history: an edited one was never recorded.
@@ -237,6 +240,65 @@ class Workspace:
             "it recorded, and an edited tool result makes a new one. Ask a model that answers "
             "anything: a live one (--model openai/gpt-4o-mini) or you (--model human), e.g. "
             f"osmosis-workbench {server}{dataset} --row {row} --model human"
+        )
+
+    def fork(
+        self,
+        parent: StepSession | JournalEntry | ForkParent,
+        at: int,
+        *,
+        model: str | None = None,
+        answer: dict[str, Any] | str | None = None,
+        on_divergence: OnDivergence = "stop",
+        stepping: bool = True,
+        on_exchange: Callable[[LLMExchange], None] | None = None,
+    ) -> ForkSession:
+        """A fork of ``parent`` at its LLM call ``at`` (1-based); ``await fork.start()``.
+
+        ``parent``: a step session (the debugger's current rollout, running or finished), a
+        journal entry, or a ``ForkParent`` (``ForkParent.from_run(run_dir, row)``: a run's
+        rollout, whose fork then lands in the run's fork journal, scored as the run scores).
+        ``model``: a ``--model`` spec for call ``at`` on; ``None``: the parent's model (its
+        run's, else the workspace's). ``answer``: a hand-written answer (a message, or its
+        text) for call ``at``, the model answering after it. Raises ``ForkError`` (no such
+        call) or ``ConfigError`` (a model spec that cannot be built), each naming the fix.
+        """
+        assert self.engine is not None, "open() the workspace first"
+        if isinstance(parent, StepSession):
+            parent = ForkParent.from_session(parent)
+        elif isinstance(parent, JournalEntry):
+            parent = ForkParent.from_entry(parent)
+        parent.check(at)  # before a model is built for nothing
+        spec = model or (parent.run.model if parent.run is not None else None)
+        owned = spec is not None and spec != self.config.model
+        if owned:
+            assert spec is not None
+            continuation, _ = build_backend(
+                dataclasses.replace(self.config, model=spec, record=None)
+            )
+        else:
+            continuation = self.engine.backend
+        human = find_human(continuation)
+        scoring = fork_options(parent.run) or {
+            "reward_fn": self.config.load_reward_fn(),
+            "pass_threshold": self.config.pass_threshold,
+        }
+        return ForkSession(
+            self.engine.trainer,
+            self.target,
+            parent,
+            at,
+            model=continuation,
+            owns_model=owned,
+            answer=answer,
+            on_divergence=on_divergence,
+            # As for a step: the developer who writes each answer need not see it again.
+            stepping=stepping and human is None,
+            timeout_s=self.config.rollout_timeout_s,
+            on_exchange=on_exchange,
+            cannot_regenerate=self.cannot_regenerate(parent.row, continuation),
+            human=human,
+            **scoring,
         )
 
     def batch(
