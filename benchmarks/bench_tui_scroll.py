@@ -20,6 +20,10 @@ Run with `uv run python benchmarks/bench_tui_scroll.py [--messages N] [--presses
    collection run after a frame counts in no key: the held-key lines count it. There a
    key is sent every 33 ms (a terminal's key repeat) whether the app is ready or not, and
    each press counts from its sending to the first frame drawn after it was handled.
+3. Search: in the same view, ``/`` opens the search bar and a query is typed one key at a
+   time (each key searches all 10,000 messages and moves the list to the first match), then
+   the next and previous matches, the regex toggle, the query deleted key by key, and ``esc``.
+   Each key is timed as the scrolling keys are; the bar: under 50 ms per key, every key.
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ sys.path.insert(0, str(ROOT))
 import osmosis_workbench.tui  # noqa: E402, F401  (first: it sets Textual's frame rate, as in the CLI)
 
 SCROLL_KEYS = ("down", "up", "pagedown", "pageup", "end", "home")
+#: Typed into the history's search bar, one key at a time: it matches every tenth answer.
+SEARCH_QUERY = "step 12"
+SEARCH_KEYS = (
+    "open (/)",
+    "type a key",
+    "next (enter)",
+    "previous (up)",
+    "regex (ctrl+r)",
+    "delete a key",
+    "close (esc)",
+)
 #: A terminal's key repeat: about 30 presses a second while a key is held down.
 HELD_KEY_INTERVAL_S = 0.033
 
@@ -314,6 +329,42 @@ async def scroll(count: int, presses: int, size: tuple[int, int]) -> dict[str, A
             p95 = statistics.quantiles(late, n=20)[-1]
             results[f"held {key}"] = (statistics.median(late), p95, max(late), times)
         results["cursor"] = listing.cursor
+
+        # Search: each key typed into the search bar searches the whole history again.
+        listing.focus()
+        listing.move_cursor(0)
+        await pilot.pause()
+        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in SEARCH_KEYS}
+
+        async def timed(name: str, key: str) -> None:
+            cpu, last = await measure(key, 1)
+            timings[name].append((max(0.0, cpu[0] - base), last[0] if last else 0.0))
+
+        for _ in range(max(3, presses // 10)):
+            await timed("open (/)", "slash")
+            for char in SEARCH_QUERY:
+                await timed("type a key", "space" if char == " " else char)
+            for _ in range(5):
+                await timed("next (enter)", "enter")
+            for _ in range(5):
+                await timed("previous (up)", "up")
+            await timed("regex (ctrl+r)", "ctrl+r")
+            await timed("regex (ctrl+r)", "ctrl+r")
+            for _ in SEARCH_QUERY:
+                await timed("delete a key", "backspace")
+            await timed("close (esc)", "escape")
+        shown = app.debugger.query_one("#search-count").render()
+        results["search"] = {
+            name: (
+                statistics.median(c for c, _ in pairs),
+                statistics.median(w for _, w in pairs),
+                statistics.quantiles([w for _, w in pairs], n=20)[-1],
+                max(w for _, w in pairs),
+                len(pairs),
+            )
+            for name, pairs in timings.items()
+        }
+        results["search count shown"] = str(shown)
         results["full gc passes"] = list(full_passes)
     gc.callbacks.remove(on_gc)
     return results
@@ -357,6 +408,11 @@ def main() -> None:
                 f"  {key} held ({times} presses, one every {HELD_KEY_INTERVAL_S * 1000:.0f} ms): "
                 f"sent to frame p50 {p50:.1f}, p95 {p95:.1f}, max {worst:.1f} ms"
             )
+        print(f"  search the history, {args.messages:,} messages (query {SEARCH_QUERY!r}):")
+        for name in SEARCH_KEYS:
+            cpu, frame, frame_p95, frame_max, times = results["search"][name]
+            label = f"{name} x{times}"
+            print(f"  {label:<22} {cpu:>11.1f} {frame:>8.1f} {frame_p95:>7.1f} {frame_max:>7.1f}")
         passes = results["full gc passes"]
         longest = f", the longest {max(passes):.1f} ms" if passes else ""
         print(f"  full garbage collections while measuring: {len(passes)}{longest}")

@@ -100,6 +100,18 @@ THEME_PAIRS = {
 }
 
 
+
+def short_model_name(name: str) -> str:
+    """A model's name for the header: a file-backed model by its file name alone.
+
+    ``replay:sample_project/cassette.jsonl`` reads ``replay:cassette.jsonl``, so the header
+    fits at 80 columns; the full path is in the help and the run's record.
+    """
+    kind, sep, rest = name.partition(":")
+    if sep and ("/" in rest or "\\" in rest) and "://" not in name:
+        return f"{kind}:{Path(rest).name}"
+    return name
+
 class WorkbenchApp(App[None]):
     """One workspace, three modes: step debugger, dataset, server."""
 
@@ -329,7 +341,7 @@ class WorkbenchApp(App[None]):
             self.notify(
                 self.dataset_error, title="Dataset", severity="error", timeout=10, markup=False
             )
-        self.sub_title = f"{workspace.agent_name} · {workspace.model_name}"
+        self.sub_title = f"{workspace.agent_name} · {short_model_name(workspace.model_name)}"
         # What is alive now (Textual, the engine, the agent, the rows) lives as long as the
         # app: out of every later full collection, and so out of the one a long trajectory or
         # a batch does before it freezes its own data (at a batch's start, 120 ms without

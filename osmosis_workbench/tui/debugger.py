@@ -421,6 +421,7 @@ class DebuggerScreen(WorkbenchScreen):
 
     def on_resize(self, event: events.Resize) -> None:
         self._set_narrow(event.size.width)
+        self._update_status()  # what the status line leaves out depends on the width
 
     def _set_narrow(self, width: int) -> None:
         # Side by side on wide terminals; list above detail when narrow, so lines stay readable.
@@ -502,8 +503,10 @@ class DebuggerScreen(WorkbenchScreen):
     def _update_status(self) -> None:
         status = self.query_one("#status", Static)
         state = self.state
-        # One line: what does not fit ends in "…" rather than being cut mid-word.
+        # One line. The explanation after the state (``hint``) and then the totals go first
+        # when it is narrow; what still does not fit ends in "…".
         text = Text(no_wrap=True, overflow="ellipsis")
+        hint = Text()
         label = self.follower.label if self.follower else self.outcome_title
         if label:
             text.append(f" {label} ", style="bold reverse")
@@ -522,18 +525,18 @@ class DebuggerScreen(WorkbenchScreen):
             text.append("▶ running", style="bold green")
             exchanges = self._exchanges()
             if state == "starting":
-                text.append("  · sending the rollout request")
+                hint.append("  · sending the rollout request")
             elif exchanges and exchanges[-1].completion is None:
-                text.append(f"  · waiting for the model (LLM call {len(exchanges)})")
+                hint.append(f"  · waiting for the model (LLM call {len(exchanges)})")
             else:
-                text.append("  · the agent is working (tools, then its next LLM call)")
+                hint.append("  · the agent is working (tools, then its next LLM call)")
         elif state == "answering" and self.answer_request is not None:
             call = self.answer_request.turn + 1
             text.append(f"✎ LLM call {call} waits for your answer", style="bold magenta")
-            text.append("  · you are the model", style="dim")
+            hint.append("  · you are the model", style="dim")
         elif state == "paused" and self.paused is not None:
             text.append(f"⏸ paused at turn {self.paused.turn}", style="bold yellow")
-            text.append("  · the agent has not seen this answer yet", style="dim")
+            hint.append("  · the agent has not seen this answer yet", style="dim")
         elif state in ("finished", "viewing") and self.outcome is not None:
             ok = self.outcome.ok
             text.append(
@@ -545,9 +548,13 @@ class DebuggerScreen(WorkbenchScreen):
             if self.outcome.error:
                 text.append(f"  · {self.outcome.error.splitlines()[0][:120]}", style="red")
         tokens, calls = self._totals()
-        if calls:
-            text.append(f"   {calls} LLM calls · {tokens} tokens", style="dim")
-        status.update(text)
+        totals = Text(f"   {calls} LLM calls · {tokens} tokens" if calls else "", style="dim")
+        width = status.size.width or self.app.size.width
+        if text.cell_len + hint.cell_len + totals.cell_len <= width:
+            text.append_text(hint)
+        if text.cell_len + totals.cell_len <= width:
+            text.append_text(totals)
+        status.update(text, layout=False)  # one line whatever it says
 
     def _exchanges(self) -> Sequence[LLMExchange]:
         session = self.session

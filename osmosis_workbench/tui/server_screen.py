@@ -280,7 +280,7 @@ class ServerScreen(WorkbenchScreen):
             yield Label("API key")
             yield Input(
                 self.default_key,
-                placeholder="empty: local mode, no key (g makes one)",
+                placeholder="none: local mode",
                 id="server-key",
                 compact=True,
             )

@@ -71,7 +71,7 @@ async def test_first_screen_shows_loading_then_the_rows_to_pick() -> None:
         assert app.debugger.state == "idle"
         assert app.debugger.current_view == "picker-view"
         assert app.debugger.row_picker.option_count == 12
-        assert app.sub_title == f"calculator · {CASSETTE}"
+        assert app.sub_title == "calculator · replay:cassette.jsonl"  # the file, not its path
         # Narrow terminals stack the message list above the detail; wide ones side by side.
         assert app.debugger.has_class("-narrow")
         await pilot.resize_terminal(200, 60)

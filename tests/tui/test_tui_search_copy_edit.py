@@ -105,9 +105,9 @@ async def test_search_counts_matches_and_steps_through_them_in_the_history():
         assert listing.cursor == 3
         # The message pane highlights the match of the message shown.
         assert debugger.message_detail.hits and debugger.message_detail.index == 3
-        await run.press("ctrl+r", "ctrl+a", *r"step 1\d\.", "down")  # a regex: Step 10-19
+        await run.press("ctrl+r", "ctrl+u", *r"step 1\d\.", "down")  # a regex: Step 10-19
         assert count_shown(run).endswith("10 messages · regex")
-        await run.press("ctrl+a", *"(", "down")
+        await run.press("ctrl+u", *"(", "down")
         assert "not a valid regex" in count_shown(run)
         await run.press("escape")  # closed: no highlights, back in the list
         assert not debugger.search_bar.is_open and listing.has_focus
@@ -132,8 +132,9 @@ async def test_search_in_the_message_pane_steps_through_its_lines():
 
 async def test_the_dataset_filter_keeps_rows_by_status_reward_and_text(tmp_path: Path):
     rows = [
-        {"user_prompt": "What is 17 + 25?", "ground_truth": 42},
-        {"user_prompt": "What is 17 + 25, again?", "ground_truth": 41},  # fails: 42 said
+        {"system_prompt": "Add.", "user_prompt": "What is 17 + 25?", "ground_truth": "42"},
+        # fails: 42 said
+        {"system_prompt": "Add.", "user_prompt": "What is 17 + 25, again?", "ground_truth": "41"},
         "{bad",
     ]
     data = tmp_path / "rows.jsonl"
@@ -151,11 +152,11 @@ async def test_the_dataset_filter_keeps_rows_by_status_reward_and_text(tmp_path:
         table = screen.table  # type: ignore[attr-defined]
         await run.press("slash", *"status:fail")
         assert table.keys == ["1"] and count_shown(run) == "1 of 3 rows"
-        await run.press("ctrl+a", *"reward>=1")
+        await run.press("ctrl+u", *"reward>=1")
         assert table.keys == ["0"]
-        await run.press("ctrl+a", *"again")
+        await run.press("ctrl+u", *"again")
         assert table.keys == ["1"]
-        await run.press("ctrl+a", *"status:bad")
+        await run.press("ctrl+u", *"status:bad")
         assert table.keys == ["2"]
         await run.press("enter")  # done typing: on to the rows, the filter stays
         assert table.has_focus and table.keys == ["2"]
@@ -278,7 +279,7 @@ async def test_x_exports_the_finished_rollout_as_atif_and_X_as_journal_json():
         atif, journal = sorted(Path(".osmosis/exports").iterdir())
         trajectory = json.loads(atif.read_text())
         assert atif.name.endswith(".atif.json") and trajectory["schema_version"] == "ATIF-v1.8"
-        assert trajectory["extra"]["osmosis"]["reward"] == 0.0  # 42 was expected, 42 said? no
+        assert trajectory["extra"]["osmosis"]["reward"] == 1.0  # row 0: 42 expected, 42 said
         entry = json.loads(journal.read_text())
         assert entry["row"] == 0 and entry["final_messages"][-1]["content"] == "The answer is 42."
         assert any(str(atif) in n.message for n in run.notes())

@@ -1,8 +1,8 @@
 """Layout snapshots of the step debugger (pytest-textual-snapshot): a few, for layout only.
 
 Behaviour is asserted in test_tui_debugger.py; these catch a pane that overflows, a border
-that disappears or a key bar that no longer fits at 100 columns. The model is scripted, so
-ids and token counts are the same on every run. Update with `pytest --snapshot-update`.
+that disappears or a key bar that no longer fits, at 80x24 (every screen) and larger. The
+model is scripted, so ids and token counts are the same on every run. Update with `pytest --snapshot-update`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from tui_driver import settle
 
@@ -50,19 +51,34 @@ def after(*keys: str):
     return run_before
 
 
-def test_paused_answer_at_100x30(snap_compare: Any) -> None:
-    assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after())
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_paused_answer(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(row_0_app(), terminal_size=size, run_before=after())
 
 
-def test_message_history_at_200x60(snap_compare: Any) -> None:
-    assert snap_compare(row_0_app(), terminal_size=(200, 60), run_before=after("n", "m", "up"))
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_message_history(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(row_0_app(), terminal_size=size, run_before=after("n", "m", "up"))
 
 
-def test_help_at_100x30(snap_compare: Any) -> None:
-    assert snap_compare(row_0_app(), terminal_size=(100, 30), run_before=after("question_mark"))
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(row_0_app(), terminal_size=size, run_before=after("question_mark"))
 
 
-def test_answer_composer_at_120x40(snap_compare: Any) -> None:
+def test_search_bar_at_80x24(snap_compare: Any) -> None:
+    """The history searched: the bar, its count and the highlighted match."""
+    keys = ("n", "m", "slash", *"answer")
+    assert snap_compare(row_0_app(), terminal_size=(80, 24), run_before=after(*keys))
+
+
+def test_runs_screen_at_80x24(snap_compare: Any) -> None:
+    """No runs yet (each test has its own folder): the list says so and the keys fit."""
+    assert snap_compare(row_0_app(), terminal_size=(80, 24), run_before=after("4"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_answer_composer(snap_compare: Any, size: tuple[int, int]) -> None:
     """--model human: the composer with a tool call added (tab to the tools, enter)."""
     config = EngineConfig(
         module="sample_project.server:agent_loop",
@@ -71,4 +87,4 @@ def test_answer_composer_at_120x40(snap_compare: Any) -> None:
         search_path=str(ROOT),
     )
     app = make_app(config, row=0, watch_agent=False)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=after("tab", "enter"))
+    assert snap_compare(app, terminal_size=size, run_before=after("tab", "enter"))

@@ -48,8 +48,12 @@ class KeyBar(Static):
         self.refresh_keys()
 
     def refresh_keys(self) -> None:
-        """Render the active bindings (called when they change)."""
-        self.update(self.keys_content())
+        """Render the active bindings (called when they change).
+
+        The bar's size never depends on its keys: no layout pass (the whole screen's) on the
+        focus changes and state changes that change them.
+        """
+        self.update(self.keys_content(), layout=False)
 
     def keys_content(self) -> Content:
         """The key line: ``n Next  c Continue …``; disabled keys are dimmed.
@@ -88,6 +92,22 @@ class KeyBar(Static):
                 app_keys.append(entry)
             else:
                 own.append(entry)
+        help_rank = PINNED_ACTIONS.index("help")
+        if help_rank not in pinned_by_rank:
+            # A text field has the focus and ``?`` types itself: the key is still shown, dimmed
+            # as keys that do not work now are (esc leaves the field; a click opens the help).
+            help_key = next(
+                (
+                    binding
+                    for bindings in app._bindings.key_to_bindings.values()
+                    for binding in bindings
+                    if binding.action == "help"
+                ),
+                None,
+            )
+            if help_key is not None:
+                key = app.get_key_display(help_key)
+                pinned_by_rank[help_rank] = self._entry([(key, "app.help")], "Help", False)
         pinned = [pinned_by_rank[rank] for rank in sorted(pinned_by_rank)]
         groups = [self._entry(keys, group.description, True) for group, keys in grouped.items()]
         # Left out first when the line is too wide: the app's keys, the groups, then own keys
