@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, Static
 
 from osmosis_workbench.tui.commands import ScreenCommands
@@ -28,7 +28,8 @@ from osmosis_workbench.tui.messages import TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.message_format import format_reward
-from osmosis_workbench.tui.widgets.message_list import MessageDetail, MessageList
+from osmosis_workbench.tui.widgets.message_list import MessageList
+from osmosis_workbench.tui.widgets.side_by_side import SideBySide
 
 if TYPE_CHECKING:
     from osmosis_workbench.engine.compare import RowComparison, RunComparison
@@ -66,8 +67,6 @@ _CHANGE_STYLES = {
     "trajectory": "yellow",
 }
 _VERDICT_STYLES = {"pass": "green", "fail": "red", "error": "bold red"}
-#: What the side-by-side view writes beside the first message that differs.
-_DIFFERS = "≠ differs"
 
 
 def _number(value: float | None) -> str:
@@ -162,11 +161,7 @@ class RunsScreen(WorkbenchScreen):
                     empty_text="This run has no journaled rollout.",
                     id="rollouts-table",
                 )
-            with Horizontal(id="pair-view"):
-                for side in ("a", "b"):
-                    with Vertical(id=f"pair-{side}", classes="pair-side"):
-                        yield MessageList(id=f"pair-list-{side}", classes="pane")
-                        yield MessageDetail(id=f"pair-detail-{side}", classes="pane")
+            yield SideBySide(id="pair-view")
 
     @property
     def views(self) -> ContentSwitcher:
@@ -188,13 +183,14 @@ class RunsScreen(WorkbenchScreen):
         """One run's rollouts."""
         return self.query_one("#rollouts-table", RowTable)
 
+    @property
+    def side_by_side(self) -> SideBySide:
+        """The two trajectories of a changed rollout."""
+        return self.query_one("#pair-view", SideBySide)
+
     def pair_list(self, side: str) -> MessageList:
         """Side ``a`` or ``b``'s messages in the side-by-side view."""
-        return self.query_one(f"#pair-list-{side}", MessageList)
-
-    def pair_detail(self, side: str) -> MessageDetail:
-        """Side ``a`` or ``b``'s selected message, whole."""
-        return self.query_one(f"#pair-detail-{side}", MessageDetail)
+        return self.side_by_side.list(side)
 
     @property
     def current_view(self) -> str | None:
@@ -202,9 +198,6 @@ class RunsScreen(WorkbenchScreen):
         return self.views.current
 
     def on_mount(self) -> None:
-        for side in ("a", "b"):
-            self.pair_list(side).link_detail(self.pair_detail(side))
-            self.pair_detail(side).border_title = f"{side.upper()}: message"
         self.query_one("#runs-view").border_title = "Runs"
         self.load_runs()
         if self._chosen is not None:
@@ -448,7 +441,6 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the rollouts")
     async def open_pair(self, row: int, attempt: int) -> None:
         """Both runs' trajectories of (``row``, ``attempt``) side by side."""
-        from osmosis_workbench.engine.compare import first_difference
         from osmosis_workbench.engine.runs import read_rollout
 
         comparison = self.comparison
@@ -461,39 +453,25 @@ class RunsScreen(WorkbenchScreen):
             asyncio.to_thread(read_rollout, run_b, row, attempt),
         )
         self.pair = (a, b)
-        messages_a = a.outcome.final_messages if a is not None else []
-        messages_b = b.outcome.final_messages if b is not None else []
-        found = first_difference(messages_a, messages_b)
+        found = self.side_by_side.set_pair(
+            a.outcome.final_messages if a is not None else [],
+            b.outcome.final_messages if b is not None else [],
+            titles=(
+                f"A: {'not in this run' if a is None else _side(a).plain}",
+                f"B: {'not in this run' if b is None else _side(b).plain}",
+            ),
+        )
         self.difference = found.index if found is not None else None
-        marked = (self.difference, _DIFFERS) if self.difference is not None else None
-        for side, entry, messages in (("a", a, messages_a), ("b", b, messages_b)):
-            listing = self.pair_list(side)
-            listing.set_messages(messages, marked=marked, follow=False)
-            state = "not in this run" if entry is None else _side(entry).plain
-            listing.border_title = f"{side.upper()}: {state}"
         self._show("pair-view", "#pair-list-a")
         self.action_first_difference()
 
-    @on(MessageList.Highlighted)
-    def _keep_sides_together(self, event: MessageList.Highlighted) -> None:
-        """The two cursors move together: message N of A beside message N of B."""
-        if self.current_view != "pair-view":
-            return
-        for side in ("a", "b"):
-            other = self.pair_list(side)
-            if other is not event.message_list and other.count:
-                other.move_cursor(event.index)
-
     def action_first_difference(self) -> None:
         """Both cursors to the first message that differs (or the first message)."""
-        index = self.difference or 0
-        for side in ("a", "b"):
-            self.pair_list(side).move_cursor(index)
+        self.side_by_side.to_first_difference()
 
     def action_other_side(self) -> None:
         """Move between A's and B's trajectory."""
-        a = self.pair_list("a")
-        (self.pair_list("b") if a.has_focus else a).focus()
+        self.side_by_side.other_side()
 
     def action_open(self, side: str) -> None:
         """The trajectory in the debugger: A's or B's, or the run view's highlighted one."""
