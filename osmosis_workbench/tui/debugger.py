@@ -1252,6 +1252,11 @@ class DebuggerScreen(WorkbenchScreen):
         original = parent.calls[at - 1].message or {"role": "assistant", "content": ""}
         dialog = EditResponseDialog(original, turn=at)
         dialog.title_text = f"Your answer to LLM call {at} of the fork (the parent's shown)"
+        dialog.help_text = (
+            "content is the text; each tool call has a name and its arguments as a JSON "
+            f"object. ctrl+s forks with this answer to call {at} (the model answers the calls "
+            "after it); ctrl+o edits it in $EDITOR; esc forks nothing."
+        )
 
         def fork_with(message: dict[str, Any] | None) -> None:
             if message is not None:
@@ -1315,7 +1320,11 @@ class DebuggerScreen(WorkbenchScreen):
             if model
             else "the same model"
         )
-        replayed = f"calls 1-{at - 1} replay its answers; " if at > 1 else ""
+        replayed = (
+            "" if at == 1
+            else "call 1 replays its answer; " if at == 2
+            else f"calls 1-{at - 1} replay its answers; "
+        )  # fmt: skip
         self.notify(
             f"{replayed}call {at} on: {source}. d shows the fork beside its parent.",
             title=f"Forked {parent.label or parent.rollout_id} at LLM call {at}",
@@ -1377,7 +1386,9 @@ class DebuggerScreen(WorkbenchScreen):
             if found is None
             else f"parts from its parent at message {found.index}"
         )
-        text = f"{outcome.status}, reward {format_reward(outcome.reward)}: {where} (d shows both)."
+        text = f"{outcome.status}, reward {format_reward(outcome.reward)}: {where}."
+        if self.current_view != "fork-view":
+            text += " d shows both."
         if fork.journal_dir is not None:
             text += f" Appended to {fork.journal_dir}/forks.jsonl."
         self.notify(text, title="The fork ended", timeout=8)
@@ -1399,13 +1410,17 @@ class DebuggerScreen(WorkbenchScreen):
             upto=min(len(mine), len(theirs)) if running else None,
             titles=(f"A: {parent.label or parent.rollout_id} (the parent)", follower.label),
             details=("A: the parent's message", "B: the fork's message"),
+            pending=len(mine) - 1 if self.paused is not None and mine else None,
         )
         view.list("b").border_title = f"B: {follower.label} · " + (
             ("the same so far" if running else "the same") if found is None
             else f"≠ from message {found.index}"
         )  # fmt: skip
         if to_difference:
-            view.to_first_difference()
+            # No difference yet: the fork point, where the fork's own answers begin.
+            at = getattr(follower.session, "at", 1)
+            calls = parent.calls
+            view.to_first_difference(calls[at - 1].request_size if at <= len(calls) else 0)
 
     # ---- search (/) ---------------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ async def test_a_fork_with_the_same_model_replays_the_parents_history_exactly():
         assert view.list("a").messages == parent_messages
         assert view.difference is None  # so far: the fork has not run past call 2 yet
         assert "the same so far" in view.list("b").border_title
+        # No difference yet: both cursors on the fork point, the fork's held answer.
+        assert view.list("a").cursor == view.list("b").cursor == call_2
         await run.press("c")  # released from the side-by-side; it stays on screen
         assert debugger.state == "finished" and debugger.current_view == "fork-view"
         assert fork.outcome.final_messages == parent_messages

@@ -70,12 +70,14 @@ class SideBySide(Horizontal):
         titles: tuple[str, str] = ("A", "B"),
         details: tuple[str, str] | None = None,
         upto: int | None = None,
+        pending: int | None = None,
     ) -> MessageDifference | None:
         """Show ``a`` beside ``b``, the first message that differs marked; returns it.
 
         ``upto``: compare the first ``upto`` messages only (a side still running has not
         reached the others: missing is not different). The cursors stay where they were
-        (``to_first_difference`` moves them).
+        (``to_first_difference`` moves them). ``pending``: side ``b``'s message held
+        before its agent saw it.
         """
         from osmosis_workbench.engine.compare import first_difference
 
@@ -84,16 +86,19 @@ class SideBySide(Horizontal):
         marked = (found.index, DIFFERS) if found is not None else None
         for side, messages, title in zip(SIDES, (a, b), titles, strict=True):
             listing = self.list(side)
-            listing.set_messages(messages, marked=marked, follow=False)
+            held = pending if side == "b" else None
+            listing.set_messages(messages, marked=marked, follow=False, pending_index=held)
             listing.border_title = title
         if details is not None:
             for side, title in zip(SIDES, details, strict=True):
                 self.detail(side).border_title = title
         return found
 
-    def to_first_difference(self) -> None:
-        """Both cursors to the first message that differs (or the first message)."""
-        index = self.difference_index or 0
+    def to_first_difference(self, otherwise: int = 0) -> None:
+        """Both cursors to the first message that differs (none: message ``otherwise``)."""
+        index = self.difference_index
+        if index is None:
+            index = otherwise
         for side in SIDES:
             self.list(side).move_cursor(index)
 
