@@ -130,6 +130,10 @@ class RunsScreen(WorkbenchScreen):
         #: The two entries the side-by-side view shows, and where they first differ.
         self.pair: tuple[JournalEntry | None, JournalEntry | None] = (None, None)
         self.difference: int | None = None
+        #: The runs the two sides come from, and the view the pair was opened from (a
+        #: comparison of two runs, or one run's fork beside its parent).
+        self.pair_runs: tuple[RunInfo | None, RunInfo | None] = (None, None)
+        self.pair_from = "compare-view"
         self._changes: dict[str, RowComparison] = {}
         #: Runs asked for before the screen was mounted (the palette opens it so).
         self._chosen: tuple[Path | None, Path] | None = None
@@ -207,6 +211,8 @@ class RunsScreen(WorkbenchScreen):
         """A batch may have finished since: list the runs again (the picks stay)."""
         if self.current_view == "runs-view":
             self.load_runs()
+        elif self.current_view == "run-view" and self.open_run is not None:
+            self.open_rollouts(self.open_run)  # a fork may have joined it since
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show the keys of the view on screen only."""
@@ -277,6 +283,17 @@ class RunsScreen(WorkbenchScreen):
         elif view == "run-view" and self.open_run is not None:
             info.append(f"run {self.open_run.name}", style="bold")
             info.append(f" · {len(self.rollouts)} rollouts · enter: its trajectory")
+        elif view == "pair-view" and self.pair_from == "run-view":
+            fork = self.pair[1]
+            if fork is not None and fork.fork is not None:
+                info.append(f"row {fork.row}: its fork at LLM call {fork.fork.forked_at}", "bold")
+                info.append(" beside its parent (A)")
+            info.append(
+                " · the trajectories are the same"
+                if self.difference is None
+                else f" · they part at message {self.difference}",
+                style="yellow",
+            )
         elif self.comparison is not None:
             c = self.comparison
             info.append(f"A {c.a.info.name}", style="bold")
@@ -342,20 +359,28 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the run")
     async def open_rollouts(self, run_dir: Path) -> None:
         """List the rollouts of ``run_dir`` (their messages are read when one is opened)."""
-        from osmosis_workbench.engine.journal import iter_latest
+        from osmosis_workbench.engine.journal import iter_latest, read_forks
 
         def read() -> dict[str, JournalEntry]:
-            return {f"{e.row}/{e.attempt}": e.without_trajectory() for e in iter_latest(run_dir)}
+            found = {f"{e.row}/{e.attempt}": e.without_trajectory() for e in iter_latest(run_dir)}
+            # Forks (F in the debugger, osmosis fork) after the run's own rollouts.
+            for number, fork in enumerate(read_forks(run_dir)):
+                found[f"fork/{number}"] = fork.without_trajectory()
+            return found
 
         try:
             self.rollouts = await asyncio.to_thread(read)
         except OSError as exc:
             self.notify(f"Could not read {run_dir}: {exc}", severity="error")
             return
-        self.open_run = run_dir
         table = self.rollouts_table
+        # The same run again (back from the debugger): the cursor stays on its rollout.
+        current = table.cursor_key if self.open_run == run_dir else None
+        self.open_run = run_dir
         table.clear()
         table.add_rows(list(self.rollouts))
+        if current is not None and current in table:
+            table.move_cursor(current)
         self._show("run-view", "#rollouts-table")
 
     def _rollout_cells(self, key: str) -> list[Text]:
@@ -368,14 +393,56 @@ class RunsScreen(WorkbenchScreen):
             Text(verdict, style=_VERDICT_STYLES.get(verdict, "")),
             Text(format_reward(outcome.reward)),
             Text(str(outcome.tokens)),
-            Text(" ".join((outcome.error or "").split()), style="red"),
+            Text.assemble(
+                (f"fork at call {entry.fork.forked_at} of {entry.fork.parent} ", "cyan")
+                if entry.fork is not None
+                else "",
+                (" ".join((outcome.error or "").split()), "red"),
+            ),
         ]
 
     @on(RowTable.RowSelected, "#rollouts-table")
     def _rollout_selected(self, event: RowTable.RowSelected) -> None:
-        if self.open_run is not None:
-            entry = self.rollouts[event.key]
-            self._open_in_debugger(self.open_run, entry.row, entry.attempt)
+        if self.open_run is None:
+            return
+        if event.key.startswith("fork/"):
+            self.open_fork(self.open_run, int(event.key.removeprefix("fork/")))
+            return
+        entry = self.rollouts[event.key]
+        self._open_in_debugger(self.open_run, entry.row, entry.attempt)
+
+    @work(exclusive=True, group="runs", exit_on_error=False, description="read the fork")
+    async def open_fork(self, run_dir: Path, number: int) -> None:
+        """Fork ``number`` of the run (its forks.jsonl) beside its parent."""
+        from osmosis_workbench.engine.journal import read_forks
+        from osmosis_workbench.engine.runs import RunInfo, read_rollout
+
+        def read() -> tuple[JournalEntry | None, JournalEntry, RunInfo]:
+            forks = read_forks(run_dir)
+            fork = forks[number]
+            assert fork.fork is not None
+            parent_id = fork.fork.parent
+            # The parent: the run's rollout of that row, or an earlier fork of it.
+            parent = read_rollout(run_dir, fork.row, fork.attempt)
+            if parent is None or parent.outcome.rollout_id != parent_id:
+                parent = next((f for f in forks if f.outcome.rollout_id == parent_id), parent)
+            return parent, fork, RunInfo.read(run_dir)
+
+        try:
+            parent, fork, run = await asyncio.to_thread(read)
+        except (OSError, IndexError) as exc:
+            self.notify(f"Could not read the fork in {run_dir}: {exc}", severity="error")
+            return
+        self.show_pair(
+            parent,
+            fork,
+            titles=(
+                f"A: the parent · {'not found' if parent is None else _side(parent).plain}",
+                f"B: the fork · {_side(fork).plain}",
+            ),
+            runs=(run, run),
+            came_from="run-view",
+        )
 
     # ---- two runs -----------------------------------------------------------------------------
 
@@ -452,14 +519,32 @@ class RunsScreen(WorkbenchScreen):
             asyncio.to_thread(read_rollout, run_a, row, attempt),
             asyncio.to_thread(read_rollout, run_b, row, attempt),
         )
-        self.pair = (a, b)
-        found = self.side_by_side.set_pair(
-            a.outcome.final_messages if a is not None else [],
-            b.outcome.final_messages if b is not None else [],
+        self.show_pair(
+            a,
+            b,
             titles=(
                 f"A: {'not in this run' if a is None else _side(a).plain}",
                 f"B: {'not in this run' if b is None else _side(b).plain}",
             ),
+            runs=(comparison.a.info, comparison.b.info),
+            came_from="compare-view",
+        )
+
+    def show_pair(
+        self,
+        a: JournalEntry | None,
+        b: JournalEntry | None,
+        *,
+        titles: tuple[str, str],
+        runs: tuple[RunInfo | None, RunInfo | None],
+        came_from: str,
+    ) -> None:
+        """Two rollouts side by side, on the first message that differs."""
+        self.pair, self.pair_runs, self.pair_from = (a, b), runs, came_from
+        found = self.side_by_side.set_pair(
+            a.outcome.final_messages if a is not None else [],
+            b.outcome.final_messages if b is not None else [],
+            titles=titles,
         )
         self.difference = found.index if found is not None else None
         self._show("pair-view", "#pair-list-a")
@@ -477,14 +562,15 @@ class RunsScreen(WorkbenchScreen):
         """The trajectory in the debugger: A's or B's, or the run view's highlighted one."""
         if self.current_view == "run-view" and self.open_run is not None:
             key = self.rollouts_table.cursor_key
-            if key is not None:
+            if key is not None and key.startswith("fork/"):
+                self._open_fork_in_debugger(self.open_run, int(key.removeprefix("fork/")))
+            elif key is not None:
                 listed = self.rollouts[key]
                 self._open_in_debugger(self.open_run, listed.row, listed.attempt)
             return
         entry = self.pair[0 if side == "a" else 1]
-        comparison = self.comparison
-        if entry is not None and comparison is not None:
-            run = comparison.a.info if side == "a" else comparison.b.info
+        run = self.pair_runs[0 if side == "a" else 1]
+        if entry is not None and run is not None:
             self._post_trajectory(entry, run, side.upper())
 
     @work(group="runs-open", exit_on_error=False, description="read the rollout")
@@ -497,10 +583,22 @@ class RunsScreen(WorkbenchScreen):
             return
         self._post_trajectory(entry, await asyncio.to_thread(RunInfo.read, run_dir), "")
 
+    @work(group="runs-open", exit_on_error=False, description="read the fork")
+    async def _open_fork_in_debugger(self, run_dir: Path, number: int) -> None:
+        from osmosis_workbench.engine.journal import read_forks
+        from osmosis_workbench.engine.runs import RunInfo
+
+        forks = await asyncio.to_thread(read_forks, run_dir)
+        if number >= len(forks):
+            self.notify(f"that fork is no longer in {run_dir}", severity="warning")
+            return
+        self._post_trajectory(forks[number], await asyncio.to_thread(RunInfo.read, run_dir), "")
+
     def _post_trajectory(self, entry: JournalEntry, run: RunInfo, side: str) -> None:
         label = f"{side} " if side else ""
+        fork = f" · fork at call {entry.fork.forked_at}" if entry.fork is not None else ""
         title = (
-            f"{label}{run.name} · row {entry.row} · attempt {entry.attempt + 1} · "
+            f"{label}{run.name} · row {entry.row} · attempt {entry.attempt + 1}{fork} · "
             f"{entry.verdict.value} · reward {format_reward(entry.outcome.reward)}"
         )
         self.post_message(TrajectoryRequested(entry.outcome, title, entry=entry, run=run))
@@ -508,7 +606,9 @@ class RunsScreen(WorkbenchScreen):
     def action_back(self) -> None:
         """From the trajectories to the comparison; from a comparison or a run to the list."""
         view = self.current_view
-        if view == "pair-view" and self.comparison is not None:
+        if view == "pair-view" and self.pair_from == "run-view" and self.open_run is not None:
+            self._show("run-view", "#rollouts-table")
+        elif view == "pair-view" and self.comparison is not None:
             self._show("compare-view", "#changes-table")
         else:
             self._show("runs-view", "#runs-table")

@@ -25,6 +25,7 @@ from osmosis_workbench.engine.models import ScriptedBackend
 from osmosis_workbench.engine.runs import list_run_dirs
 from osmosis_workbench.tui.app import WorkbenchApp, make_app
 from osmosis_workbench.tui.debugger import DebuggerScreen
+from osmosis_workbench.tui.runs_screen import RunsScreen
 from osmosis_workbench.tui.widgets import EditResponseDialog
 from osmosis_workbench.tui.widgets.fork_dialog import ForkDialog
 from sample_project.record_cassette import scripted_calculator
@@ -159,7 +160,8 @@ async def test_a_fork_of_a_runs_rollout_lands_in_its_forks_journal(run_dir: Path
     async with driving(fork_app(row=None, model=CASSETTE)) as run:
         await run.palette("open run", pick=f"Open run: {run_dir.name}")
         screen = run.app.screen
-        screen.rollouts_table.move_cursor(f"{ROW}/0")  # type: ignore[attr-defined]
+        assert isinstance(screen, RunsScreen)
+        screen.rollouts_table.move_cursor(f"{ROW}/0")
         await run.press("enter")
         debugger = run.app.debugger
         assert run.app.screen is debugger and debugger.state == "viewing"
@@ -173,6 +175,18 @@ async def test_a_fork_of_a_runs_rollout_lands_in_its_forks_journal(run_dir: Path
         assert debugger.state == "finished"
         assert debugger.session.outcome.final_messages == entry.outcome.final_messages
         [fork] = read_forks(run_dir)
+        # Back on the runs screen: the run lists its fork; enter shows it beside its parent.
+        await run.press("4")
+        assert run.app.screen is screen and screen.current_view == "run-view"
+        assert screen.rollouts_table.row_count == 13
+        assert screen.rollouts_table.cursor_key == f"{ROW}/0"
+        screen.rollouts_table.move_cursor("fork/0")
+        await run.press("enter")
+        assert screen.current_view == "pair-view"
+        assert screen.pair[1].fork == fork.fork and screen.difference is None
+        assert screen.pair[0].outcome.rollout_id == entry.outcome.rollout_id
+        await run.press("escape")
+        assert screen.current_view == "run-view"
     assert fork.fork is not None
     assert (fork.fork.parent, fork.fork.forked_at) == (entry.outcome.rollout_id, 2)
     assert (fork.row, fork.verdict.value) == (ROW, "pass")
