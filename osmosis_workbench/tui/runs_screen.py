@@ -57,7 +57,7 @@ _ROLLOUT_COLUMNS = [
     Column("verdict", "verdict", 7),
     Column("reward", "reward", 7, "right"),
     Column("tokens", "tokens", 7, "right"),
-    Column("error", "error", 0),
+    Column("error", "error · fork", 0),
 ]
 _CHANGE_STYLES = {
     "regressed": "bold red",
