@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -35,7 +36,7 @@ from textual.widgets import ContentSwitcher, LoadingIndicator, OptionList, Stati
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from osmosis_workbench.tui.commands import PaletteCommand, ScreenCommands
+from osmosis_workbench.tui.commands import PaletteCommand, ScreenCommands, model_choices
 from osmosis_workbench.tui.external_editor import EditorError, edit_in_editor
 from osmosis_workbench.tui.gc_control import freeze_long_lived_objects
 from osmosis_workbench.tui.messages import CopyRequested, WorkspaceRetryRequested
@@ -47,12 +48,14 @@ from osmosis_workbench.tui.widgets import (
     EditToolResultsDialog,
     MessageDetail,
     MessageList,
+    SideBySide,
     answer_tokens,
     format_reward,
     render_outcome,
     render_response,
     render_tools,
 )
+from osmosis_workbench.tui.widgets.fork_dialog import ForkChoice, ForkDialog
 from osmosis_workbench.tui.widgets.message_format import (
     call_arguments,
     call_name,
@@ -63,6 +66,7 @@ from osmosis_workbench.tui.widgets.message_format import (
 from osmosis_workbench.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
+    from osmosis_workbench.engine.fork import ForkParent
     from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
@@ -99,6 +103,14 @@ class Follower:
     label: str
     row_index: int | None = None
     started: bool = False
+    #: The rollout this one is a fork of (``F``), if it is one.
+    fork_parent: ForkParent | None = None
+
+    @property
+    def owned(self) -> bool:
+        """Whether the debugger started this rollout (a row's, a fork): it is aborted when
+        left, where a real trainer's rollout is let run on."""
+        return self.row_index is not None or self.fork_parent is not None
 
 
 class RolloutPaused(Message):
@@ -160,6 +172,15 @@ class DebuggerCommands(ScreenCommands):
             PaletteCommand(name, "y copies the whole message", functools.partial(
                 screen.copy_text, text, what))
             for name, text, what in screen.copy_commands()
+        ] + [
+            PaletteCommand(
+                f"Fork from LLM call {call}",
+                f"Run this rollout again from LLM call {call}: the calls before it replay its "
+                "answers; pick the same model, another one, or write the answer",
+                functools.partial(screen.ask_fork, call),
+                "F",
+            )
+            for call in range(1, screen.fork_calls() + 1)
         ]  # fmt: skip
 
 
@@ -197,6 +218,22 @@ class DebuggerScreen(WorkbenchScreen):
             "Edit tool",
             tooltip="Edit the tool results this answer replies to, and ask the model again",
             id="debugger.edit_tool_results",
+        ),
+        Binding(
+            "F",
+            "fork",
+            "Fork",
+            tooltip="Fork this rollout at an LLM call (the selected message's): run it again "
+            "from there with the same model, another one or your answer",
+            id="debugger.fork",
+        ),
+        Binding(
+            "d",
+            "toggle_view('fork-view')",
+            "Vs parent",
+            tooltip="A fork beside its parent, the first message that differs marked; again "
+            "to go back",
+            id="debugger.fork_view",
         ),
         Binding(
             "q",
@@ -355,6 +392,7 @@ class DebuggerScreen(WorkbenchScreen):
                 yield Static("Loading the tools…", id="tools-text")
             with VerticalScroll(id="result-view", classes="pane"):
                 yield Static(id="result-text")
+            yield SideBySide(id="fork-view")
         yield SearchBar(id="search-bar")
 
     @property
@@ -371,6 +409,11 @@ class DebuggerScreen(WorkbenchScreen):
     def message_detail(self) -> MessageDetail:
         """The selected message, whole."""
         return self.query_one(MessageDetail)
+
+    @property
+    def fork_view(self) -> SideBySide:
+        """A fork beside its parent (``d``)."""
+        return self.query_one("#fork-view", SideBySide)
 
     @property
     def response_view(self) -> VerticalScroll:
@@ -445,6 +488,9 @@ class DebuggerScreen(WorkbenchScreen):
             if self._messages_stale:
                 self._refresh_messages()
             self.message_list.focus()
+        elif view == "fork-view":
+            self._refresh_fork_view(to_difference=True)
+            self.fork_view.list("b").focus()
         elif view == "picker-view":
             self.row_picker.focus()
         elif view == "answer-view":
@@ -471,6 +517,8 @@ class DebuggerScreen(WorkbenchScreen):
             return state == "paused" and paused is not None and bool(paused.tool_results)
         if action == "abort":
             return state in _ACTIVE
+        if action == "fork":
+            return state not in ("loading", "failed") and self.fork_calls() > 0
         if action == "rerun":
             return (
                 state != "failed"
@@ -493,6 +541,8 @@ class DebuggerScreen(WorkbenchScreen):
                 return self.follower is not None or self.outcome is not None
             if view == "tools-view":
                 return state not in ("loading", "failed")
+            if view == "fork-view":
+                return self.follower is not None and self.follower.fork_parent is not None
             if view == "picker-view":
                 ws = self.workspace
                 return state not in ("loading", "failed") and bool(
@@ -714,7 +764,7 @@ class DebuggerScreen(WorkbenchScreen):
         follower = self.follower
         if follower is None or follower.session.finished:
             return
-        if follower.row_index is not None:
+        if follower.owned:
             follower.session.abort(f"aborted by user ({reason})")
             self._drain(follower.session)
         else:
@@ -798,6 +848,8 @@ class DebuggerScreen(WorkbenchScreen):
         # Stay in the view the user chose: stepping with the history open keeps it open.
         if self.current_view == "messages-view":
             self._refresh_messages()
+        elif self.current_view == "fork-view":
+            self._refresh_fork_view()
         elif self.current_view not in ("tools-view",):
             self.show_main_view()
 
@@ -848,11 +900,15 @@ class DebuggerScreen(WorkbenchScreen):
             return
         self.paused = None
         self.outcome = message.outcome
+        if message.follower.fork_parent is not None:
+            self._fork_finished(message.follower, message.outcome)
         self._show_result()
         self._messages_stale = True
         self.state = "finished"
         if self.current_view == "messages-view":
             self._refresh_messages()
+        elif self.current_view == "fork-view":
+            self._refresh_fork_view()
         else:
             self.show_main_view()
 
@@ -890,6 +946,8 @@ class DebuggerScreen(WorkbenchScreen):
         self._update_status()
         if self.current_view == "messages-view":
             self._refresh_messages()
+        elif self.current_view == "fork-view":
+            self._refresh_fork_view()
 
     def _refresh_messages(self) -> None:
         """Give the message list the current history (kept by reference, not copied)."""
@@ -915,8 +973,9 @@ class DebuggerScreen(WorkbenchScreen):
             self._search_messages()  # new messages may match too
 
     @on(MessageList.Selected)
-    def _message_selected(self, _event: MessageList.Selected) -> None:
-        self.message_detail.focus()
+    def _message_selected(self, event: MessageList.Selected) -> None:
+        if event.message_list is self.message_list:  # (the side-by-side has its own)
+            self.message_detail.focus()
 
     # ---- tools --------------------------------------------------------------------------------
 
@@ -1067,8 +1126,308 @@ class DebuggerScreen(WorkbenchScreen):
         """From a message's detail back to the list; otherwise back to the main view."""
         if self.current_view == "messages-view" and self.message_detail.has_focus_within:
             self.message_list.focus()
+        elif self.current_view == "fork-view" and (
+            self.fork_view.detail("a").has_focus or self.fork_view.detail("b").has_focus
+        ):
+            side = "a" if self.fork_view.detail("a").has_focus else "b"
+            self.fork_view.list(side).focus()
         elif self.current_view != _MAIN_VIEW[self.state]:
             self.show_main_view()
+
+    # ---- forks (F, d) -------------------------------------------------------------------------
+
+    def fork_calls(self) -> int:
+        """How many LLM calls the rollout shown has to fork at (0: it cannot be forked)."""
+        if self.workspace is None:
+            return 0
+        from osmosis_workbench.engine.session import StepSession
+
+        follower = self.follower
+        if follower is not None:
+            session = follower.session
+            return len(session.exchanges) if isinstance(session, StepSession) else 0
+        if self.outcome_entry is not None:
+            return len(self.outcome_entry.outcome.calls)
+        return 0
+
+    def fork_parent(self) -> ForkParent:
+        """What a fork starts from: the followed rollout, or the run's rollout shown.
+
+        Raises ``ForkError`` saying why there is nothing to fork and what to open instead.
+        """
+        from osmosis_workbench.engine.fork import ForkError, ForkParent
+        from osmosis_workbench.engine.session import StepSession
+
+        follower = self.follower
+        if follower is not None:
+            session = follower.session
+            if not isinstance(session, StepSession):
+                raise ForkError(
+                    "this rollout belongs to a real trainer (the server screen): the workbench "
+                    "cannot send its request again. Fork a dataset row's rollout, or one of a "
+                    "run's (the runs screen, 4)"
+                )
+            parent = ForkParent.from_session(session)
+            grand = follower.fork_parent
+            if grand is not None and grand.run is not None:
+                # A fork of a run's rollout forked again: it lands in the same run's forks.
+                parent = dataclasses.replace(parent, run=grand.run)
+            return parent
+        if self.outcome_entry is not None:
+            return ForkParent.from_entry(self.outcome_entry, run=self.outcome_run)
+        if self.outcome is not None:
+            raise ForkError(
+                "this trajectory came without its journal entry, so its request is not known: "
+                "open it from a run (the runs screen, 4) to fork it"
+            )
+        raise ForkError("no rollout is open: step a dataset row (p) or open a run's rollout")
+
+    def default_fork_call(self, parent: ForkParent) -> int:
+        """The call ``F`` proposes: the selected message's (an answer's call, else the first
+        call that saw it), the held answer's, or the last one."""
+        calls = parent.calls
+        if self.current_view == "messages-view" and self.message_list.count:
+            index = self.message_list.cursor
+            message = self.message_list.messages[index]
+            if message.get("role") == "assistant":
+                answered = [c.number for c in calls if c.request_size == index]
+                if answered:
+                    return answered[-1]
+            later = [c.number for c in calls if c.request_size >= index]
+            if later:
+                return later[0]
+        if self.paused is not None:
+            return self.paused.turn
+        return max(1, len(calls))
+
+    def action_fork(self) -> None:
+        """Fork the rollout at an LLM call: the dialog asks which, and who answers it."""
+        self.ask_fork()
+
+    def ask_fork(self, at: int | None = None) -> None:
+        """The fork dialog, on call ``at`` (default: ``default_fork_call``)."""
+        from osmosis_workbench.engine.fork import ForkError
+
+        workspace = self._ready_workspace("forking")
+        if workspace is None:
+            return
+        try:
+            parent = self.fork_parent()
+            if not parent.calls:
+                parent.check(1)  # says that it made no LLM call
+        except ForkError as exc:
+            self._fork_failed(exc)
+            return
+        self._open_fork_dialog(workspace, parent, at or self.default_fork_call(parent))
+
+    @work(group="fork", exclusive=True, exit_on_error=False, description="the fork dialog")
+    async def _open_fork_dialog(self, workspace: Workspace, parent: ForkParent, at: int) -> None:
+        from osmosis_workbench.engine.fork import ForkError
+
+        models = await asyncio.to_thread(model_choices, workspace.config)
+
+        def check(call: int) -> str | None:
+            try:
+                parent.check(call)
+            except ForkError as exc:
+                return str(exc)
+            return None
+
+        def chosen(choice: ForkChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.hand_written:
+                self._write_fork_answer(parent, choice.at)
+            else:
+                self.start_fork(parent, choice.at, model=choice.model)
+
+        same = parent.run.model if parent.run is not None and parent.run.model else None
+        self.app.push_screen(
+            ForkDialog(
+                parent_label=parent.label or parent.rollout_id,
+                calls=len(parent.calls),
+                at=min(max(at, 1), len(parent.calls)),
+                same_model=same or workspace.model_name,
+                models=models,
+                check=check,
+            ),
+            chosen,
+        )
+
+    def _write_fork_answer(self, parent: ForkParent, at: int) -> None:
+        """The answer editor (as ``e``'s), on the parent's answer to call ``at``."""
+        original = parent.calls[at - 1].message or {"role": "assistant", "content": ""}
+        dialog = EditResponseDialog(original, turn=at)
+        dialog.title_text = f"Your answer to LLM call {at} of the fork (the parent's shown)"
+        dialog.help_text = (
+            "content is the text; each tool call has a name and its arguments as a JSON "
+            f"object. ctrl+s forks with this answer to call {at} (the model answers the calls "
+            "after it); ctrl+o edits it in $EDITOR; esc forks nothing."
+        )
+
+        def fork_with(message: dict[str, Any] | None) -> None:
+            if message is not None:
+                self.start_fork(parent, at, answer=message)
+
+        self.app.push_screen(dialog, fork_with)
+
+    def start_fork(
+        self,
+        parent: ForkParent,
+        at: int,
+        *,
+        model: str | None = None,
+        answer: dict[str, Any] | str | None = None,
+    ) -> None:
+        """Fork ``parent`` at LLM call ``at`` and follow the fork (it pauses first at ``at``).
+
+        ``model``: a ``--model`` spec from call ``at`` on (``None``: the parent's model);
+        ``answer``: call ``at``'s answer, written by hand. A fork that cannot start says why.
+        """
+        self._start_fork(parent, at, model, answer)
+
+    @work(group="fork", exclusive=True, exit_on_error=False, description="start the fork")
+    async def _start_fork(
+        self,
+        parent: ForkParent,
+        at: int,
+        model: str | None,
+        answer: dict[str, Any] | str | None,
+    ) -> None:
+        from osmosis_workbench.engine.config import ConfigError
+        from osmosis_workbench.engine.fork import ForkError
+
+        workspace = self._ready_workspace("forking")
+        if workspace is None:
+            return
+        follower: Follower | None = None
+
+        def exchange_updated(_exchange: LLMExchange) -> None:
+            if follower is not None:
+                self.post_message(ExchangeUpdated(follower))
+
+        try:
+            # In a thread: another model's backend (a file to read) and the run's reward
+            # function (a module to import) are built here.
+            fork = await asyncio.to_thread(
+                workspace.fork, parent, at, model=model, answer=answer, on_exchange=exchange_updated
+            )
+        except (ForkError, ConfigError, OSError) as exc:
+            self._fork_failed(exc)
+            return
+        label = f"fork of {parent.label or parent.rollout_id} at call {at}"
+        fork.label = label
+        follower = Follower(session=fork, label=label, fork_parent=parent)
+        self._leave_for_fork(parent)
+        self._follow(follower)
+        source = (
+            "your answer, then the model"
+            if answer is not None
+            else f"model {model}"
+            if model
+            else "the same model"
+        )
+        replayed = (
+            "" if at == 1
+            else "call 1 replays its answer; " if at == 2
+            else f"calls 1-{at - 1} replay its answers; "
+        )  # fmt: skip
+        self.notify(
+            f"{replayed}call {at} on: {source}. d shows the fork beside its parent.",
+            title=f"Forked {parent.label or parent.rollout_id} at LLM call {at}",
+            timeout=6,
+        )
+
+    def _leave_for_fork(self, parent: ForkParent) -> None:
+        """The followed rollout, forked while it runs, runs on to its end without pausing
+        (to be compared with the fork); one that waits for your answer is aborted."""
+        follower = self.follower
+        if follower is None or follower.session.finished or parent.session is not follower.session:
+            return
+        session = follower.session
+        if session.human is None and session.answer_request is None:  # type: ignore[attr-defined]
+            session.let_go()
+            self.follower = None  # not aborted by _follow
+            self._run_parent_on(session)
+
+    @work(group="rollouts", exit_on_error=False, description="the forked rollout")
+    async def _run_parent_on(self, session: SteppedRollout) -> None:
+        try:
+            await session.finish()
+        except Exception:  # the fork is what is followed now: a log line is enough
+            logger.exception("a forked rollout ended with an error")
+        if self.current_view == "fork-view":
+            self._refresh_fork_view()
+
+    def _fork_failed(self, exc: Exception) -> None:
+        """Why a fork cannot start, and the fix (the engine's messages name both)."""
+        from osmosis_workbench.engine.config import ConfigError
+
+        text = str(exc)
+        if isinstance(exc, ConfigError):
+            text += ". Pick another model in the fork dialog (F)."
+        self.notify(text, title="Cannot fork", severity="error", timeout=20)
+
+    def _fork_finished(self, follower: Follower, outcome: RolloutOutcome | None) -> None:
+        """The fork ended: its journal entry (what x exports), and how it compares."""
+        from osmosis_workbench.engine.fork import ForkSession
+
+        fork, parent = follower.session, follower.fork_parent
+        if not isinstance(fork, ForkSession) or parent is None or outcome is None:
+            return
+        self.outcome_entry = fork.entry
+        self.outcome_run = parent.run
+        if fork.divergences:
+            self.notify(
+                outcome.error or "\n".join(fork.divergences),
+                title="The fork left its parent's history before the fork point",
+                severity="error",
+                timeout=30,
+            )
+            return
+        self._refresh_fork_view()  # hidden or not: it finds where the two part
+        found = self.fork_view.difference
+        running = parent.session is not None and not parent.session.finished
+        where = (
+            f"the same as its parent{' so far (it still runs)' if running else ''}"
+            if found is None
+            else f"parts from its parent at message {found.index}"
+        )
+        text = f"{outcome.status}, reward {format_reward(outcome.reward)}: {where}."
+        if self.current_view != "fork-view":
+            text += " d shows both."
+        if fork.journal_dir is not None:
+            text += f" Appended to {fork.journal_dir}/forks.jsonl."
+        self.notify(text, title="The fork ended", timeout=8)
+
+    def _refresh_fork_view(self, *, to_difference: bool = False) -> None:
+        """The fork beside its parent, the first message that differs marked."""
+        follower = self.follower
+        if follower is None or follower.fork_parent is None:
+            return
+        parent = follower.fork_parent
+        view = self.fork_view
+        mine, theirs = follower.session.messages, parent.messages
+        running = not follower.session.finished or (
+            parent.session is not None and not parent.session.finished
+        )
+        found = view.set_pair(
+            theirs,
+            mine,
+            upto=min(len(mine), len(theirs)) if running else None,
+            titles=(f"A: {parent.label or parent.rollout_id} (the parent)", follower.label),
+            details=("A: the parent's message", "B: the fork's message"),
+            pending=len(mine) - 1 if self.paused is not None and mine else None,
+        )
+        view.list("b").border_title = f"B: {follower.label} · " + (
+            ("the same so far" if running else "the same") if found is None
+            else f"≠ from message {found.index}"
+        )  # fmt: skip
+        if to_difference:
+            # No difference yet: the fork point, where the fork's own answers begin.
+            at = getattr(follower.session, "at", 1)
+            calls = parent.calls
+            view.to_first_difference(calls[at - 1].request_size if at <= len(calls) else 0)
 
     # ---- search (/) ---------------------------------------------------------------------------
 

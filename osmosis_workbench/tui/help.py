@@ -26,7 +26,10 @@ INTRO = (
     "workbench's local trainer. In the step debugger the rollout pauses after every model "
     "answer, before the agent sees it: look at it, edit it, release it (n), or let the "
     "rollout run to the end (c). Aborting (q) ends that rollout as ERROR; the app stays. "
-    "With --model human you are the model: each LLM call waits for the answer you write."
+    "With --model human you are the model: each LLM call waits for the answer you write. "
+    "F forks the rollout (or a run's) at one of its LLM calls: it runs again with the history "
+    "before that call fixed (the earlier answers replayed), answered from there by the same "
+    "model, another one or you; d shows the fork beside its parent, the first difference marked."
 )
 
 #: A help section: its heading and (key, what it does) pairs.

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, Static
 
 from osmosis_workbench.tui.commands import ScreenCommands
@@ -28,7 +28,8 @@ from osmosis_workbench.tui.messages import TrajectoryRequested
 from osmosis_workbench.tui.screen_base import WorkbenchScreen
 from osmosis_workbench.tui.widgets.dataset_table import Column, RowTable
 from osmosis_workbench.tui.widgets.message_format import format_reward
-from osmosis_workbench.tui.widgets.message_list import MessageDetail, MessageList
+from osmosis_workbench.tui.widgets.message_list import MessageList
+from osmosis_workbench.tui.widgets.side_by_side import SideBySide
 
 if TYPE_CHECKING:
     from osmosis_workbench.engine.compare import RowComparison, RunComparison
@@ -56,7 +57,7 @@ _ROLLOUT_COLUMNS = [
     Column("verdict", "verdict", 7),
     Column("reward", "reward", 7, "right"),
     Column("tokens", "tokens", 7, "right"),
-    Column("error", "error", 0),
+    Column("error", "error · fork", 0),
 ]
 _CHANGE_STYLES = {
     "regressed": "bold red",
@@ -66,8 +67,6 @@ _CHANGE_STYLES = {
     "trajectory": "yellow",
 }
 _VERDICT_STYLES = {"pass": "green", "fail": "red", "error": "bold red"}
-#: What the side-by-side view writes beside the first message that differs.
-_DIFFERS = "≠ differs"
 
 
 def _number(value: float | None) -> str:
@@ -131,6 +130,10 @@ class RunsScreen(WorkbenchScreen):
         #: The two entries the side-by-side view shows, and where they first differ.
         self.pair: tuple[JournalEntry | None, JournalEntry | None] = (None, None)
         self.difference: int | None = None
+        #: The runs the two sides come from, and the view the pair was opened from (a
+        #: comparison of two runs, or one run's fork beside its parent).
+        self.pair_runs: tuple[RunInfo | None, RunInfo | None] = (None, None)
+        self.pair_from = "compare-view"
         self._changes: dict[str, RowComparison] = {}
         #: Runs asked for before the screen was mounted (the palette opens it so).
         self._chosen: tuple[Path | None, Path] | None = None
@@ -162,11 +165,7 @@ class RunsScreen(WorkbenchScreen):
                     empty_text="This run has no journaled rollout.",
                     id="rollouts-table",
                 )
-            with Horizontal(id="pair-view"):
-                for side in ("a", "b"):
-                    with Vertical(id=f"pair-{side}", classes="pair-side"):
-                        yield MessageList(id=f"pair-list-{side}", classes="pane")
-                        yield MessageDetail(id=f"pair-detail-{side}", classes="pane")
+            yield SideBySide(id="pair-view")
 
     @property
     def views(self) -> ContentSwitcher:
@@ -188,13 +187,14 @@ class RunsScreen(WorkbenchScreen):
         """One run's rollouts."""
         return self.query_one("#rollouts-table", RowTable)
 
+    @property
+    def side_by_side(self) -> SideBySide:
+        """The two trajectories of a changed rollout."""
+        return self.query_one("#pair-view", SideBySide)
+
     def pair_list(self, side: str) -> MessageList:
         """Side ``a`` or ``b``'s messages in the side-by-side view."""
-        return self.query_one(f"#pair-list-{side}", MessageList)
-
-    def pair_detail(self, side: str) -> MessageDetail:
-        """Side ``a`` or ``b``'s selected message, whole."""
-        return self.query_one(f"#pair-detail-{side}", MessageDetail)
+        return self.side_by_side.list(side)
 
     @property
     def current_view(self) -> str | None:
@@ -202,9 +202,6 @@ class RunsScreen(WorkbenchScreen):
         return self.views.current
 
     def on_mount(self) -> None:
-        for side in ("a", "b"):
-            self.pair_list(side).link_detail(self.pair_detail(side))
-            self.pair_detail(side).border_title = f"{side.upper()}: message"
         self.query_one("#runs-view").border_title = "Runs"
         self.load_runs()
         if self._chosen is not None:
@@ -214,6 +211,8 @@ class RunsScreen(WorkbenchScreen):
         """A batch may have finished since: list the runs again (the picks stay)."""
         if self.current_view == "runs-view":
             self.load_runs()
+        elif self.current_view == "run-view" and self.open_run is not None:
+            self.open_rollouts(self.open_run)  # a fork may have joined it since
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show the keys of the view on screen only."""
@@ -284,6 +283,17 @@ class RunsScreen(WorkbenchScreen):
         elif view == "run-view" and self.open_run is not None:
             info.append(f"run {self.open_run.name}", style="bold")
             info.append(f" · {len(self.rollouts)} rollouts · enter: its trajectory")
+        elif view == "pair-view" and self.pair_from == "run-view":
+            fork = self.pair[1]
+            if fork is not None and fork.fork is not None:
+                info.append(f"row {fork.row}: its fork at LLM call {fork.fork.forked_at}", "bold")
+                info.append(" beside its parent (A)")
+            info.append(
+                " · the trajectories are the same"
+                if self.difference is None
+                else f" · they part at message {self.difference}",
+                style="yellow",
+            )
         elif self.comparison is not None:
             c = self.comparison
             info.append(f"A {c.a.info.name}", style="bold")
@@ -349,20 +359,28 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the run")
     async def open_rollouts(self, run_dir: Path) -> None:
         """List the rollouts of ``run_dir`` (their messages are read when one is opened)."""
-        from osmosis_workbench.engine.journal import iter_latest
+        from osmosis_workbench.engine.journal import iter_latest, read_forks
 
         def read() -> dict[str, JournalEntry]:
-            return {f"{e.row}/{e.attempt}": e.without_trajectory() for e in iter_latest(run_dir)}
+            found = {f"{e.row}/{e.attempt}": e.without_trajectory() for e in iter_latest(run_dir)}
+            # Forks (F in the debugger, osmosis fork) after the run's own rollouts.
+            for number, fork in enumerate(read_forks(run_dir)):
+                found[f"fork/{number}"] = fork.without_trajectory()
+            return found
 
         try:
             self.rollouts = await asyncio.to_thread(read)
         except OSError as exc:
             self.notify(f"Could not read {run_dir}: {exc}", severity="error")
             return
-        self.open_run = run_dir
         table = self.rollouts_table
+        # The same run again (back from the debugger): the cursor stays on its rollout.
+        current = table.cursor_key if self.open_run == run_dir else None
+        self.open_run = run_dir
         table.clear()
         table.add_rows(list(self.rollouts))
+        if current is not None and current in table:
+            table.move_cursor(current)
         self._show("run-view", "#rollouts-table")
 
     def _rollout_cells(self, key: str) -> list[Text]:
@@ -375,14 +393,56 @@ class RunsScreen(WorkbenchScreen):
             Text(verdict, style=_VERDICT_STYLES.get(verdict, "")),
             Text(format_reward(outcome.reward)),
             Text(str(outcome.tokens)),
-            Text(" ".join((outcome.error or "").split()), style="red"),
+            Text.assemble(
+                (f"fork at call {entry.fork.forked_at} of {entry.fork.parent} ", "cyan")
+                if entry.fork is not None
+                else "",
+                (" ".join((outcome.error or "").split()), "red"),
+            ),
         ]
 
     @on(RowTable.RowSelected, "#rollouts-table")
     def _rollout_selected(self, event: RowTable.RowSelected) -> None:
-        if self.open_run is not None:
-            entry = self.rollouts[event.key]
-            self._open_in_debugger(self.open_run, entry.row, entry.attempt)
+        if self.open_run is None:
+            return
+        if event.key.startswith("fork/"):
+            self.open_fork(self.open_run, int(event.key.removeprefix("fork/")))
+            return
+        entry = self.rollouts[event.key]
+        self._open_in_debugger(self.open_run, entry.row, entry.attempt)
+
+    @work(exclusive=True, group="runs", exit_on_error=False, description="read the fork")
+    async def open_fork(self, run_dir: Path, number: int) -> None:
+        """Fork ``number`` of the run (its forks.jsonl) beside its parent."""
+        from osmosis_workbench.engine.journal import read_forks
+        from osmosis_workbench.engine.runs import RunInfo, read_rollout
+
+        def read() -> tuple[JournalEntry | None, JournalEntry, RunInfo]:
+            forks = read_forks(run_dir)
+            fork = forks[number]
+            assert fork.fork is not None
+            parent_id = fork.fork.parent
+            # The parent: the run's rollout of that row, or an earlier fork of it.
+            parent = read_rollout(run_dir, fork.row, fork.attempt)
+            if parent is None or parent.outcome.rollout_id != parent_id:
+                parent = next((f for f in forks if f.outcome.rollout_id == parent_id), parent)
+            return parent, fork, RunInfo.read(run_dir)
+
+        try:
+            parent, fork, run = await asyncio.to_thread(read)
+        except (OSError, IndexError) as exc:
+            self.notify(f"Could not read the fork in {run_dir}: {exc}", severity="error")
+            return
+        self.show_pair(
+            parent,
+            fork,
+            titles=(
+                f"A: the parent · {'not found' if parent is None else _side(parent).plain}",
+                f"B: the fork · {_side(fork).plain}",
+            ),
+            runs=(run, run),
+            came_from="run-view",
+        )
 
     # ---- two runs -----------------------------------------------------------------------------
 
@@ -448,7 +508,6 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the rollouts")
     async def open_pair(self, row: int, attempt: int) -> None:
         """Both runs' trajectories of (``row``, ``attempt``) side by side."""
-        from osmosis_workbench.engine.compare import first_difference
         from osmosis_workbench.engine.runs import read_rollout
 
         comparison = self.comparison
@@ -460,53 +519,58 @@ class RunsScreen(WorkbenchScreen):
             asyncio.to_thread(read_rollout, run_a, row, attempt),
             asyncio.to_thread(read_rollout, run_b, row, attempt),
         )
-        self.pair = (a, b)
-        messages_a = a.outcome.final_messages if a is not None else []
-        messages_b = b.outcome.final_messages if b is not None else []
-        found = first_difference(messages_a, messages_b)
+        self.show_pair(
+            a,
+            b,
+            titles=(
+                f"A: {'not in this run' if a is None else _side(a).plain}",
+                f"B: {'not in this run' if b is None else _side(b).plain}",
+            ),
+            runs=(comparison.a.info, comparison.b.info),
+            came_from="compare-view",
+        )
+
+    def show_pair(
+        self,
+        a: JournalEntry | None,
+        b: JournalEntry | None,
+        *,
+        titles: tuple[str, str],
+        runs: tuple[RunInfo | None, RunInfo | None],
+        came_from: str,
+    ) -> None:
+        """Two rollouts side by side, on the first message that differs."""
+        self.pair, self.pair_runs, self.pair_from = (a, b), runs, came_from
+        found = self.side_by_side.set_pair(
+            a.outcome.final_messages if a is not None else [],
+            b.outcome.final_messages if b is not None else [],
+            titles=titles,
+        )
         self.difference = found.index if found is not None else None
-        marked = (self.difference, _DIFFERS) if self.difference is not None else None
-        for side, entry, messages in (("a", a, messages_a), ("b", b, messages_b)):
-            listing = self.pair_list(side)
-            listing.set_messages(messages, marked=marked, follow=False)
-            state = "not in this run" if entry is None else _side(entry).plain
-            listing.border_title = f"{side.upper()}: {state}"
         self._show("pair-view", "#pair-list-a")
         self.action_first_difference()
 
-    @on(MessageList.Highlighted)
-    def _keep_sides_together(self, event: MessageList.Highlighted) -> None:
-        """The two cursors move together: message N of A beside message N of B."""
-        if self.current_view != "pair-view":
-            return
-        for side in ("a", "b"):
-            other = self.pair_list(side)
-            if other is not event.message_list and other.count:
-                other.move_cursor(event.index)
-
     def action_first_difference(self) -> None:
         """Both cursors to the first message that differs (or the first message)."""
-        index = self.difference or 0
-        for side in ("a", "b"):
-            self.pair_list(side).move_cursor(index)
+        self.side_by_side.to_first_difference()
 
     def action_other_side(self) -> None:
         """Move between A's and B's trajectory."""
-        a = self.pair_list("a")
-        (self.pair_list("b") if a.has_focus else a).focus()
+        self.side_by_side.other_side()
 
     def action_open(self, side: str) -> None:
         """The trajectory in the debugger: A's or B's, or the run view's highlighted one."""
         if self.current_view == "run-view" and self.open_run is not None:
             key = self.rollouts_table.cursor_key
-            if key is not None:
+            if key is not None and key.startswith("fork/"):
+                self._open_fork_in_debugger(self.open_run, int(key.removeprefix("fork/")))
+            elif key is not None:
                 listed = self.rollouts[key]
                 self._open_in_debugger(self.open_run, listed.row, listed.attempt)
             return
         entry = self.pair[0 if side == "a" else 1]
-        comparison = self.comparison
-        if entry is not None and comparison is not None:
-            run = comparison.a.info if side == "a" else comparison.b.info
+        run = self.pair_runs[0 if side == "a" else 1]
+        if entry is not None and run is not None:
             self._post_trajectory(entry, run, side.upper())
 
     @work(group="runs-open", exit_on_error=False, description="read the rollout")
@@ -519,10 +583,22 @@ class RunsScreen(WorkbenchScreen):
             return
         self._post_trajectory(entry, await asyncio.to_thread(RunInfo.read, run_dir), "")
 
+    @work(group="runs-open", exit_on_error=False, description="read the fork")
+    async def _open_fork_in_debugger(self, run_dir: Path, number: int) -> None:
+        from osmosis_workbench.engine.journal import read_forks
+        from osmosis_workbench.engine.runs import RunInfo
+
+        forks = await asyncio.to_thread(read_forks, run_dir)
+        if number >= len(forks):
+            self.notify(f"that fork is no longer in {run_dir}", severity="warning")
+            return
+        self._post_trajectory(forks[number], await asyncio.to_thread(RunInfo.read, run_dir), "")
+
     def _post_trajectory(self, entry: JournalEntry, run: RunInfo, side: str) -> None:
         label = f"{side} " if side else ""
+        fork = f" · fork at call {entry.fork.forked_at}" if entry.fork is not None else ""
         title = (
-            f"{label}{run.name} · row {entry.row} · attempt {entry.attempt + 1} · "
+            f"{label}{run.name} · row {entry.row} · attempt {entry.attempt + 1}{fork} · "
             f"{entry.verdict.value} · reward {format_reward(entry.outcome.reward)}"
         )
         self.post_message(TrajectoryRequested(entry.outcome, title, entry=entry, run=run))
@@ -530,7 +606,9 @@ class RunsScreen(WorkbenchScreen):
     def action_back(self) -> None:
         """From the trajectories to the comparison; from a comparison or a run to the list."""
         view = self.current_view
-        if view == "pair-view" and self.comparison is not None:
+        if view == "pair-view" and self.pair_from == "run-view" and self.open_run is not None:
+            self._show("run-view", "#rollouts-table")
+        elif view == "pair-view" and self.comparison is not None:
             self._show("compare-view", "#changes-table")
         else:
             self._show("runs-view", "#runs-table")

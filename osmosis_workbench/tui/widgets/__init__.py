@@ -21,6 +21,7 @@ from osmosis_workbench.tui.widgets.rollout_views import (
     render_response,
     render_tools,
 )
+from osmosis_workbench.tui.widgets.side_by_side import SideBySide
 
 __all__ = [
     "AnswerComposer",
@@ -30,6 +31,7 @@ __all__ = [
     "KeyBar",
     "MessageDetail",
     "MessageList",
+    "SideBySide",
     "answer_tokens",
     "editable_to_message",
     "format_reward",
