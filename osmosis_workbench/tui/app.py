@@ -100,7 +100,6 @@ THEME_PAIRS = {
 }
 
 
-
 def short_model_name(name: str) -> str:
     """A model's name for the header: a file-backed model by its file name alone.
 
@@ -111,6 +110,7 @@ def short_model_name(name: str) -> str:
     if sep and ("/" in rest or "\\" in rest) and "://" not in name:
         return f"{kind}:{Path(rest).name}"
     return name
+
 
 class WorkbenchApp(App[None]):
     """One workspace, three modes: step debugger, dataset, server."""

@@ -2,7 +2,8 @@
 
 Behaviour is asserted in test_tui_debugger.py; these catch a pane that overflows, a border
 that disappears or a key bar that no longer fits, at 80x24 (every screen) and larger. The
-model is scripted, so ids and token counts are the same on every run. Update with `pytest --snapshot-update`.
+model is scripted, so ids and token counts are the same on every run. Update with
+`pytest --snapshot-update`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static, TextArea
 
 #: The actions whose keys are shown whatever else must be left out for room: the command
 #: palette (every other key is in it) and the help.
@@ -93,7 +93,7 @@ class KeyBar(Static):
             else:
                 own.append(entry)
         help_rank = PINNED_ACTIONS.index("help")
-        if help_rank not in pinned_by_rank:
+        if help_rank not in pinned_by_rank and isinstance(self.screen.focused, (Input, TextArea)):
             # A text field has the focus and ``?`` types itself: the key is still shown, dimmed
             # as keys that do not work now are (esc leaves the field; a click opens the help).
             help_key = next(
