@@ -38,7 +38,7 @@ class JsonEditDialog(ModalScreen[Any]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # Priority: the TextArea would otherwise take these keys as text editing.
-        Binding("ctrl+s", "release", "Release edited answer", priority=True, id="edit.release"),
+        Binding("ctrl+s", "release", "Save", priority=True, id="edit.release"),
         Binding("ctrl+o", "open_in_editor", "$EDITOR", priority=True, id="edit.editor"),
         Binding("escape", "cancel", "Cancel", priority=True, id="edit.cancel"),
     ]
