@@ -89,3 +89,25 @@ def test_answer_composer(snap_compare: Any, size: tuple[int, int]) -> None:
     )
     app = make_app(config, row=0, watch_agent=False)
     assert snap_compare(app, terminal_size=size, run_before=after("tab", "enter"))
+
+
+def test_fork_beside_its_parent_at_80x24(snap_compare: Any) -> None:
+    """Row 2 (three LLM calls) run to its end, forked at call 3 by the same script (F, enter),
+    the fork run to its end (c), then both side by side (d)."""
+    from sample_project.record_cassette import scripted_calculator
+
+    config = EngineConfig(
+        module="sample_project.server:agent_loop",
+        model="scripted",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
+    app = make_app(config, row=2, backend=ScriptedBackend(scripted_calculator), watch_agent=False)
+    keys = after("c", "F", "enter", "c", "d")  # F proposes the last call, 3
+
+    async def run_before(pilot: Pilot) -> None:
+        await keys(pilot)
+        pilot.app.clear_notifications()  # their timing is not layout
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
