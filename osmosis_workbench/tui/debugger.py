@@ -1513,8 +1513,9 @@ class DebuggerScreen(WorkbenchScreen):
 
     @on(SearchBar.Closed, "#search-bar")
     def _search_closed(self, event: SearchBar.Closed) -> None:
+        if self._search_pattern is not None or self._search_matches:
+            self._search_highlights(None)  # (none shown: no pane to draw again)
         self._search_pattern = None
-        self._search_highlights(None)
         if self.current_view == "messages-view":
             pane = self.message_detail if event.bar.target == "message" else self.message_list
             pane.focus()

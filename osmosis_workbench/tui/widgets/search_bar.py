@@ -48,7 +48,15 @@ class SearchBar(Horizontal):
         &.-open { display: block; }
         & > Label { padding: 0 1; color: $accent; text-style: bold; }
         & > Input { width: 1fr; border: none; height: 1; padding: 0; background: $boost; }
-        & > #search-count { width: auto; padding: 0 1; color: $text-muted; }
+        & > #search-count {
+            /* A fixed share: a count that changes on every key never lays the bar out. */
+            width: 40%;
+            padding: 0 1;
+            color: $text-muted;
+            text-align: right;
+            text-wrap: nowrap;
+            text-overflow: ellipsis;
+        }
         & > #search-count.-error { color: $error; }
     }
     """
@@ -105,7 +113,6 @@ class SearchBar(Horizontal):
         self.regex = False
         #: What is searched (the owner's tag, e.g. "messages" or "message").
         self.target = ""
-        self._count_width = 0
 
     def compose(self) -> ComposeResult:
         yield Label("/")
@@ -150,9 +157,7 @@ class SearchBar(Horizontal):
             label.append(" · regex", style="bold")
         count = self.query_one("#search-count", Static)
         count.set_class(error, "-error")
-        # Its width follows the text: the bar is laid out again only when that changes.
-        count.update(label, layout=label.cell_len != self._count_width)
-        self._count_width = label.cell_len
+        count.update(label, layout=False)  # its width is fixed
 
     @on(Input.Changed, "#search-input")
     def _typed(self, event: Input.Changed) -> None:
