@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
 
@@ -113,6 +114,8 @@ class SearchBar(Horizontal):
         self.regex = False
         #: What is searched (the owner's tag, e.g. "messages" or "message").
         self.target = ""
+        #: What had the focus when the bar opened (it gets it back when the bar closes).
+        self._return_focus: Widget | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("/")
@@ -139,15 +142,24 @@ class SearchBar(Horizontal):
         self.target = target
         if placeholder is not None:
             self.input.placeholder = placeholder
-        self.add_class("-open")
-        self.input.focus()
+        # Shown and focused in one frame (``focus()`` would wait a turn and draw twice).
+        if not self.is_open:
+            self._return_focus = self.screen.focused
+        with self.app.batch_update():
+            self.add_class("-open")
+            self.screen.set_focus(self.input)
         self.input.select_all()
         if self.query_text:
             self.post_message(self.Changed(self, self.query_text, self.regex))
 
     def close(self) -> None:
-        """Hide the bar and tell the owner."""
-        self.remove_class("-open")
+        """Hide the bar, give the focus back to where it was, and tell the owner."""
+        back = self._return_focus
+        self._return_focus = None
+        with self.app.batch_update():
+            self.remove_class("-open")
+            if back is not None and back.is_attached and back.display and back.focusable:
+                self.screen.set_focus(back)
         self.post_message(self.Closed(self))
 
     def show_count(self, text: str, *, error: bool = False) -> None:
