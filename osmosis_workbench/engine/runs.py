@@ -21,7 +21,7 @@ from typing import Any
 
 from osmosis_workbench.engine.config import EngineConfig
 from osmosis_workbench.engine.datasets.selection import format_row_spec
-from osmosis_workbench.engine.journal import JOURNAL_FILE, JournalEntry, index_journal
+from osmosis_workbench.engine.journal import JOURNAL_FILE
 
 RUN_FILE = "run.json"
 #: Where run directories go unless ``--runs-dir`` says otherwise.
@@ -234,26 +234,6 @@ def start_run(config: EngineConfig, root: str | Path = DEFAULT_RUNS_DIR) -> Path
     run_dir = new_run_dir(root, Path(config.dataset).stem)
     write_run_file(run_dir, run_record(config, definition, rows=definition["rows"]))
     return run_dir
-
-
-def read_rollout(run_dir: str | Path, row: int, attempt: int) -> JournalEntry | None:
-    """The latest entry of (``row``, ``attempt``) in a run's journal, whole (blocking).
-
-    Only the journal's keys are read to find it: opening one rollout of a 100,000-rollout
-    run (the runs screen's side-by-side view) does not parse the others.
-    """
-    path = Path(run_dir) / JOURNAL_FILE
-    if not path.exists():
-        return None
-    offset = index_journal(path).get((row, attempt))
-    if offset is None:
-        return None
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        try:
-            return JournalEntry.from_json(json.loads(handle.readline()))
-        except ValueError:  # an unreadable line: as if the rollout were not there
-            return None
 
 
 def _shown(value: Any) -> str:

@@ -32,6 +32,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import ContentSwitcher, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
@@ -154,6 +155,19 @@ class ExchangeUpdated(Message):
 
 #: Trajectories at least this long are frozen out of garbage collection while shown.
 _FREEZE_GC_FROM = 2_000
+
+
+class _ExchangeRelay:
+    """A session's ``on_exchange``: each LLM call's change as an ``ExchangeUpdated`` to the
+    screen, once the session is followed (its ``follower`` is set after it is made)."""
+
+    def __init__(self, screen: Screen[Any]) -> None:
+        self.screen = screen
+        self.follower: Follower | None = None
+
+    def __call__(self, _exchange: LLMExchange) -> None:
+        if self.follower is not None:
+            self.screen.post_message(ExchangeUpdated(self.follower))
 
 
 class DebuggerCommands(ScreenCommands):
@@ -705,12 +719,7 @@ class DebuggerScreen(WorkbenchScreen):
         if workspace is None:
             self._pending_row = (row_index, stepping)
             return
-        follower: Follower | None = None
-
-        def exchange_updated(_exchange: LLMExchange) -> None:
-            if follower is not None:
-                self.post_message(ExchangeUpdated(follower))
-
+        exchange_updated = _ExchangeRelay(self)
         try:
             session = workspace.step(row_index, stepping=stepping, on_exchange=exchange_updated)
         # IndexError: no such (good) row; AssertionError: the workspace is not open.
@@ -726,6 +735,7 @@ class DebuggerScreen(WorkbenchScreen):
                 self.show_main_view()
             return
         follower = Follower(session=session, label=f"row {row_index}", row_index=row_index)
+        exchange_updated.follower = follower
         self._follow(follower)
 
     def open_session(self, session: SteppedRollout, label: str | None = None) -> None:
@@ -1303,12 +1313,7 @@ class DebuggerScreen(WorkbenchScreen):
         workspace = self._ready_workspace("forking")
         if workspace is None:
             return
-        follower: Follower | None = None
-
-        def exchange_updated(_exchange: LLMExchange) -> None:
-            if follower is not None:
-                self.post_message(ExchangeUpdated(follower))
-
+        exchange_updated = _ExchangeRelay(self)
         try:
             # In a thread: another model's backend (a file to read) and the run's reward
             # function (a module to import) are built here.
@@ -1321,6 +1326,7 @@ class DebuggerScreen(WorkbenchScreen):
         label = f"fork of {parent.label or parent.rollout_id} at call {at}"
         fork.label = label
         follower = Follower(session=fork, label=label, fork_parent=parent)
+        exchange_updated.follower = follower
         self._leave_for_fork(parent)
         self._follow(follower)
         source = (

@@ -414,8 +414,8 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the fork")
     async def open_fork(self, run_dir: Path, number: int) -> None:
         """Fork ``number`` of the run (its forks.jsonl) beside its parent."""
-        from osmosis_workbench.engine.journal import read_forks
-        from osmosis_workbench.engine.runs import RunInfo, read_rollout
+        from osmosis_workbench.engine.journal import read_entry, read_forks
+        from osmosis_workbench.engine.runs import RunInfo
 
         def read() -> tuple[JournalEntry | None, JournalEntry, RunInfo]:
             forks = read_forks(run_dir)
@@ -423,7 +423,7 @@ class RunsScreen(WorkbenchScreen):
             assert fork.fork is not None
             parent_id = fork.fork.parent
             # The parent: the run's rollout of that row, or an earlier fork of it.
-            parent = read_rollout(run_dir, fork.row, fork.attempt)
+            parent = read_entry(run_dir, fork.row, fork.attempt)
             if parent is None or parent.outcome.rollout_id != parent_id:
                 parent = next((f for f in forks if f.outcome.rollout_id == parent_id), parent)
             return parent, fork, RunInfo.read(run_dir)
@@ -508,7 +508,7 @@ class RunsScreen(WorkbenchScreen):
     @work(exclusive=True, group="runs", exit_on_error=False, description="read the rollouts")
     async def open_pair(self, row: int, attempt: int) -> None:
         """Both runs' trajectories of (``row``, ``attempt``) side by side."""
-        from osmosis_workbench.engine.runs import read_rollout
+        from osmosis_workbench.engine.journal import read_entry
 
         comparison = self.comparison
         if comparison is None:
@@ -516,8 +516,8 @@ class RunsScreen(WorkbenchScreen):
         run_a, run_b = comparison.a.info.run_dir, comparison.b.info.run_dir
         assert run_a is not None and run_b is not None
         a, b = await asyncio.gather(
-            asyncio.to_thread(read_rollout, run_a, row, attempt),
-            asyncio.to_thread(read_rollout, run_b, row, attempt),
+            asyncio.to_thread(read_entry, run_a, row, attempt),
+            asyncio.to_thread(read_entry, run_b, row, attempt),
         )
         self.show_pair(
             a,
@@ -575,9 +575,10 @@ class RunsScreen(WorkbenchScreen):
 
     @work(group="runs-open", exit_on_error=False, description="read the rollout")
     async def _open_in_debugger(self, run_dir: Path, row: int, attempt: int) -> None:
-        from osmosis_workbench.engine.runs import RunInfo, read_rollout
+        from osmosis_workbench.engine.journal import read_entry
+        from osmosis_workbench.engine.runs import RunInfo
 
-        entry = await asyncio.to_thread(read_rollout, run_dir, row, attempt)
+        entry = await asyncio.to_thread(read_entry, run_dir, row, attempt)
         if entry is None:
             self.notify(f"row {row} is no longer in {run_dir}", severity="warning")
             return
