@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -435,12 +436,17 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
+    #: The model or the servers could not be set up: no row ran, the new run is not kept.
+    unused = False
+    entered = False
     try:
         notice = lambda text: print(text, file=sys.stderr)  # noqa: E731
         async with open_engine(config, on_notice=notice) as engine:
+            entered = True
             problem = await engine.preflight() or await _unpriced(engine, config)
             if problem:
                 # Final (a key, the model name): one line with the fix, no row run.
+                unused = True
                 return report_error(problem, as_json=args.json)
             out(f"Model: {config.model}")
             runner = BatchRunner(
@@ -463,9 +469,16 @@ async def _run_batch(args: argparse.Namespace, state: _RunState) -> int:
                 # the end) a moment to arrive, so the conformance check reports them.
                 await asyncio.sleep(_LATE_CALLBACK_GRACE_S)
             late_violations = list(engine.trainer.late_violations)
+    except ConfigError:
+        unused = not entered  # (a bad model or server, met while the engine opened)
+        raise
     finally:
         await asyncio.to_thread(journal.close)
         progress.clear()
+        if unused and earlier_dir is None:
+            # Exit 2 runs nothing: leave no empty run for `--resume last` to find.
+            await asyncio.to_thread(shutil.rmtree, run_dir, True)
+            state.run_dir = None
 
     summary = summarize(
         entries.values(),

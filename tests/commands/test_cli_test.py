@@ -253,9 +253,13 @@ def test_resume_after_a_kill_runs_each_row_once(echo_project: Path, capsys):
         ),
     ],
 )
-def test_usage_errors_name_the_fix(argv, message, capsys):
+def test_usage_errors_name_the_fix(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))  # the sample agent, imported from elsewhere
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    # Nothing ran: no run is left behind for `--resume last` to pick up.
+    assert not list(tmp_path.glob(".osmosis/runs/*"))
 
 
 def test_no_model_anywhere_says_how_to_give_one(echo_project: Path, capsys):
