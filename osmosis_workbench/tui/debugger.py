@@ -157,6 +157,13 @@ class ExchangeUpdated(Message):
 _FREEZE_GC_FROM = 2_000
 
 
+def fork_label(parent: str, at: int) -> str:
+    """``fork of row 2 at call 3``; a fork of a fork adds its call: ``… at call 3, then 2``."""
+    if parent.startswith("fork of "):
+        return f"{parent}, then {at}"
+    return f"fork of {parent} at call {at}"
+
+
 class _ExchangeRelay:
     """A session's ``on_exchange``: each LLM call's change as an ``ExchangeUpdated`` to the
     screen, once the session is followed (its ``follower`` is set after it is made)."""
@@ -1323,7 +1330,7 @@ class DebuggerScreen(WorkbenchScreen):
         except (ForkError, ConfigError, OSError) as exc:
             self._fork_failed(exc)
             return
-        label = f"fork of {parent.label or parent.rollout_id} at call {at}"
+        label = fork_label(parent.label or parent.rollout_id, at)
         fork.label = label
         follower = Follower(session=fork, label=label, fork_parent=parent)
         exchange_updated.follower = follower

@@ -285,3 +285,11 @@ async def test_the_palette_forks_from_each_llm_call_and_help_lists_the_keys():
         rows = dict(run.app.help_sections())["Step debugger"]
         keys = {key: text for key, text in rows}
         assert "[debugger.fork]" in keys["F"] and "[debugger.fork_view]" in keys["d"]
+
+
+def test_a_fork_of_a_fork_is_named_by_its_calls_in_order():
+    from osmosis_workbench.tui.debugger import fork_label
+
+    first = fork_label("row 2", 3)
+    assert first == "fork of row 2 at call 3"
+    assert fork_label(first, 2) == "fork of row 2 at call 3, then 2"
