@@ -67,7 +67,7 @@ from osmosis_workbench.tui.widgets.message_format import (
 from osmosis_workbench.tui.widgets.search_bar import SearchBar
 
 if TYPE_CHECKING:
-    from osmosis_workbench.engine.fork import ForkParent
+    from osmosis_workbench.engine.fork import ForkParent, OnDivergence
     from osmosis_workbench.engine.journal import JournalEntry
     from osmosis_workbench.engine.models import AnswerRequest
     from osmosis_workbench.engine.outcome import RolloutOutcome
@@ -1256,10 +1256,11 @@ class DebuggerScreen(WorkbenchScreen):
         def chosen(choice: ForkChoice | None) -> None:
             if choice is None:
                 return
+            drift = choice.on_divergence
             if choice.hand_written:
-                self._write_fork_answer(parent, choice.at)
+                self._write_fork_answer(parent, choice.at, on_divergence=drift)
             else:
-                self.start_fork(parent, choice.at, model=choice.model)
+                self.start_fork(parent, choice.at, model=choice.model, on_divergence=drift)
 
         same = parent.run.model if parent.run is not None and parent.run.model else None
         self.app.push_screen(
@@ -1274,7 +1275,9 @@ class DebuggerScreen(WorkbenchScreen):
             chosen,
         )
 
-    def _write_fork_answer(self, parent: ForkParent, at: int) -> None:
+    def _write_fork_answer(
+        self, parent: ForkParent, at: int, *, on_divergence: OnDivergence = "stop"
+    ) -> None:
         """The answer editor (as ``e``'s), on the parent's answer to call ``at``."""
         original = parent.calls[at - 1].message or {"role": "assistant", "content": ""}
         dialog = EditResponseDialog(original, turn=at)
@@ -1287,7 +1290,7 @@ class DebuggerScreen(WorkbenchScreen):
 
         def fork_with(message: dict[str, Any] | None) -> None:
             if message is not None:
-                self.start_fork(parent, at, answer=message)
+                self.start_fork(parent, at, answer=message, on_divergence=on_divergence)
 
         self.app.push_screen(dialog, fork_with)
 
@@ -1298,13 +1301,16 @@ class DebuggerScreen(WorkbenchScreen):
         *,
         model: str | None = None,
         answer: dict[str, Any] | str | None = None,
+        on_divergence: OnDivergence = "stop",
     ) -> None:
         """Fork ``parent`` at LLM call ``at`` and follow the fork (it pauses first at ``at``).
 
         ``model``: a ``--model`` spec from call ``at`` on (``None``: the parent's model);
-        ``answer``: call ``at``'s answer, written by hand. A fork that cannot start says why.
+        ``answer``: call ``at``'s answer, written by hand; ``on_divergence``: what a replayed
+        call whose request differs from the parent's does (``engine.fork``). A fork that
+        cannot start says why.
         """
-        self._start_fork(parent, at, model, answer)
+        self._start_fork(parent, at, model, answer, on_divergence)
 
     @work(group="fork", exclusive=True, exit_on_error=False, description="start the fork")
     async def _start_fork(
@@ -1313,6 +1319,7 @@ class DebuggerScreen(WorkbenchScreen):
         at: int,
         model: str | None,
         answer: dict[str, Any] | str | None,
+        on_divergence: OnDivergence = "stop",
     ) -> None:
         from osmosis_workbench.engine.config import ConfigError
         from osmosis_workbench.engine.fork import ForkError
@@ -1325,7 +1332,15 @@ class DebuggerScreen(WorkbenchScreen):
             # In a thread: another model's backend (a file to read) and the run's reward
             # function (a module to import) are built here.
             fork = await asyncio.to_thread(
-                workspace.fork, parent, at, model=model, answer=answer, on_exchange=exchange_updated
+                functools.partial(
+                    workspace.fork,
+                    parent,
+                    at,
+                    model=model,
+                    answer=answer,
+                    on_divergence=on_divergence,
+                    on_exchange=exchange_updated,
+                )
             )
         except (ForkError, ConfigError, OSError) as exc:
             self._fork_failed(exc)

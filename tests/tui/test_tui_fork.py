@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sample_runs import run_sample
-from textual.widgets import Input, Static, TextArea
+from textual.widgets import Checkbox, Input, Static, TextArea
 from tui_driver import driving, plain
 
 from osmosis_workbench.engine.config import EngineConfig
@@ -293,3 +293,37 @@ def test_a_fork_of_a_fork_is_named_by_its_calls_in_order():
     first = fork_label("row 2", 3)
     assert first == "fork of row 2 at call 3"
     assert fork_label(first, 2) == "fork of row 2 at call 3, then 2"
+
+
+def stamp_call_1(parent: Any) -> None:
+    """The parent's record of call 1 as if its system prompt had carried a timestamp."""
+    first = parent.exchanges[0].request
+    system = first["messages"][0]
+    first["messages"] = [
+        {**system, "content": "12:00:01 " + system["content"]},
+        *first["messages"][1:],
+    ]
+
+
+@pytest.mark.parametrize("ticked", [False, True])
+async def test_the_dialog_can_replay_past_a_call_that_drifted_from_the_parents(ticked: bool):
+    """A request before the fork point that differs from the parent's record (the agent does
+    not send the timestamp again) stops the fork by default, naming the call; with the box
+    ticked in the dialog, the fork replays on and notes it."""
+    async with driving(fork_app()) as run:
+        debugger = await finished_parent(run)
+        parent = debugger.session
+        stamp_call_1(parent)
+        dialog = await fork_dialog(run, at=2)
+        dialog.query_one("#fork-continue", Checkbox).value = ticked
+        await run.press("enter")  # the same model
+        fork = debugger.session
+        assert isinstance(fork, ForkSession) and fork is not parent
+        await run.press("c")
+        if ticked:
+            assert fork.outcome.status == "COMPLETED"
+            (noted,) = fork.divergences
+            assert noted.startswith("call 1:")
+        else:
+            assert fork.outcome.status == "ERROR"
+            assert "replayed call 1 is not the parent's" in (fork.outcome.error or "")

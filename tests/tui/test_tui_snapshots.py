@@ -111,3 +111,19 @@ def test_fork_beside_its_parent_at_80x24(snap_compare: Any) -> None:
         await settle(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_fork_dialog_at_80x24(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F on a finished rollout: the call, the sources, the replay box and the model spec fit."""
+    from sample_project.record_cassette import scripted_calculator
+
+    monkeypatch.chdir(ROOT)  # the sample's cassette is listed by its path from here
+
+    config = EngineConfig(
+        module="sample_project.server:agent_loop",
+        model="scripted",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
+    app = make_app(config, row=2, backend=ScriptedBackend(scripted_calculator), watch_agent=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=after("c", "F"))

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from osmosis_workbench.tui.widgets.key_bar import KeyBar
@@ -39,6 +39,9 @@ class ForkChoice:
     model: str | None = None
     #: The developer writes call ``at``'s answer (the model answers after it).
     hand_written: bool = False
+    #: A replayed call whose request differs from the parent's: "stop" the fork (it names
+    #: the call and the message), or "continue" and replay the parent's answer anyway.
+    on_divergence: Literal["stop", "continue"] = "stop"
 
 
 class ForkDialog(ModalScreen[ForkChoice | None]):
@@ -68,17 +71,19 @@ class ForkDialog(ModalScreen[ForkChoice | None]):
         self.check = check
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="fork-dialog", classes="dialog"):
+        # Scrolls when the terminal is too short for it (80x24 fits it whole).
+        with VerticalScroll(id="fork-dialog", classes="dialog"):
             yield Label(f"Fork {self.parent_label}", classes="dialog-title")
             yield Static(
                 "The rollout runs again through the protocol: its LLM calls before call K get "
                 "this rollout's answers (its history up to there stays as it is), call K on "
-                "is answered by what you pick. enter: fork · tab: next field · esc: cancel",
+                "is answered by what you pick. enter: fork · tab: next field (space ticks a box) "
+                "· esc: cancel",
                 classes="dialog-help",
             )
             with Horizontal(id="fork-call-row"):
                 yield Label(f"Fork at LLM call (1-{self.calls}): ")
-                yield Input(str(self.at), type="integer", id="fork-call")
+                yield Input(str(self.at), type="integer", id="fork-call", compact=True)
             options = [
                 Option(Text.assemble("Same model ", (self.same_model, "bold")), id=SAME_MODEL),
                 Option("Hand-written answer for call K (the same model after it)", id=HAND_WRITTEN),
@@ -91,9 +96,18 @@ class ForkDialog(ModalScreen[ForkChoice | None]):
                 for spec, why in self.models
             ]
             yield OptionList(*options, id="fork-source")
+            yield Checkbox(
+                "Replay on past a call that differs from the parent's",
+                id="fork-continue",
+                compact=True,
+                tooltip="An agent whose requests carry a timestamp or a random id never repeats "
+                "them: the fork would stop at the first one. Ticked, the difference is noted "
+                "and the parent's answers are replayed anyway.",
+            )
             yield Input(
                 placeholder="or type a --model spec (openai/NAME, script:FILE, human), enter",
                 id="fork-model",
+                compact=True,
             )
             yield Static("", id="fork-error")
         yield KeyBar()
@@ -136,14 +150,18 @@ class ForkDialog(ModalScreen[ForkChoice | None]):
         at = self._call()
         if at is None:
             return
+        drift: Literal["stop", "continue"] = (
+            "continue" if self.query_one("#fork-continue", Checkbox).value else "stop"
+        )
         if typed:
-            self.dismiss(ForkChoice(at, model=typed))
+            self.dismiss(ForkChoice(at, model=typed, on_divergence=drift))
         elif option_id == HAND_WRITTEN:
-            self.dismiss(ForkChoice(at, hand_written=True))
+            self.dismiss(ForkChoice(at, hand_written=True, on_divergence=drift))
         elif option_id and option_id.startswith(_MODEL_PREFIX):
-            self.dismiss(ForkChoice(at, model=option_id.removeprefix(_MODEL_PREFIX)))
+            model = option_id.removeprefix(_MODEL_PREFIX)
+            self.dismiss(ForkChoice(at, model=model, on_divergence=drift))
         else:
-            self.dismiss(ForkChoice(at))
+            self.dismiss(ForkChoice(at, on_divergence=drift))
 
     @on(OptionList.OptionSelected, "#fork-source")
     def _source_chosen(self, event: OptionList.OptionSelected) -> None:
