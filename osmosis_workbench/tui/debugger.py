@@ -257,6 +257,13 @@ class DebuggerScreen(WorkbenchScreen):
             id="debugger.fork_view",
         ),
         Binding(
+            "P",
+            "to_parent",
+            "Parent",
+            tooltip="Back to the rollout this fork was made from (once the fork has ended)",
+            id="debugger.to_parent",
+        ),
+        Binding(
             "q",
             "abort",
             "Abort",
@@ -564,6 +571,8 @@ class DebuggerScreen(WorkbenchScreen):
                 return state not in ("loading", "failed")
             if view == "fork-view":
                 return self.follower is not None and self.follower.fork_parent is not None
+        if action == "to_parent":
+            return self.follower is not None and self.follower.fork_parent is not None
             if view == "picker-view":
                 ws = self.workspace
                 return state not in ("loading", "failed") and bool(
@@ -1368,6 +1377,35 @@ class DebuggerScreen(WorkbenchScreen):
             title=f"Forked {parent.label or parent.rollout_id} at LLM call {at}",
             timeout=6,
         )
+
+    def action_to_parent(self) -> None:
+        """Back to the rollout the followed fork was made from: its session, followed again
+        (it may still be running on), or its journal entry's trajectory."""
+        from osmosis_workbench.engine.fork import ForkSession
+
+        follower = self.follower
+        parent = follower.fork_parent if follower is not None else None
+        if follower is None or parent is None:
+            self.notify("This rollout is not a fork: F makes one.", timeout=4)
+            return
+        if not follower.session.finished:
+            self.notify(
+                "The fork has not ended: c runs it to its end (q aborts it), then P goes back "
+                "to its parent.",
+                title="Parent",
+                severity="warning",
+                timeout=6,
+            )
+            return
+        label = parent.label or parent.rollout_id
+        if parent.session is not None:
+            session = parent.session
+            grand = session.parent if isinstance(session, ForkSession) else None
+            self._follow(Follower(session=session, label=label, started=True, fork_parent=grand))
+        elif parent.entry is not None:
+            self.show_outcome(parent.entry.outcome, label, entry=parent.entry, run=parent.run)
+        elif parent.outcome is not None:
+            self.show_outcome(parent.outcome, label)
 
     def _leave_for_fork(self, parent: ForkParent) -> None:
         """The followed rollout, forked while it runs, runs on to its end without pausing

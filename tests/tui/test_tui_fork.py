@@ -327,3 +327,22 @@ async def test_the_dialog_can_replay_past_a_call_that_drifted_from_the_parents(t
         else:
             assert fork.outcome.status == "ERROR"
             assert "replayed call 1 is not the parent's" in (fork.outcome.error or "")
+
+
+async def test_P_goes_back_from_an_ended_fork_to_its_parent():
+    async with driving(fork_app()) as run:
+        debugger = await finished_parent(run)
+        parent = debugger.session
+        await fork_dialog(run, at=2)
+        await run.press("enter")  # the same model: paused at call 2
+        fork = debugger.session
+        assert isinstance(fork, ForkSession)
+        await run.press("P")  # not ended yet: it says how, and stays on the fork
+        assert debugger.session is fork
+        assert any("c runs it to its end" in n.message for n in run.notes("warning"))
+        await run.press("c", "P")
+        assert debugger.session is parent and debugger.state == "finished"
+        assert debugger.outcome is not None and debugger.outcome.status == "COMPLETED"
+        assert "row 2" in status(debugger) and "fork of" not in status(debugger)
+        await run.press("P")  # the parent is not a fork: nothing to go back to
+        assert debugger.session is parent
