@@ -14,8 +14,10 @@ aiohttp; httpx stays for custom transports (tests' ``ASGITransport``).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pydantic_core
@@ -124,6 +126,14 @@ class AiohttpClient(HTTPClient):
         import aiohttp  # ~0.15 s; only when the first request is made
 
         self._aiohttp = aiohttp
+        #: Requests being sent to one origin, at most ``limit_per_host``: the others wait
+        #: here, holding only their body, for a slot (and their timeout starts once they
+        #: have one). Waiting inside aiohttp for a pooled connection instead, each held its
+        #: built request, headers and timers: with 1,000 rollouts ending at once that tripled
+        #: the live objects the young garbage collections scan, pausing the event loop for
+        #: 35-70 ms (benchmarks/README.md, bench_server.py).
+        self._per_host = limit_per_host
+        self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         # No total timeout, and sock_connect rather than connect: aiohttp's "connect" includes
         # the wait for a free pooled connection, which must not time out a queued request.
         # ``limit=0`` is no total limit (``limit_per_host`` still applies).
@@ -135,7 +145,27 @@ class AiohttpClient(HTTPClient):
             skip_auto_headers=("User-Agent",),
         )
 
+    def _slot(self, url: str) -> asyncio.Semaphore | None:
+        """The send slots of ``url``'s origin (``None``: no per-host limit)."""
+        if not self._per_host:
+            return None
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self._per_host)
+        return slot
+
     async def _send(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None
+    ) -> HTTPReply:
+        slot = self._slot(url)
+        if slot is None:
+            return await self._send_now(method, url, body, headers, timeout)
+        async with slot:
+            return await self._send_now(method, url, body, headers, timeout)
+
+    async def _send_now(
         self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None
     ) -> HTTPReply:
         try:

@@ -167,12 +167,6 @@ class TrainerClient:
         self._local = {url.rstrip("/"): ASGIClient(app) for url, app in (local_apps or {}).items()}
         self._chat_poster: HTTPClient | None = None
         self._completion_poster: HTTPClient | None = None
-        #: Completions being sent, per trainer (``server_url``), at most the pool's per-host
-        #: limit: the others wait here holding only their body. Waiting inside the HTTP
-        #: client instead, each held a built request, its headers and timers: with 1,000
-        #: rollouts ending at once that tripled the live objects young garbage collections
-        #: scan (pauses of 35-70 ms on the event loop, measured with bench_server.py).
-        self._completion_slots: dict[str, asyncio.Semaphore] = {}
 
     def preload(self) -> None:
         """Import the network client now (aiohttp: ~90 ms with its TLS contexts), before the
@@ -205,32 +199,16 @@ class TrainerClient:
         # Created on first use, inside the running loop.
         if completion:
             if self._completion_poster is None:
-                self._completion_poster = self._new_poster(self._completions_per_host)
+                self._completion_poster = self._new_poster(max(8, self.config.max_connections // 8))
             return self._completion_poster
         if self._chat_poster is None:
             self._chat_poster = self._new_poster(self.config.max_connections)
         return self._chat_poster
 
-    @property
-    def _completions_per_host(self) -> int:
-        return max(8, self.config.max_connections // 8)
-
-    def _completion_slot(self, server_url: str) -> asyncio.Semaphore | None:
-        """The trainer's send slots (``None``: an in-process trainer, nothing to wait for)."""
-        if server_url in self._local:
-            return None
-        slots = self._completion_slots.get(server_url)
-        if slots is None:
-            slots = self._completion_slots[server_url] = asyncio.Semaphore(
-                self._completions_per_host
-            )
-        return slots
-
     async def aclose(self) -> None:
         """Close the pools; a later call opens new ones."""
         posters = (self._chat_poster, self._completion_poster)
         self._chat_poster = self._completion_poster = None
-        self._completion_slots = {}
         for poster in posters:
             if poster is not None:
                 await poster.aclose()
@@ -316,23 +294,16 @@ class TrainerClient:
             return progress.result()
         cfg = self.config
         retry = _Retry(cfg.completion_retry_budget_s, cfg.completion_retries, cfg)
-        slot = self._completion_slot(server_url)
         while True:
+            progress.attempts += 1
             hinted: float | None = None
             try:
-                if slot is not None:
-                    await slot.acquire()
-                progress.attempts += 1
-                try:
-                    response = await client.post(
-                        url,
-                        content=content,
-                        headers=self._headers(api_key),
-                        timeout=cfg.completion_timeout_s,
-                    )
-                finally:
-                    if slot is not None:
-                        slot.release()
+                response = await client.post(
+                    url,
+                    content=content,
+                    headers=self._headers(api_key),
+                    timeout=cfg.completion_timeout_s,
+                )
             except HTTPTimeout:
                 progress.error = f"timed out after {cfg.completion_timeout_s:g}s"
             except HTTPTransportError as exc:

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import types
 from typing import Any
 from urllib.parse import quote
 
@@ -281,48 +282,67 @@ async def test_large_bodies_are_not_encoded_behind_users_sync_tools(serve, make_
         await waiting
 
 
-class _CountingPoster:
-    """A completion client that counts the posts it holds at once (the trainer answers when
-    ``release`` is set) and who they were for."""
+class _HeldRequests:
+    """Stands in for an aiohttp session's ``request``: counts, per origin, the requests aiohttp
+    would have built and be holding at once; the server answers when ``release`` is set."""
 
     def __init__(self) -> None:
         self.held: dict[str, int] = {}
         self.most: dict[str, int] = {}
         self.release = asyncio.Event()
 
-    async def post(self, url: str, **kwargs: Any) -> Any:
-        from server_core.http_client import HTTPReply
-
+    def __call__(self, method: str, url: str, **kwargs: Any) -> Any:
         host = url.split("/v1/")[0]
-        self.held[host] = self.held.get(host, 0) + 1
-        self.most[host] = max(self.most.get(host, 0), self.held[host])
-        try:
-            await self.release.wait()
-        finally:
-            self.held[host] -= 1
-        return HTTPReply(200, {}, b"{}")
+        requests = self
 
-    async def aclose(self) -> None:
-        pass
+        class Response:
+            def __init__(self) -> None:
+                self.status, self.headers = 200, {}
+
+            async def read(self) -> bytes:
+                return b"{}"
+
+        class Sent:
+            async def __aenter__(self) -> Response:
+                requests.held[host] = requests.held.get(host, 0) + 1
+                requests.most[host] = max(requests.most.get(host, 0), requests.held[host])
+                try:
+                    await requests.release.wait()
+                finally:
+                    requests.held[host] -= 1
+                return Response()
+
+            async def __aexit__(self, *exc: object) -> None:
+                pass
+
+        return Sent()
 
 
 async def test_completions_wait_for_a_send_slot_of_their_trainer_before_a_request_is_built():
-    """1,000 rollouts ending at once used to build 1,000 requests inside the HTTP client, all
-    live while they waited for one of its 12 connections (young-GC pauses of 35-70 ms on the
-    loop). Now each trainer has as many send slots as connections; the rest wait holding
+    """1,000 rollouts ending at once used to build 1,000 requests inside aiohttp, all live
+    while they waited for one of its 12 connections (young-GC pauses of 35-70 ms on the
+    loop). Now each origin has as many send slots as connections; the rest wait holding
     their body, and one trainer's queue never takes another's slots."""
+    from server_core.http_client import AiohttpClient
+
     client = TrainerClient(TrainerClientConfig(max_connections=64))  # 8 per trainer host
-    poster = _CountingPoster()
-    client._completion_poster = poster  # type: ignore[assignment]
+    poster = client._poster("http://a:1", completion=True)
+    assert isinstance(poster, AiohttpClient)
+    requests = _HeldRequests()
+    session = poster._session
+    poster._session = types.SimpleNamespace(request=requests, timeout=session.timeout)
     body = {"rollout_id": "r", "status": "COMPLETED", "final_messages": []}
-    sends = [
-        asyncio.create_task(client.complete(url, dict(body), api_key=None))
-        for url in ["http://a:1"] * 100 + ["http://b:1"] * 5
-    ]
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert poster.held == {"http://a:1": 8, "http://b:1": 5}  # b is not behind a's queue
-    poster.release.set()
-    deliveries = await asyncio.gather(*sends)
-    assert all(d.delivered for d in deliveries)
-    assert poster.most == {"http://a:1": 8, "http://b:1": 5}
+    try:
+        sends = [
+            asyncio.create_task(client.complete(url, dict(body), api_key=None))
+            for url in ["http://a:1"] * 100 + ["http://b:1"] * 5
+        ]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert requests.held == {"http://a:1": 8, "http://b:1": 5}  # b is not behind a's queue
+        requests.release.set()
+        deliveries = await asyncio.gather(*sends)
+        assert all(d.delivered for d in deliveries)
+        assert requests.most == {"http://a:1": 8, "http://b:1": 5}
+    finally:
+        await session.close()
