@@ -19,13 +19,13 @@ import inspect
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from trainer_replies import Reply, Scripted, tool_call
 
 from server_core import (
     RolloutAgentLoop,
@@ -45,36 +45,6 @@ _ids = itertools.count(1)
 
 
 # ---- the fake trainer -------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """One scripted answer of the fake trainer.
-
-    ``json`` is sent as a JSON body; ``text`` as a raw body (for malformed answers); ``delay``
-    seconds pass before answering (with ``TimeoutASGITransport`` a delay past the client's
-    timeout is a real timeout).
-    """
-
-    status: int = 200
-    json: Any = None
-    text: str | None = None
-    delay: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def response(self) -> Response:
-        if self.text is not None:
-            content = self.text.encode()
-        elif self.status == 204:
-            content = b""
-        else:
-            content = json.dumps(self.json if self.json is not None else {}).encode()
-        return Response(content, self.status, self.headers, media_type="application/json")
-
-
-#: A scripted item: a chat-completion body, a Reply, or a (possibly async) function of the
-#: request body returning either.
-Scripted = dict | Reply | Callable[[dict], Any]
 
 
 def answer(
@@ -101,16 +71,6 @@ def answer(
     if logprobs is not None:
         body["logprobs"] = logprobs
     return body
-
-
-def tool_call(name: str, arguments: dict | str, call_id: str | None = None) -> dict:
-    """An OpenAI tool call as the model emits it (arguments as a JSON string)."""
-    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {
-        "id": call_id or f"call_{next(_ids)}",
-        "type": "function",
-        "function": {"name": name, "arguments": args},
-    }
 
 
 class FakeTrainer:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -25,6 +27,16 @@ def request(**fields: Any) -> dict[str, Any]:
     body = {"messages": QUESTION, "completion_params": {}, "metadata": {"ground_truth": "5"}}
     body.update(fields)
     return body
+
+
+@asynccontextmanager
+async def started_session(backend: Any) -> AsyncIterator[StepSession]:
+    """A step session of the calculator over the embedded server, started (not yet waited)."""
+    trainer = LocalTrainer(backend)
+    async with EmbeddedRolloutServer(calculator, trainer) as server:
+        session = StepSession(trainer, server.target, request(), timeout_s=10)
+        await session.start()
+        yield session
 
 
 async def run_with(backend: Any, agent: Any = calculator):
@@ -77,10 +89,7 @@ async def test_model_error_ends_the_rollout_with_its_message():
 
 async def test_step_session_pauses_before_the_agent_sees_each_answer():
     backend = ScriptedBackend(add_then_answer())
-    trainer = LocalTrainer(backend)
-    async with EmbeddedRolloutServer(calculator, trainer) as server:
-        session = StepSession(trainer, server.target, request(), timeout_s=10)
-        await session.start()
+    async with started_session(backend) as session:
         paused = await session.wait()
         assert paused is not None and paused.turn == 1
         assert paused.message["tool_calls"][0]["function"]["name"] == "add"
@@ -99,10 +108,7 @@ async def test_step_session_pauses_before_the_agent_sees_each_answer():
 
 async def test_continue_runs_to_the_end_without_pausing_again():
     backend = ScriptedBackend(add_then_answer())
-    trainer = LocalTrainer(backend)
-    async with EmbeddedRolloutServer(calculator, trainer) as server:
-        session = StepSession(trainer, server.target, request(), timeout_s=10)
-        await session.start()
+    async with started_session(backend) as session:
         await session.wait()
         assert session.continue_()
         assert await session.wait() is None
@@ -112,10 +118,7 @@ async def test_continue_runs_to_the_end_without_pausing_again():
 
 async def test_an_edited_answer_replaces_the_models():
     backend = ScriptedBackend(add_then_answer("The answer is 5."))
-    trainer = LocalTrainer(backend)
-    async with EmbeddedRolloutServer(calculator, trainer) as server:
-        session = StepSession(trainer, server.target, request(), timeout_s=10)
-        await session.start()
+    async with started_session(backend) as session:
         await session.wait()
         edited = {
             "role": "assistant",
@@ -235,10 +238,7 @@ async def test_an_edited_tool_result_makes_the_model_answer_again():
         return {"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}
 
     backend = ScriptedBackend(model)
-    trainer = LocalTrainer(backend)
-    async with EmbeddedRolloutServer(calculator, trainer) as server:
-        session = StepSession(trainer, server.target, request(), timeout_s=10)
-        await session.start()
+    async with started_session(backend) as session:
         await session.wait()
         first = await session.wait()
         assert first.tool_results == []  # turn 1 replies to the user, not to tools

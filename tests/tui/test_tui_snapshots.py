@@ -40,6 +40,19 @@ def row_0_app() -> WorkbenchApp:
     return make_app(config, row=0, backend=ScriptedBackend(calculator_model))
 
 
+def row_2_app() -> WorkbenchApp:
+    """Row 2 (three LLM calls) stepped, the model the script the sample's cassette came from."""
+    from sample_project.record_cassette import scripted_calculator
+
+    config = EngineConfig(
+        module="sample_project.server:agent_loop",
+        model="scripted",
+        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
+        search_path=str(ROOT),
+    )
+    return make_app(config, row=2, backend=ScriptedBackend(scripted_calculator), watch_agent=False)
+
+
 def after(*keys: str):
     """A ``run_before`` that waits for the workspace and the rollout, then presses ``keys``."""
 
@@ -94,15 +107,6 @@ def test_answer_composer(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_fork_beside_its_parent_at_80x24(snap_compare: Any) -> None:
     """Row 2 (three LLM calls) run to its end, forked at call 3 by the same script (F, enter),
     the fork run to its end (c), then both side by side (d)."""
-    from sample_project.record_cassette import scripted_calculator
-
-    config = EngineConfig(
-        module="sample_project.server:agent_loop",
-        model="scripted",
-        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
-        search_path=str(ROOT),
-    )
-    app = make_app(config, row=2, backend=ScriptedBackend(scripted_calculator), watch_agent=False)
     keys = after("c", "F", "enter", "c", "d")  # F proposes the last call, 3
 
     async def run_before(pilot: Pilot) -> None:
@@ -110,20 +114,10 @@ def test_fork_beside_its_parent_at_80x24(snap_compare: Any) -> None:
         pilot.app.clear_notifications()  # their timing is not layout
         await settle(pilot.app, pilot)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(row_2_app(), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_fork_dialog_at_80x24(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """F on a finished rollout: the call, the sources, the replay box and the model spec fit."""
-    from sample_project.record_cassette import scripted_calculator
-
     monkeypatch.chdir(ROOT)  # the sample's cassette is listed by its path from here
-
-    config = EngineConfig(
-        module="sample_project.server:agent_loop",
-        model="scripted",
-        dataset=str(ROOT / "sample_project" / "test_data.jsonl"),
-        search_path=str(ROOT),
-    )
-    app = make_app(config, row=2, backend=ScriptedBackend(scripted_calculator), watch_agent=False)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=after("c", "F"))
+    assert snap_compare(row_2_app(), terminal_size=(80, 24), run_before=after("c", "F"))

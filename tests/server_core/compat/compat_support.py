@@ -14,13 +14,13 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from trainer_replies import Reply, Scripted
+from trainer_replies import tool_call as tool_call  # the compat tests take it from here
 
 _ids = itertools.count(1)
 
@@ -67,40 +67,7 @@ def answer(
     return body
 
 
-def tool_call(name: str, arguments: dict | str, call_id: str | None = None) -> dict:
-    """An OpenAI tool call as a model emits it (arguments as a JSON string)."""
-    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {
-        "id": call_id or f"call_{next(_ids)}",
-        "type": "function",
-        "function": {"name": name, "arguments": args},
-    }
-
-
 # ---- a trainer on a loopback socket ---------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """One scripted trainer answer: a JSON body (``json``), or a raw ``text`` body."""
-
-    status: int = 200
-    json: Any = None
-    text: str | None = None
-    delay: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def response(self) -> Response:
-        if self.text is not None:
-            content = self.text.encode()
-        elif self.status == 204:
-            content = b""
-        else:
-            content = json.dumps(self.json if self.json is not None else {}).encode()
-        return Response(content, self.status, self.headers, media_type="application/json")
-
-
-Scripted = dict | Reply | Callable[[dict], Any]
 
 
 def _free_socket() -> socket.socket:

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import re
 import threading
+from typing import Any
 
 import pytest
 from compat_support import init_body, new_id, settle, walk_nulls
@@ -402,7 +403,8 @@ def test_ctx_error_result_is_sent_as_an_error(lb_trainer):
     assert completion["error_message"] == "gave up"
 
 
-def test_max_concurrent_bounds_running_rollouts(lb_trainer):
+def counting_run(seconds: float) -> tuple[Any, dict[str, int]]:
+    """An agent ``run`` that takes ``seconds``, and the count of runs at once (its ``peak``)."""
     lock = threading.Lock()
     state = {"active": 0, "peak": 0}
 
@@ -410,11 +412,16 @@ def test_max_concurrent_bounds_running_rollouts(lb_trainer):
         with lock:
             state["active"] += 1
             state["peak"] = max(state["peak"], state["active"])
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(seconds)
         with lock:
             state["active"] -= 1
         return ctx.complete([])
 
+    return run, state
+
+
+def test_max_concurrent_bounds_running_rollouts(lb_trainer):
+    run, state = counting_run(0.15)
     with TestClient(create_app(CompatAgent(run_fn=run), max_concurrent=1)) as client:
         ids = [new_id("conc"), new_id("conc")]
         for rid in ids:
@@ -435,18 +442,7 @@ def test_settings_server_part_bounds_running_rollouts(lb_trainer):
     """§10.1: ``settings.server.max_concurrent_rollouts`` is the fallback of max_concurrent."""
     from server_core import RolloutServerSettings, RolloutSettings
 
-    lock = threading.Lock()
-    state = {"active": 0, "peak": 0}
-
-    async def run(ctx):
-        with lock:
-            state["active"] += 1
-            state["peak"] = max(state["peak"], state["active"])
-        await asyncio.sleep(0.1)
-        with lock:
-            state["active"] -= 1
-        return ctx.complete([])
-
+    run, state = counting_run(0.1)
     settings = RolloutSettings(server=RolloutServerSettings(max_concurrent_rollouts=1))
     app = create_app(CompatAgent(run_fn=run), settings=settings)
     with TestClient(app) as client:
